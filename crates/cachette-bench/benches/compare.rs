@@ -1,0 +1,185 @@
+//! One run, one spawned redis-server, every contender side by side.
+//!
+//! `cargo bench -p cachette-bench` (or `scripts/bench`). `BENCH_SECS` and `BENCH_ROUNDS` tune
+//! the time per row; rows of a group alternate each round and the best round counts.
+
+use std::sync::Arc;
+
+use cachette::{CacheManager, Ttl};
+use cachette_bench::{compare, op, write_json, Plan, Row};
+use cachette_test_support::RedisServer;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    email: String,
+    roles: Vec<String>,
+    active: bool,
+    score: f64,
+}
+
+fn value() -> Profile {
+    Profile {
+        id: 42,
+        name: "Ada Lovelace".into(),
+        email: "ada@example.com".into(),
+        roles: vec!["admin".into(), "author".into()],
+        active: true,
+        score: 98.5,
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let plan = Plan::from_env();
+    let server = RedisServer::new();
+    let url = server.url();
+    let json = serde_json::to_vec(&value()).expect("encode");
+    println!("cachette benchmark: redis-server on {url}, value {} bytes of JSON, {:?} per row, {} rounds", json.len(), plan.duration, plan.rounds);
+
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection");
+    let redis_cache = CacheManager::builder()
+        .url(&url)
+        .key_prefix("bench:")
+        .build()
+        .expect("manager");
+    let memory_cache = CacheManager::builder()
+        .key_prefix("bench:")
+        .build()
+        .expect("manager");
+    redis_cache
+        .set("profile", &value(), Ttl::Never)
+        .await
+        .expect("seed");
+    memory_cache
+        .set("profile", &value(), Ttl::Never)
+        .await
+        .expect("seed");
+
+    let raw_get = {
+        let raw = raw.clone();
+        op(move || {
+            let mut raw = raw.clone();
+            async move {
+                let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg("bench:profile")
+                    .query_async(&mut raw)
+                    .await
+                    .expect("GET");
+                let v: Profile = serde_json::from_slice(&bytes.expect("present")).expect("decode");
+                std::hint::black_box(v);
+            }
+        })
+    };
+    let manager_get = |cache: &CacheManager| {
+        let cache = cache.clone();
+        op(move || {
+            let cache = cache.clone();
+            async move {
+                let v: Option<Profile> = cache.get("profile").await.expect("get");
+                std::hint::black_box(v.expect("present"));
+            }
+        })
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    for concurrency in [1, 64] {
+        println!("\nredis GET + JSON decode, {concurrency} task(s)");
+        rows.extend(
+            compare(
+                &format!("redis get x{concurrency}"),
+                concurrency,
+                1,
+                plan,
+                vec![
+                    ("raw redis (multiplexed)", raw_get.clone()),
+                    ("CacheManager::get (redis)", manager_get(&redis_cache)),
+                ],
+            )
+            .await,
+        );
+    }
+
+    // get_many(1000) against 1000 sequential gets: ops = keys read.
+    let keys: Vec<String> = (0..1000).map(|i| format!("many:{i}")).collect();
+    redis_cache
+        .set_many(keys.iter().map(|k| (k.as_str(), value())), Ttl::Never)
+        .await
+        .expect("seed many");
+    let keys = Arc::new(keys);
+    println!("\n1000 keys: sequential get vs one get_many (ops = keys read)");
+    let sequential = {
+        let (cache, keys) = (redis_cache.clone(), keys.clone());
+        op(move || {
+            let (cache, keys) = (cache.clone(), keys.clone());
+            async move {
+                for k in keys.iter() {
+                    let v: Option<Profile> = cache.get(k).await.expect("get");
+                    std::hint::black_box(v);
+                }
+            }
+        })
+    };
+    let batched = {
+        let (cache, keys) = (redis_cache.clone(), keys.clone());
+        op(move || {
+            let (cache, keys) = (cache.clone(), keys.clone());
+            async move {
+                let v: Vec<Option<Profile>> = cache.get_many(&keys).await.expect("get_many");
+                std::hint::black_box(v);
+            }
+        })
+    };
+    rows.extend(
+        compare(
+            "1000 keys",
+            1,
+            1000,
+            plan,
+            vec![
+                ("1000 x CacheManager::get", sequential),
+                ("CacheManager::get_many(1000)", batched),
+            ],
+        )
+        .await,
+    );
+
+    for concurrency in [1, 64] {
+        println!("\nmemory backend get + JSON decode, {concurrency} task(s)");
+        rows.extend(
+            compare(
+                &format!("memory get x{concurrency}"),
+                concurrency,
+                1,
+                plan,
+                vec![("CacheManager::get (memory)", manager_get(&memory_cache))],
+            )
+            .await,
+        );
+    }
+
+    let notes = serde_json::json!({
+        "value_bytes": json.len(),
+        "secs_per_row": plan.duration.as_secs_f64(),
+        "rounds": plan.rounds,
+        "redis_server": server.url(),
+    });
+    match write_json("summary.json", &rows, notes) {
+        Ok(path) => println!("\nwrote {}", path.display()),
+        Err(e) => eprintln!("could not write the JSON summary: {e}"),
+    }
+}

@@ -1,0 +1,305 @@
+//! Tests against real `redis-server` processes.
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::resp::{probe, Probe};
+use crate::{redis_available, RedisServer, SpawnErrorKind};
+
+/// Whether `pid` is a live process (not gone, not a zombie), from `/proc`.
+fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself contain ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
+fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+#[test]
+fn redis_is_available() {
+    assert!(
+        redis_available(),
+        "redis-server is needed by these tests; install it (apt-get install redis-server)"
+    );
+}
+
+#[test]
+fn spawn_answers_ping() {
+    let server = RedisServer::new();
+    assert!(server.port() < 55535);
+    assert_eq!(server.host(), "127.0.0.1");
+    assert_eq!(
+        server.url(),
+        format!("redis://127.0.0.1:{}/", server.port())
+    );
+    assert_eq!(
+        server.url_with_db(3),
+        format!("redis://127.0.0.1:{}/3", server.port())
+    );
+    assert!(server.is_running());
+    assert!(!server.is_stopped());
+    assert_eq!(probe(server.port()), Probe::Pong { pid: server.pid() });
+    assert_eq!(server.cli(["PING"]), "PONG");
+    assert_eq!(server.cli(["SET", "k", "v"]), "OK");
+    assert_eq!(server.cli(["GET", "k"]), "v");
+    assert_eq!(
+        server.cli(&["-n", "3", "GET", "k"]),
+        "",
+        "slices work too; nil is empty"
+    );
+    assert_eq!(server.cli(["CONFIG", "GET", "bind"]), "bind\n127.0.0.1");
+    assert_eq!(server.cli(["CONFIG", "GET", "save"]), "save\n");
+    assert!(server.log().contains("Ready to accept connections"));
+    assert!(format!("{server:?}").contains(&server.port().to_string()));
+}
+
+#[test]
+fn two_servers_get_different_ports() {
+    let a = RedisServer::new();
+    let b = RedisServer::new();
+    assert_ne!(a.port(), b.port());
+    a.cli(["SET", "k", "a"]);
+    assert_eq!(b.cli(["EXISTS", "k"]), "0");
+}
+
+#[test]
+fn kill_then_restart_on_the_same_port() {
+    let server = RedisServer::new();
+    let port = server.port();
+    let first_pid = server.pid().expect("running");
+    server.cli(["SET", "k", "v"]);
+
+    server.kill();
+    assert!(!server.is_running());
+    assert_eq!(server.pid(), None);
+    assert!(!is_alive(first_pid));
+    assert_eq!(probe(port), Probe::Unreachable);
+    assert!(!server
+        .cli_output(["PING"])
+        .expect("redis-cli runs")
+        .status
+        .success());
+    server.kill(); // idempotent
+
+    server.restart();
+    assert_eq!(server.port(), port);
+    assert!(server.is_running());
+    assert_ne!(server.pid(), Some(first_pid));
+    assert_eq!(server.cli(["PING"]), "PONG");
+    assert_eq!(server.cli(["EXISTS", "k"]), "0", "no persistence");
+
+    // Restarting a running server kills it first.
+    let second_pid = server.pid().expect("running");
+    server.restart();
+    assert!(!is_alive(second_pid));
+    assert_eq!(server.cli(["PING"]), "PONG");
+    assert_eq!(
+        server.log().matches("Ready to accept connections").count(),
+        3
+    );
+}
+
+#[test]
+fn stop_and_continue() {
+    let server = RedisServer::new();
+    server.stop_process();
+    assert!(server.is_stopped());
+    assert!(server.is_running(), "a stopped process still exists");
+    // The kernel still accepts connections, but nothing answers.
+    assert_eq!(probe(server.port()), Probe::Unreachable);
+
+    server.continue_process();
+    assert!(!server.is_stopped());
+    assert_eq!(server.cli(["PING"]), "PONG");
+
+    // Dropping a stopped server still kills it.
+    server.stop_process();
+    let pid = server.pid().expect("running");
+    drop(server);
+    assert!(!is_alive(pid));
+}
+
+#[test]
+fn drop_kills_the_process_and_removes_the_directory() {
+    let server = RedisServer::new();
+    let pid = server.pid().expect("running");
+    let port = server.port();
+    let dir = server.dir().to_path_buf();
+    assert!(is_alive(pid));
+    assert!(dir.join("redis.log").exists());
+    drop(server);
+    assert!(!is_alive(pid));
+    assert!(!dir.exists());
+    assert_eq!(probe(port), Probe::Unreachable);
+}
+
+#[test]
+fn password_via_builder() {
+    let server = RedisServer::builder()
+        .password("s3cret:/@")
+        .spawn()
+        .expect("spawn");
+    assert_eq!(server.password(), Some("s3cret:/@"));
+    assert_eq!(
+        server.url(),
+        format!("redis://:s3cret%3A%2F%40@127.0.0.1:{}/", server.port())
+    );
+    assert_eq!(probe(server.port()), Probe::NoAuth);
+    assert_eq!(server.cli(["PING"]), "PONG", "cli authenticates");
+    assert!(!format!("{server:?}").contains("s3cret"));
+}
+
+#[test]
+fn requirepass_argument_is_picked_up() {
+    let server = RedisServer::builder()
+        .args(["--requirepass", "pw"])
+        .spawn()
+        .expect("spawn");
+    assert_eq!(server.password(), Some("pw"));
+    assert!(server.url().starts_with("redis://:pw@"));
+    assert_eq!(server.cli(["PING"]), "PONG");
+}
+
+#[test]
+fn acl_user_and_config_line() {
+    let server = RedisServer::builder()
+        .acl_user("alice", ["on", ">alice pw", "~*", "&*", "+@all"])
+        .config_line("notify-keyspace-events KEA")
+        .spawn()
+        .expect("spawn");
+    assert_eq!(
+        server.url_for_user("alice", "alice pw"),
+        format!("redis://alice:alice%20pw@127.0.0.1:{}/", server.port())
+    );
+    assert_eq!(
+        server.cli([
+            "--user",
+            "alice",
+            "--pass",
+            "alice pw",
+            "--no-auth-warning",
+            "ACL",
+            "WHOAMI"
+        ]),
+        "alice"
+    );
+    assert_eq!(
+        server.cli(["CONFIG", "GET", "notify-keyspace-events"]),
+        "notify-keyspace-events\nAKE"
+    );
+}
+
+#[test]
+fn reserved_options_are_refused() {
+    for builder in [
+        RedisServer::builder().args(["--port", "6379"]),
+        RedisServer::builder().args(["--BIND", "0.0.0.0"]),
+        RedisServer::builder().config_line("bind 0.0.0.0"),
+    ] {
+        let err = builder.spawn().expect_err("reserved option");
+        assert_eq!(err.kind(), SpawnErrorKind::InvalidConfig);
+    }
+}
+
+#[test]
+fn bad_argument_fails_fast_with_the_log() {
+    let started = Instant::now();
+    let err = RedisServer::builder()
+        .args(["--no-such-directive", "1"])
+        .spawn()
+        .expect_err("bad directive");
+    assert_eq!(err.kind(), SpawnErrorKind::ExitedEarly);
+    assert!(err.log().contains("no-such-directive"), "{err}");
+    assert!(
+        err.to_string().contains("--- redis-server log ---"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn restart_waits_while_the_port_is_taken() {
+    let server = RedisServer::new();
+    let port = server.port();
+    server.kill();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind freed port");
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(500));
+        drop(squatter);
+    });
+    let started = Instant::now();
+    server.try_restart().expect("restart once the port is free");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(server.port(), port);
+    assert_eq!(server.cli(["PING"]), "PONG");
+    assert!(server.log().contains("Address already in use"));
+    release.join().expect("release thread");
+}
+
+const LEAK_HELPER_ENV: &str = "CACHETTE_TEST_SUPPORT_LEAK_HELPER";
+
+/// Run by `server_dies_with_the_test_process` in a child process: starts a server, leaks it
+/// (as a `static` would) and exits.
+#[test]
+#[ignore = "helper, run in a child process by server_dies_with_the_test_process"]
+fn leak_helper() {
+    if std::env::var_os(LEAK_HELPER_ENV).is_none() {
+        return;
+    }
+    let server = RedisServer::new();
+    println!(
+        "\nLEAKED_PID={} LEAKED_DIR={}",
+        server.pid().expect("running"),
+        server.dir().display()
+    );
+    std::mem::forget(server);
+}
+
+#[test]
+fn server_dies_with_the_test_process() {
+    let exe = std::env::current_exe().expect("current_exe");
+    let output = Command::new(exe)
+        .args([
+            "tests::leak_helper",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LEAK_HELPER_ENV, "1")
+        .output()
+        .expect("run helper");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "helper failed: {stdout}");
+    let (pid, dir) = stdout
+        .lines()
+        .find_map(|l| l.split_once("LEAKED_PID="))
+        .and_then(|(_, rest)| rest.split_once(" LEAKED_DIR="))
+        .unwrap_or_else(|| panic!("no pid in helper output: {stdout}"));
+    let pid: u32 = pid.parse().expect("pid");
+    let dir = std::path::PathBuf::from(dir.trim_end());
+    assert!(
+        wait_until(Duration::from_secs(5), || !is_alive(pid)),
+        "leaked redis-server {pid} outlived its test process"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !dir.exists()),
+        "leaked server directory {} was not removed",
+        dir.display()
+    );
+}

@@ -1,0 +1,176 @@
+//! The storage layer: one [`Backend`] trait that speaks bytes and already-prefixed keys, and
+//! its implementations.
+//!
+//! A backend never sees typed values or un-prefixed keys; [`crate::CacheManager`] owns
+//! namespacing, TTL policy and encoding. Backends implement a tiny required core; batch and
+//! pattern operations have default implementations in terms of that core which the Redis
+//! backend overrides with single round trips.
+
+pub mod memory;
+pub mod null;
+pub mod redis;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::info::ServerInfo;
+
+pub use self::memory::{MemoryBackend, MemoryConfig};
+pub use self::null::NullBackend;
+pub use self::redis::{RedisBackend, RedisOptions};
+
+/// How many keys one `SCAN` step asks for, and how many keys one `UNLINK` removes.
+pub const SCAN_BATCH: usize = 1000;
+
+/// The remaining lifetime of a key, as `TTL`/`PTTL` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyTtl {
+    /// The key does not exist (Redis `-2`).
+    Missing,
+    /// The key exists and never expires (Redis `-1`).
+    Persistent,
+    /// The key exists and expires after this much time.
+    Expires(Duration),
+}
+
+impl KeyTtl {
+    /// The remaining time, if the key exists and expires.
+    pub fn remaining(&self) -> Option<Duration> {
+        match self {
+            KeyTtl::Expires(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// Whether the key exists.
+    pub fn exists(&self) -> bool {
+        !matches!(self, KeyTtl::Missing)
+    }
+}
+
+/// One step of a `SCAN` iteration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// The cursor to pass to the next call; `0` means the iteration is complete.
+    pub cursor: u64,
+    /// Keys found in this step (full keys, prefix included). May contain keys seen before when
+    /// the keyspace changes during the iteration, as with Redis.
+    pub keys: Vec<String>,
+}
+
+/// A storage engine that cachette can run on.
+///
+/// Keys arrive fully prefixed; values are opaque bytes. Patterns follow Redis glob syntax
+/// (`*`, `?`, `[a-z]`, `[^a]`, `\` escapes). Implementations must be cheap to share
+/// (`CacheManager` holds them in an `Arc`) and must never panic on I/O or bad data.
+///
+/// Only `get`, `set`, `delete_many`, `exists`, `expire`, `ttl`, `scan`, `info` and `ping` are
+/// required; the rest have defaults built on them.
+#[async_trait]
+pub trait Backend: fmt::Debug + Send + Sync + 'static {
+    /// A short name for logs and stats (`"memory"`, `"redis"`).
+    fn name(&self) -> &'static str;
+
+    /// The value stored at `key`.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+
+    /// Stores `value` at `key`, replacing any value and TTL; `ttl: None` stores it persistently.
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+
+    /// Stores `value` only if `key` does not exist; returns whether it was stored.
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool>;
+
+    /// Removes the given keys; returns how many existed.
+    async fn delete_many(&self, keys: &[String]) -> Result<u64>;
+
+    /// Whether `key` exists.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Sets the TTL of an existing key; returns `false` if the key does not exist.
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool>;
+
+    /// Removes the TTL of an existing key; returns `false` if it does not exist or has no TTL.
+    async fn persist(&self, key: &str) -> Result<bool>;
+
+    /// The remaining lifetime of `key`.
+    async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+
+    /// One step of an incremental scan over keys matching `pattern` (start with cursor `0`).
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage>;
+
+    /// Structured information about the server or store.
+    async fn info(&self) -> Result<ServerInfo>;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Removes `key`; returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .delete_many(std::slice::from_ref(&key.to_owned()))
+            .await?
+            > 0)
+    }
+
+    /// Removes `key` only if it currently holds exactly `value` (safe lock release).
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
+        match self.get(key).await? {
+            Some(current) if current.as_ref() == value => self.delete(key).await,
+            _ => Ok(false),
+        }
+    }
+
+    /// The values of `keys`, in order, `None` for missing ones. Default: one `get` per key.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stores every item with the same TTL. Default: one `set` per item.
+    async fn set_many(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for (key, value) in items {
+            self.set(key, value.clone(), ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// Every key matching `pattern` (full keys, deduplicated, unordered).
+    async fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        loop {
+            let page = self.scan(cursor, pattern, SCAN_BATCH).await?;
+            seen.extend(page.keys);
+            if page.cursor == 0 {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        Ok(seen.into_iter().collect())
+    }
+
+    /// Removes every key matching `pattern`, scanning incrementally and deleting in batches of
+    /// at most [`SCAN_BATCH`]; returns how many keys were removed.
+    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        let mut removed = 0;
+        let mut cursor = 0;
+        loop {
+            let page = self.scan(cursor, pattern, SCAN_BATCH).await?;
+            for chunk in page.keys.chunks(SCAN_BATCH) {
+                removed += self.delete_many(chunk).await?;
+            }
+            if page.cursor == 0 {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,311 @@
+//! Standalone Redis over the `redis` crate (tokio, multiplexed connections that reconnect).
+//!
+//! Each connection is a `redis::aio::ConnectionManager`: one multiplexed TCP connection shared
+//! by every concurrent caller, rebuilt in the background after the server drops it or
+//! restarts. A backend holds `connections` of them and hands them out round-robin. Every
+//! operation is bounded by the command timeout (which also bounds the wait for a reconnect),
+//! and a command that failed because the connection dropped is retried once on the new
+//! connection, so a server restart costs callers at most one error.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Pipeline};
+
+use super::{Backend, KeyTtl, ScanPage};
+use crate::error::{Error, ErrorKind, Result};
+use crate::info::ServerInfo;
+
+/// Settings of a [`RedisBackend`]; built by [`crate::Config`] in normal use.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// Connection URL (`redis://[user[:password]@]host:port/db`, or `rediss://` with the `tls`
+    /// feature). May contain a password: never printed.
+    pub url: String,
+    /// Number of multiplexed connections to open (each serves any number of concurrent calls).
+    pub connections: usize,
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for one operation, including waiting for a reconnect.
+    pub command_timeout: Duration,
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &crate::error::redact(&self.url))
+            .field("connections", &self.connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+/// The Redis backend. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connections: Vec<ConnectionManager>,
+    next: AtomicUsize,
+    command_timeout: Duration,
+    db: i64,
+    display_url: String,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.inner.display_url)
+            .field("connections", &self.inner.connections.len())
+            .field("command_timeout", &self.inner.command_timeout)
+            .finish()
+    }
+}
+
+/// Lua script for `delete_if_equals`: compare-and-delete in one atomic step.
+const DELETE_IF_EQUALS: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+impl RedisBackend {
+    /// Creates the backend without connecting: the first operation connects, and the backend
+    /// reconnects by itself whenever the server comes back. Fails only on an invalid URL.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn connect_lazy(options: &RedisOptions) -> Result<Self> {
+        let client = redis::Client::open(options.url.as_str()).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "invalid Redis URL {}: {e}",
+                    crate::error::redact(&options.url)
+                ),
+            )
+        })?;
+        let db = client.get_connection_info().redis_settings().db();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            // Our own timeout bounds each operation (including a pending reconnect), so the
+            // per-response timer of the driver would only double the cost.
+            .set_response_timeout(None)
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        let connections = (0..options.connections.max(1))
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                connections,
+                next: AtomicUsize::new(0),
+                command_timeout: options.command_timeout,
+                db,
+                display_url: crate::error::redact(&options.url),
+            }),
+        })
+    }
+
+    /// The database number this backend talks to.
+    pub fn db(&self) -> i64 {
+        self.inner.db
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        let n = self.inner.connections.len();
+        let i = if n == 1 {
+            0
+        } else {
+            self.inner.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        self.inner.connections[i].clone()
+    }
+
+    /// Runs one command, bounded by the command timeout, retrying once if the connection had
+    /// dropped (the retry waits for the reconnect).
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.connection();
+        let attempt = async {
+            match cmd.query_async::<T>(&mut conn).await {
+                Err(e) if retryable(&e) => cmd.query_async::<T>(&mut conn).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.inner.command_timeout, attempt).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::timeout("redis command", self.inner.command_timeout)),
+        }
+    }
+
+    async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
+        let mut conn = self.connection();
+        let attempt = async {
+            match pipe.query_async::<T>(&mut conn).await {
+                Err(e) if retryable(&e) => pipe.query_async::<T>(&mut conn).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.inner.command_timeout, attempt).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::timeout("redis pipeline", self.inner.command_timeout)),
+        }
+    }
+}
+
+fn retryable(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
+}
+
+fn millis(ttl: Duration) -> u64 {
+    // Redis' resolution is a millisecond; never round a positive TTL down to zero.
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("PX").arg(millis(ttl));
+    }
+    cmd
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.query::<()>(&set_cmd(key, &value, ttl)).await
+    }
+
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        let mut cmd = set_cmd(key, &value, ttl);
+        cmd.arg("NX");
+        let reply: Option<String> = self.query(&cmd).await?;
+        Ok(reply.is_some())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let n: u64 = self.query(redis::cmd("UNLINK").arg(key)).await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("UNLINK").arg(keys)).await
+    }
+
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let n: u64 = self
+            .query(
+                redis::cmd("EVAL")
+                    .arg(DELETE_IF_EQUALS)
+                    .arg(1)
+                    .arg(key)
+                    .arg(value),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let n: u64 = self.query(redis::cmd("EXISTS").arg(key)).await?;
+        Ok(n > 0)
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let n: u64 = self
+            .query(redis::cmd("PEXPIRE").arg(key).arg(millis(ttl)))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn persist(&self, key: &str) -> Result<bool> {
+        let n: u64 = self.query(redis::cmd("PERSIST").arg(key)).await?;
+        Ok(n > 0)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let ms: i64 = self.query(redis::cmd("PTTL").arg(key)).await?;
+        Ok(match ms {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::Expires(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        })
+    }
+
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
+        let (cursor, keys): (u64, Vec<String>) = self
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        Ok(ScanPage { cursor, keys })
+    }
+
+    async fn info(&self) -> Result<ServerInfo> {
+        let text: String = self.query(&redis::cmd("INFO")).await?;
+        Ok(ServerInfo::parse(&text))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Backend,
+                format!("unexpected PING reply {pong:?}"),
+            ))
+        }
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(keys)).await?;
+        if values.len() != keys.len() {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "MGET returned {} values for {} keys",
+                    values.len(),
+                    keys.len()
+                ),
+            ));
+        }
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    async fn set_many(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, value) in items {
+            pipe.add_command(set_cmd(key, value, ttl)).ignore();
+        }
+        self.pipeline::<()>(&pipe).await
+    }
+}

@@ -1,0 +1,194 @@
+//! Failure behaviour against a real, spawned `redis-server`: down at start, killed and
+//! restarted, paused. Every operation must come back with a typed error within the command
+//! timeout (plus scheduling slack), never panic and never hang, and the same manager must work
+//! again once the server is back.
+
+use std::time::{Duration, Instant};
+
+use cachette::{CacheManager, ErrorKind, Ttl};
+use cachette_test_support::RedisServer;
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+const SLACK: Duration = Duration::from_millis(700);
+
+fn manager(url: &str) -> CacheManager {
+    CacheManager::builder()
+        .url(url)
+        .key_prefix("fail:")
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .build()
+        .expect("manager builds lazily even when the server is down")
+}
+
+/// Retries `op` until it succeeds, at most `attempts` times, 100 ms apart.
+async fn eventually<F, Fut, T>(attempts: usize, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = cachette::Result<T>>,
+{
+    for _ in 0..attempts {
+        if let Ok(v) = op().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_at_start_gives_typed_errors_then_recovers() {
+    // Reserve a port, then start nothing on it yet.
+    let server = RedisServer::new();
+    let url = server.url();
+    server.kill();
+    let cache = manager(&url);
+
+    let started = Instant::now();
+    let err = cache.get::<u32>("k").await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < TIMEOUT + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.key(), Some("fail:k"));
+
+    let started = Instant::now();
+    assert!(!cache.ping().await);
+    assert!(started.elapsed() < TIMEOUT + SLACK);
+    let err = cache.set("k", &1, Ttl::Default).await.unwrap_err();
+    assert!(err.is_backend_failure(), "{err:?}");
+    assert!(cache.stats().errors >= 2);
+
+    server.restart();
+    let value = eventually(30, || async {
+        cache.set("k", &7u32, Ttl::Default).await?;
+        cache.get::<u32>("k").await
+    })
+    .await;
+    assert_eq!(
+        value,
+        Some(Some(7)),
+        "the same manager works once the server is up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_restart_reconnects_the_same_manager() {
+    let server = RedisServer::new();
+    let cache = manager(&server.url());
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+
+    server.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let err = cache.get::<u32>("k").await.unwrap_err();
+        assert!(err.is_backend_failure(), "{err:?}");
+        assert!(
+            started.elapsed() < TIMEOUT + SLACK,
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    server.restart();
+    // The restarted server is empty (no persistence); what matters is that calls succeed.
+    let got = eventually(30, || cache.get::<u32>("k")).await;
+    assert_eq!(got, Some(None));
+    cache.set("k", &2u32, Ttl::Never).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
+    assert!(cache.ping().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_server_times_out_within_the_command_timeout() {
+    let server = RedisServer::new();
+    let cache = manager(&server.url());
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+
+    server.stop_process();
+    let started = Instant::now();
+    let err = cache.get::<u32>("k").await.unwrap_err();
+    let took = started.elapsed();
+    server.continue_process();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(took >= TIMEOUT && took < TIMEOUT + SLACK, "took {took:?}");
+
+    let got = eventually(30, || cache.get::<u32>("k")).await;
+    assert_eq!(got, Some(Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_during_an_outage_all_return() {
+    let server = RedisServer::new();
+    let cache = manager(&server.url());
+    server.kill();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get::<u32>(&format!("k{i}")).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap_err().is_backend_failure());
+    }
+    assert!(
+        started.elapsed() < TIMEOUT + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_protected_server() {
+    let server = RedisServer::builder()
+        .password("s3cret pass")
+        .spawn()
+        .unwrap();
+    let good = manager(&server.url());
+    good.set("k", &1, Ttl::Default).await.unwrap();
+    assert_eq!(good.get::<i32>("k").await.unwrap(), Some(1));
+
+    let bad = manager(&format!("redis://:wrong@127.0.0.1:{}/", server.port()));
+    let err = bad.get::<i32>("k").await.unwrap_err();
+    assert!(!err.to_string().contains("wrong"), "{err}");
+    assert!(!format!("{err:?}").contains("wrong"));
+    assert!(!format!("{bad:?}").contains("wrong"));
+    assert!(!bad.ping().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_env_style_settings_reach_redis() {
+    let server = RedisServer::new();
+    let port = server.port().to_string();
+    let vars = [
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", port.as_str()),
+        ("REDIS_DB", "3"),
+        ("REDIS_KEY_PREFIX", "xcore:"),
+        ("REDIS_DEFAULT_TTL", "120"),
+    ];
+    let config = cachette::Config::load_from(None, |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    let cache = config.builder().build().unwrap();
+    assert_eq!(cache.backend_name(), "redis");
+    cache.set("user:1", &"ada", Ttl::Default).await.unwrap();
+    let raw = server.cli(&["-n", "3", "GET", "xcore:user:1"]);
+    assert_eq!(raw.trim(), "\"ada\"");
+    let ttl: u64 = server
+        .cli(&["-n", "3", "TTL", "xcore:user:1"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((115..=120).contains(&ttl), "{ttl}");
+    assert_eq!(cache.info().await.unwrap().keys_in_db(3), 1);
+}

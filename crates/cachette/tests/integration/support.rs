@@ -1,0 +1,72 @@
+//! Fixtures: a backend under test and managers on it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachette::backend::{Backend, MemoryBackend, MemoryConfig};
+use cachette::{CacheManager, Config};
+use cachette_test_support::RedisServer;
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A unique prefix per call, so tests sharing a server never see each other's keys.
+pub(crate) fn unique_prefix(tag: &str) -> String {
+    format!(
+        "t{}:{}:{tag}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One backend under test. Managers made from one fixture share its storage.
+pub(crate) enum Fixture {
+    Memory(Arc<MemoryBackend>),
+    Redis(RedisServer),
+}
+
+impl Fixture {
+    pub(crate) fn memory() -> Fixture {
+        Fixture::Memory(Arc::new(MemoryBackend::new(MemoryConfig {
+            max_entries: None,
+            max_bytes: None,
+            ..MemoryConfig::default()
+        })))
+    }
+
+    pub(crate) fn redis() -> Fixture {
+        Fixture::Redis(RedisServer::new())
+    }
+
+    pub(crate) fn is_redis(&self) -> bool {
+        matches!(self, Fixture::Redis(_))
+    }
+
+    /// A manager with `prefix` on this fixture's storage; each Redis manager has its own
+    /// connections.
+    pub(crate) fn manager_with(
+        &self,
+        prefix: &str,
+        config: impl FnOnce(Config) -> Config,
+    ) -> CacheManager {
+        let mut base = Config::default();
+        base.key_prefix = prefix.to_owned();
+        base.command_timeout = Duration::from_secs(5);
+        let base = config(base);
+        let builder = base.builder();
+        let builder = match self {
+            Fixture::Memory(b) => builder.backend(b.clone() as Arc<dyn Backend>),
+            Fixture::Redis(server) => builder.url(server.url()),
+        };
+        builder.build().expect("build manager")
+    }
+
+    pub(crate) fn manager(&self, prefix: &str) -> CacheManager {
+        self.manager_with(prefix, |c| c)
+    }
+
+    /// A fresh manager under a unique prefix.
+    pub(crate) fn fresh(&self) -> CacheManager {
+        self.manager(&unique_prefix("c"))
+    }
+}
