@@ -96,19 +96,58 @@ async fn bench() {
         })
     };
 
+    // Diagnostic rows (BENCH_DIAG=1): where the distance to the raw client goes.
+    let diag = std::env::var_os("BENCH_DIAG").is_some();
+    let cm = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .expect("connection manager");
+    let cm_get = op(move || {
+        let mut cm = cm.clone();
+        async move {
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg("bench:profile")
+                .query_async(&mut cm)
+                .await
+                .expect("GET");
+            let v: Profile = serde_json::from_slice(&bytes.expect("present")).expect("decode");
+            std::hint::black_box(v);
+        }
+    });
+    let timed_get = {
+        let raw = raw.clone();
+        op(move || {
+            let mut raw = raw.clone();
+            async move {
+                let cmd = redis::cmd("GET").arg("bench:profile").clone();
+                let fut = cmd.query_async::<Option<Vec<u8>>>(&mut raw);
+                let bytes = tokio::time::timeout(std::time::Duration::from_secs(1), fut)
+                    .await
+                    .expect("in time")
+                    .expect("GET");
+                let v: Profile = serde_json::from_slice(&bytes.expect("present")).expect("decode");
+                std::hint::black_box(v);
+            }
+        })
+    };
+
     let mut rows: Vec<Row> = Vec::new();
     for concurrency in [1, 64] {
         println!("\nredis GET + JSON decode, {concurrency} task(s)");
+        let mut contenders = vec![
+            ("raw redis (multiplexed)", raw_get.clone()),
+            ("CacheManager::get (redis)", manager_get(&redis_cache)),
+        ];
+        if diag {
+            contenders.push(("diag: raw ConnectionManager", cm_get.clone()));
+            contenders.push(("diag: raw multiplexed + tokio timeout", timed_get.clone()));
+        }
         rows.extend(
             compare(
                 &format!("redis get x{concurrency}"),
                 concurrency,
                 1,
                 plan,
-                vec![
-                    ("raw redis (multiplexed)", raw_get.clone()),
-                    ("CacheManager::get (redis)", manager_get(&redis_cache)),
-                ],
+                contenders,
             )
             .await,
         );

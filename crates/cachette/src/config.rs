@@ -270,7 +270,7 @@ impl Config {
                                 .as_i64()
                                 .ok_or_else(|| bad("expected seconds (an integer) or null"))?,
                         )
-                        .map_err(|m| bad(m))?
+                        .map_err(&bad)?
                     }
                 }
                 "key_prefix" => {

@@ -22,10 +22,10 @@
 //! - A lone trailing `\` matches a backslash.
 //! - Every pattern except the empty one fails on the empty key — except the pattern `"*"`
 //!   alone, which `KEYS` and `SCAN` treat as "everything" without matching (so it also returns
-//!   the empty key). [`matches`] applies that shortcut too, since it answers "would `SCAN`
+//!   the empty key). [`matches()`] applies that shortcut too, since it answers "would `SCAN`
 //!   return this key?".
 //! - A pattern with more than 1000 `*` groups that are not at its very end never matches
-//!   (Redis' guard against abusive patterns, from 7.2.6/7.4.1 on).
+//!   (Redis' guard against abusive patterns; old unpatched servers lack it).
 //!
 //! Matching is byte-based and runs in `O(pattern × key)` time in the worst case (the classic
 //! backtrack-to-the-last-star algorithm over pre-compiled tokens), never exponential.

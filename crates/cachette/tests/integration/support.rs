@@ -22,7 +22,7 @@ pub(crate) fn unique_prefix(tag: &str) -> String {
 /// One backend under test. Managers made from one fixture share its storage.
 pub(crate) enum Fixture {
     Memory(Arc<MemoryBackend>),
-    Redis(RedisServer),
+    Redis(Box<RedisServer>),
 }
 
 impl Fixture {
@@ -35,7 +35,7 @@ impl Fixture {
     }
 
     pub(crate) fn redis() -> Fixture {
-        Fixture::Redis(RedisServer::new())
+        Fixture::Redis(Box::new(RedisServer::new()))
     }
 
     pub(crate) fn is_redis(&self) -> bool {
