@@ -49,7 +49,7 @@
 //!
 //! # Crate features
 //!
-//! - `msgpack`: [`Codec::MessagePack`] through `rmp-serde`.
+//! - `msgpack`: `Codec::MessagePack` through `rmp-serde`.
 //! - `tls`: `rediss://` URLs through rustls.
 #![cfg_attr(
     not(test),
