@@ -2,6 +2,8 @@
 //! from N concurrent tasks for a fixed time, record every latency in an HDR histogram, and
 //! print rows side by side (plus JSON).
 
+pub mod alternatives;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +44,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// From `BENCH_SECS` (default 2) and `BENCH_ROUNDS` (default 3).
+    /// From `BENCH_SECS` (default 2) and `BENCH_ROUNDS` (default 3). `BENCH_FILTER` keeps only
+    /// the groups whose name contains it.
     pub fn from_env() -> Plan {
         let secs: f64 = std::env::var("BENCH_SECS")
             .ok()
@@ -131,6 +134,11 @@ pub async fn compare(
     plan: Plan,
     ops: Vec<(&str, Op)>,
 ) -> Vec<Row> {
+    if let Ok(filter) = std::env::var("BENCH_FILTER") {
+        if !group.contains(filter.as_str()) {
+            return Vec::new();
+        }
+    }
     let mut best: Vec<Option<Row>> = vec![None; ops.len()];
     for _ in 0..plan.rounds {
         for (i, (name, f)) in ops.iter().enumerate() {

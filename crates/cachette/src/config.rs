@@ -21,6 +21,8 @@
 //! | codec | `codec` | `CACHETTE_CODEC` | `"json"` |
 //! | memory backend entry bound | `memory_max_entries` | `CACHETTE_MEMORY_MAX_ENTRIES` | `100000` |
 //! | memory backend byte bound | `memory_max_bytes` | `CACHETTE_MEMORY_MAX_BYTES` | none |
+//! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
+//! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //!
 //! A `url` wins over `host`/`port`/`db`/`username`/`password` set in the same or a lower layer;
 //! a `host` set in a higher layer than the `url` wins over it. Empty environment variables are
@@ -99,6 +101,11 @@ pub struct Config {
     pub memory_max_entries: Option<u64>,
     /// Byte bound of the memory backend.
     pub memory_max_bytes: Option<u64>,
+    /// Consecutive Redis failures (connection errors, timeouts) after which the circuit
+    /// breaker opens and cache calls fail fast; `0` turns the breaker off.
+    pub breaker_failures: u32,
+    /// How long the circuit stays open before one call probes the server again.
+    pub breaker_open: Duration,
 }
 
 impl Default for Config {
@@ -119,6 +126,8 @@ impl Default for Config {
             codec: Codec::Json,
             memory_max_entries: Some(100_000),
             memory_max_bytes: None,
+            breaker_failures: 5,
+            breaker_open: Duration::from_millis(1000),
         }
     }
 }
@@ -141,6 +150,8 @@ impl fmt::Debug for Config {
             .field("codec", &self.codec)
             .field("memory_max_entries", &self.memory_max_entries)
             .field("memory_max_bytes", &self.memory_max_bytes)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_open", &self.breaker_open)
             .finish()
     }
 }
@@ -162,6 +173,8 @@ pub const ENV_VARS: &[&str] = &[
     "CACHETTE_CODEC",
     "CACHETTE_MEMORY_MAX_ENTRIES",
     "CACHETTE_MEMORY_MAX_BYTES",
+    "CACHETTE_BREAKER_FAILURES",
+    "CACHETTE_BREAKER_OPEN_MS",
 ];
 
 impl Config {
@@ -301,6 +314,16 @@ impl Config {
                     self.memory_max_bytes =
                         opt_u64(value).map_err(|_| bad("expected a positive integer or null"))?
                 }
+                "breaker_failures" => {
+                    self.breaker_failures = value
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad("expected a non-negative integer (0 = off)"))?
+                }
+                "breaker_open_ms" => {
+                    self.breaker_open = positive_ms(value.as_u64())
+                        .ok_or_else(|| bad("expected a positive number of milliseconds"))?
+                }
                 other => {
                     tracing::warn!(field = other, source = %source, "ignoring unknown cachette setting")
                 }
@@ -426,6 +449,22 @@ impl Config {
                     })?,
             );
         }
+        if let Some(v) = get("CACHETTE_BREAKER_FAILURES") {
+            self.breaker_failures = v.trim().parse::<u32>().map_err(|_| {
+                bad(
+                    "CACHETTE_BREAKER_FAILURES",
+                    &format!("expected a non-negative integer (0 = off), got {v:?}"),
+                )
+            })?;
+        }
+        if let Some(v) = get("CACHETTE_BREAKER_OPEN_MS") {
+            self.breaker_open = positive_ms(v.trim().parse().ok()).ok_or_else(|| {
+                bad(
+                    "CACHETTE_BREAKER_OPEN_MS",
+                    &format!("expected a positive number of milliseconds, got {v:?}"),
+                )
+            })?;
+        }
         self.resolve_endpoint_layer(sets_url, sets_host);
         Ok(())
     }
@@ -454,6 +493,13 @@ impl Config {
                 "code",
                 "timeout",
                 "timeouts must be positive",
+            ));
+        }
+        if self.breaker_failures > 0 && self.breaker_open.is_zero() {
+            return Err(Error::config(
+                "code",
+                "breaker_open",
+                "must be positive while the breaker is on",
             ));
         }
         if self.db < 0 {
@@ -674,6 +720,38 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!c.describe_backend().contains("hunter2"));
+    }
+
+    #[test]
+    fn circuit_breaker_settings() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.breaker_failures, 5);
+        assert_eq!(c.breaker_open, Duration::from_secs(1));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            r#"{"redis": {"breaker_failures": 3, "breaker_open_ms": 250}}"#,
+        );
+        let c = Config::load_from(Some((path.clone(), true)), env(&[])).unwrap();
+        assert_eq!(c.breaker_failures, 3);
+        assert_eq!(c.breaker_open, Duration::from_millis(250));
+        let c = Config::load_from(
+            Some((path, true)),
+            env(&[
+                ("CACHETTE_BREAKER_FAILURES", "0"),
+                ("CACHETTE_BREAKER_OPEN_MS", "40"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.breaker_failures, 0);
+        assert_eq!(c.breaker_open, Duration::from_millis(40));
+        let e = Config::load_from(None, env(&[("CACHETTE_BREAKER_FAILURES", "-1")])).unwrap_err();
+        assert!(e.to_string().contains("CACHETTE_BREAKER_FAILURES"), "{e}");
+        let e = Config::load_from(None, env(&[("CACHETTE_BREAKER_OPEN_MS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("CACHETTE_BREAKER_OPEN_MS"), "{e}");
+        let path = write(&dir, r#"{"redis": {"breaker_open_ms": "x"}}"#);
+        let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("redis.breaker_open_ms"), "{e}");
     }
 
     #[test]

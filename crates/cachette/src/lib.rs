@@ -41,6 +41,39 @@
 //! the builder selects Redis; otherwise the memory backend runs. A custom [`Backend`] can be
 //! plugged in with [`CacheManagerBuilder::backend`].
 //!
+//! # Attribute macros
+//!
+//! [`macro@cached`], [`macro@cache_put`], [`macro@cache_evict`] and [`macro@cached_property`]
+//! are the spec's decorators: put one on an `async fn` or method and its results are cached in
+//! the process-wide default manager ([`install`], [`default_manager`]) or the one named with
+//! `cache = ...`. Default keys are stable across processes, machines and releases
+//! (`{prefix}{module}:{function}:{xxh3-128 of the arguments}`, see [`key`]); the macros expand
+//! into the plain-Rust [`runtime`], which also keeps per-function hit/miss counters.
+//!
+//! ```
+//! use cachette::{cache_evict, cached};
+//!
+//! #[cached(ttl = 300, key = "user:{user_id}")]
+//! async fn get_user(user_id: u64) -> Result<String, std::io::Error> {
+//!     Ok(format!("user {user_id}")) // the database query
+//! }
+//!
+//! #[cache_evict(key = "user:{user_id}")]
+//! async fn rename_user(user_id: u64, name: &str) -> Result<(), std::io::Error> {
+//!     Ok(()) // the database update
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! get_user(1).await?; // miss: runs the query and stores "user 1" under cache:user:1
+//! get_user(1).await?; // hit
+//! rename_user(1, "Ada").await?; // evicts cache:user:1
+//! let cache = cachette::default_manager().ok_or("invalid configuration")?;
+//! assert!(!cache.exists("user:1").await?);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Errors
 //!
 //! Every operation returns [`Error`], which tells its [`ErrorKind`] (`Timeout`, `Connection`,
@@ -51,31 +84,59 @@
 //!
 //! - `msgpack`: `Codec::MessagePack` through `rmp-serde`.
 //! - `tls`: `rediss://` URLs through rustls.
+//! - `metrics`: counters and histograms through the `metrics` facade (module `cachette::metrics`).
 #![cfg_attr(
     not(test),
     deny(clippy::panic, clippy::unwrap_used, clippy::expect_used)
 )]
 
 pub mod backend;
+pub mod breaker;
+mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod glob;
 pub mod info;
+pub mod key;
+mod leader;
 mod load;
+mod lock;
 mod manager;
+mod meta;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+pub mod publish;
+mod refresh;
+pub mod runtime;
+mod spawned;
 pub mod stats;
 mod ttl;
+mod warm;
 
 pub use backend::{Backend, KeyTtl};
+pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState};
 pub use codec::Codec;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use info::ServerInfo;
 pub use load::{LoadError, LoadOptions, Outcome};
 pub use manager::{CacheManager, CacheManagerBuilder};
+pub use publish::StatsPublisher;
 pub use stats::Stats;
 pub use ttl::Ttl;
+pub use warm::{Warm, WarmProgress, WarmReport};
+
+pub use cachette_macros::{cache_evict, cache_put, cached, cached_property};
+pub use runtime::{default_manager, install, CachedProperty};
+
+/// What the attribute macros expand into; not a public API (use [`runtime`] and [`key`]).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::key::{type_label, ArgsHasher, KeyTemplate};
+    pub use crate::runtime::*;
+    pub use crate::{CacheManager, Error, Ttl};
+}
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -1,69 +1,223 @@
 //! Read-through caching: [`CacheManager::get_or_load`], the runtime that `#[cached]` expands
-//! into.
+//! into, with stampede control.
 //!
 //! On a hit the stored value is decoded and returned; on a miss (or an undecodable value,
 //! which is then overwritten) the loader runs and its `Ok` value is stored unless the filter
 //! says otherwise. Cache failures follow [`LoadOptions::fallback_on_error`]: by default the
 //! loader runs uncached and the failure is logged and counted; otherwise the cache error is
 //! returned as [`LoadError::Cache`].
+//!
+//! On top of that, every option below is per call ([`LoadOptions`]):
+//!
+//! - **coalescing** (on by default): concurrent misses of one key in one manager run the
+//!   loader once; the others wait for it and decode its result;
+//! - **`lock`**: the same across processes, through a lease in the backend;
+//! - **`early_refresh(beta)`**: XFetch, one caller refreshes shortly before expiry while the
+//!   others keep getting the cached value;
+//! - **`stale_ttl`**, **`soft_timeout`**, **`hard_timeout`**: a stale copy is served when the
+//!   loader fails or is too slow;
+//! - **`jitter_percent`**: TTLs shortened at random so that keys written together do not
+//!   expire together.
+//!
+//! A hit costs one `GET` (one `MGET` of the value and its metadata with early refresh or
+//! stale copies) and touches none of the coalescing state.
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::coalesce::{Join, Shared};
 use crate::error::Error;
+use crate::leader::{Call, Read};
 use crate::manager::CacheManager;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
 
-/// How [`CacheManager::get_or_load`] caches.
-#[derive(Debug, Clone)]
+/// How [`CacheManager::get_or_load`] caches and protects the loader.
+///
+/// Build it with [`LoadOptions::ttl`] (or [`LoadOptions::new`]) and the setters; every setter
+/// is `const` where its argument allows, so options can live in a `static`.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use cachette::LoadOptions;
+///
+/// let opts = LoadOptions::ttl(Duration::from_secs(300))
+///     .lock(true) // one loader across every process sharing the Redis server
+///     .early_refresh(1.0) // XFetch: refresh shortly before expiry
+///     .stale_ttl(Duration::from_secs(60)) // keep a stale copy for one more minute...
+///     .soft_timeout(Duration::from_millis(200)) // ...served when the loader is slower than this
+///     .jitter_percent(10); // TTLs between 270 and 300 s
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct LoadOptions {
     /// TTL of stored values ([`Ttl::Default`] = the manager's default).
     pub ttl: Ttl,
-    /// `true` (the default): a cache failure (down, timeout, undecodable value) runs the
-    /// loader uncached and logs a warning. `false`: the failure is returned as
-    /// [`LoadError::Cache`] (undecodable values are still treated as misses and overwritten).
+    /// `true` (the default): a cache failure (down, timeout, circuit open) runs the loader
+    /// uncached and logs a warning. `false`: the failure is returned as [`LoadError::Cache`]
+    /// (undecodable values are still treated as misses and overwritten).
     pub fallback_on_error: bool,
+    /// `true` (the default): concurrent misses of one key in this manager run the loader once
+    /// and share its result.
+    pub coalesce: bool,
+    /// `true`: concurrent misses of one key in *every* process sharing the backend run the
+    /// loader once, through a lease `{key}#lock` in the backend. Off by default (it costs two
+    /// more round trips per miss).
+    pub lock: bool,
+    /// Lifetime of a lease, renewed every third of it while the loader runs (default 10 s).
+    /// A crashed holder blocks the key for at most this long.
+    pub lock_ttl: Duration,
+    /// How long a caller waits for another process's lease before it serves its stale copy
+    /// or runs the loader itself (default 5 s).
+    pub lock_wait: Duration,
+    /// XFetch factor: `0.0` (the default) never refreshes early, `1.0` is the usual setting,
+    /// larger values refresh earlier. Needs a finite TTL; stores metadata beside the value.
+    pub beta: f64,
+    /// Keep a stale copy this long after the TTL, served when the loader fails or exceeds
+    /// [`soft_timeout`](Self::soft_timeout)/[`hard_timeout`](Self::hard_timeout). Stores
+    /// metadata beside the value. `None` (the default): no stale copies.
+    pub stale_ttl: Option<Duration>,
+    /// With a stale copy at hand, callers wait at most this long for a reload (running in
+    /// another caller or process) and then serve the stale copy while the reload goes on.
+    pub soft_timeout: Option<Duration>,
+    /// The loader is cancelled after this long: callers get their stale copy, or an
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) error as [`LoadError::Cache`].
+    pub hard_timeout: Option<Duration>,
+    /// Shorten each TTL by a random 0–`jitter_percent`% (default 0, at most 100).
+    pub jitter_percent: u8,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            ttl: Ttl::Default,
-            fallback_on_error: true,
-        }
+        LoadOptions::new()
     }
 }
 
 impl LoadOptions {
+    /// The defaults: manager's default TTL, fail open, coalescing on, everything else off.
+    pub const fn new() -> Self {
+        LoadOptions {
+            ttl: Ttl::Default,
+            fallback_on_error: true,
+            coalesce: true,
+            lock: false,
+            lock_ttl: Duration::from_secs(10),
+            lock_wait: Duration::from_secs(5),
+            beta: 0.0,
+            stale_ttl: None,
+            soft_timeout: None,
+            hard_timeout: None,
+            jitter_percent: 0,
+        }
+    }
+
     /// Default options with `ttl`.
     pub fn ttl(ttl: impl Into<Ttl>) -> Self {
-        LoadOptions {
-            ttl: ttl.into(),
-            ..LoadOptions::default()
-        }
+        LoadOptions::new().with_ttl(ttl.into())
+    }
+
+    /// Sets [`LoadOptions::ttl`].
+    #[must_use]
+    pub const fn with_ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// Sets [`LoadOptions::fallback_on_error`].
     #[must_use]
-    pub fn fallback_on_error(mut self, fallback: bool) -> Self {
+    pub const fn fallback_on_error(mut self, fallback: bool) -> Self {
         self.fallback_on_error = fallback;
         self
     }
+
+    /// Sets [`LoadOptions::coalesce`].
+    #[must_use]
+    pub const fn coalesce(mut self, coalesce: bool) -> Self {
+        self.coalesce = coalesce;
+        self
+    }
+
+    /// Sets [`LoadOptions::lock`].
+    #[must_use]
+    pub const fn lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// Sets [`LoadOptions::lock_ttl`] (at least 1 ms).
+    #[must_use]
+    pub const fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = if ttl.is_zero() {
+            Duration::from_millis(1)
+        } else {
+            ttl
+        };
+        self
+    }
+
+    /// Sets [`LoadOptions::lock_wait`].
+    #[must_use]
+    pub const fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Sets [`LoadOptions::beta`] (negative or NaN values turn early refresh off).
+    #[must_use]
+    pub const fn early_refresh(mut self, beta: f64) -> Self {
+        self.beta = if beta > 0.0 { beta } else { 0.0 };
+        self
+    }
+
+    /// Sets [`LoadOptions::stale_ttl`].
+    #[must_use]
+    pub const fn stale_ttl(mut self, stale_ttl: Duration) -> Self {
+        self.stale_ttl = Some(stale_ttl);
+        self
+    }
+
+    /// Sets [`LoadOptions::soft_timeout`].
+    #[must_use]
+    pub const fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`LoadOptions::hard_timeout`].
+    #[must_use]
+    pub const fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`LoadOptions::jitter_percent`] (capped at 100).
+    #[must_use]
+    pub const fn jitter_percent(mut self, percent: u8) -> Self {
+        self.jitter_percent = if percent > 100 { 100 } else { percent };
+        self
+    }
+
+    /// Whether values are stored with metadata (early refresh or stale copies).
+    pub(crate) fn needs_meta(&self) -> bool {
+        self.beta > 0.0 || self.stale_ttl.is_some()
+    }
 }
 
-/// The error of [`CacheManager::get_or_load`]: the loader's own error, or (only with
-/// `fallback_on_error = false`) the cache's.
+/// The error of [`CacheManager::get_or_load`]: the loader's own error, or the cache's.
 #[derive(Debug)]
 pub enum LoadError<E> {
     /// The loader failed.
     Loader(E),
-    /// The cache failed and the options asked for the failure.
+    /// The cache failed and the options asked for the failure; or the loader exceeded its
+    /// hard timeout ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)); or this caller waited for a concurrent caller's
+    /// loader, which failed or panicked ([`ErrorKind::Loader`](crate::ErrorKind::Loader): the loader's own error went
+    /// to the caller that ran it).
     Cache(Error),
 }
 
@@ -111,6 +265,13 @@ pub enum Outcome {
     NotStored,
     /// The cache failed; the loader ran uncached.
     Fallback,
+    /// Another caller (in this process, or in another one holding the lease) ran the loader;
+    /// this call got its value.
+    Coalesced,
+    /// The value was fresh, but this caller refreshed it early (XFetch) and returns the new one.
+    Refreshed,
+    /// The loader failed or was too slow; this is the stale copy.
+    Stale,
 }
 
 impl CacheManager {
@@ -132,8 +293,28 @@ impl CacheManager {
     /// # }
     /// ```
     ///
+    /// # Concurrent calls on the same key
+    ///
+    /// Concurrent misses of one key run the loader once (unless `options.coalesce` is off);
+    /// the other callers get its value, decoded from the bytes it stored, so `T` need not be
+    /// `Clone`. If that loader fails, they get its failure as [`LoadError::Cache`] of kind
+    /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) (or their stale copy). With `options.lock` the same holds across
+    /// processes.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the call is safe at any point. If it was running the loader for others, one
+    /// of them takes over; its lease, if any, is released in the background.
+    ///
+    /// # Panics
+    ///
+    /// A panic in the loader is caught long enough to tell the waiting callers (who get an
+    /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) error; the next call runs the loader again) and then resumed in
+    /// this caller.
+    ///
     /// # Errors
-    /// The loader's error, or the cache's when `fallback_on_error` is `false`.
+    /// The loader's error, or the cache's when `fallback_on_error` is `false`, or see
+    /// [`LoadError::Cache`].
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &str,
@@ -154,6 +335,12 @@ impl CacheManager {
     /// the value to be stored), optional per-caller counters (e.g. one decorated function's)
     /// and the [`Outcome`].
     ///
+    /// The loader runs in this caller's task: an early refresh makes this caller (one caller
+    /// per refresh) wait for the new value, and with a soft timeout this caller waits for its
+    /// own loader up to the hard timeout while the other callers get the stale copy.
+    /// [`get_or_load_shared`](Self::get_or_load_shared) runs the loader in a spawned task
+    /// instead, so that no caller waits in those cases.
+    ///
     /// # Errors
     /// As [`get_or_load`](Self::get_or_load).
     pub async fn get_or_load_traced<T, E, F, Fut>(
@@ -169,72 +356,103 @@ impl CacheManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut fallback = false;
-        match self.get_raw(key).await {
-            Ok(Some(bytes)) => match self.codec().decode::<T>(key, &bytes) {
-                Ok(value) => {
-                    if let Some(c) = counters {
-                        c.hit();
-                    }
+        let mut call = Call {
+            cache: self,
+            full: String::new(),
+            options,
+            counters,
+        };
+        call.full = match self.checked_key(key) {
+            Ok(full) => full,
+            Err(e) => {
+                // An invalid key is a cache failure like any other: run uncached (or fail).
+                call.both(Counters::error);
+                if !options.fallback_on_error {
+                    return Err(LoadError::Cache(e));
+                }
+                tracing::warn!(error = %e, "cachette: invalid cache key; running uncached");
+                call.mine(Counters::miss);
+                return call.lead(None, load, store_if, None, true).await;
+            }
+        };
+        let mut first = true;
+        loop {
+            let (stale, fallback) = match call.read::<T>().await {
+                Read::Fresh(value) => {
+                    call.mine(Counters::hit);
                     return Ok((value, Outcome::Hit));
                 }
-                Err(e) => {
-                    let e = e.with_key(self.full_key(key));
-                    // An undecodable value is a miss that gets overwritten below.
-                    self.counters().decode_error();
-                    if let Some(c) = counters {
-                        c.decode_error();
+                Read::Early(bytes, value) => {
+                    call.mine(Counters::hit);
+                    return match call.refresh_early(bytes, store_if, load).await? {
+                        Some(refreshed) => Ok(refreshed),
+                        None => Ok((value, Outcome::Hit)),
+                    };
+                }
+                Read::Stale(value) => (Some(value), false),
+                Read::Miss => (None, false),
+                Read::Failed(e) => {
+                    call.mine(Counters::error);
+                    if !options.fallback_on_error {
+                        return Err(LoadError::Cache(e));
                     }
-                    tracing::warn!(error = %e, "cachette: treating an undecodable cached value as a miss");
+                    if first {
+                        tracing::warn!(error = %e, "cachette: cache read failed; running uncached");
+                    }
+                    (None, true)
                 }
-            },
-            Ok(None) => {}
-            Err(e) => {
-                if let Some(c) = counters {
-                    c.error();
-                }
-                if !options.fallback_on_error {
-                    return Err(LoadError::Cache(e));
-                }
-                tracing::warn!(error = %e, "cachette: cache read failed; running uncached");
-                fallback = true;
-            }
-        }
-        if let Some(c) = counters {
-            c.miss();
-        }
-        let value = load().await.map_err(LoadError::Loader)?;
-        if fallback || !store_if(&value) {
-            let outcome = if fallback {
-                Outcome::Fallback
-            } else {
-                Outcome::NotStored
             };
-            return Ok((value, outcome));
-        }
-        match self.store(key, &value, options.ttl).await {
-            Ok(()) => {
-                if let Some(c) = counters {
-                    c.write(1);
-                }
-                Ok((value, Outcome::Miss))
+            if first {
+                call.mine(Counters::miss);
+                first = false;
             }
-            Err(e) => {
-                if let Some(c) = counters {
-                    c.error();
+            if !options.coalesce {
+                return call.lead(None, load, store_if, stale, fallback).await;
+            }
+            match self.flights().join(&call.full) {
+                Join::Lead(lead) => {
+                    return call.lead(Some(lead), load, store_if, stale, fallback).await
                 }
-                if !options.fallback_on_error {
-                    return Err(LoadError::Cache(e));
-                }
-                tracing::warn!(error = %e, "cachette: cache write failed; returning the uncached value");
-                Ok((value, Outcome::Fallback))
+                Join::Wait(flight) => match call.wait_for(&flight, stale.is_some()).await {
+                    Some(Shared::Value(bytes)) => {
+                        match self.codec().decode::<T>(&call.full, &bytes) {
+                            Ok(value) => {
+                                call.both(Counters::coalesced);
+                                return Ok((value, Outcome::Coalesced));
+                            }
+                            // Another caller loaded the key as another type: load our own.
+                            Err(_) => {
+                                return call.lead(None, load, store_if, stale, fallback).await
+                            }
+                        }
+                    }
+                    Some(Shared::Failed { kind, message }) => {
+                        return match stale {
+                            Some(value) => Ok(call.serve_stale(value, &message)),
+                            None => {
+                                Err(LoadError::Cache(Shared::error(kind, &message, &call.full)))
+                            }
+                        };
+                    }
+                    Some(Shared::Abandoned) => continue,
+                    None => {
+                        if let Some(value) = stale {
+                            return Ok(
+                                call.serve_stale(value, "the reload exceeded the soft timeout")
+                            );
+                        }
+                        continue;
+                    }
+                },
             }
         }
     }
+}
 
-    async fn store<T: Serialize>(&self, key: &str, value: &T, ttl: Ttl) -> crate::Result<()> {
-        let full = self.full_key(key);
-        let bytes = self.codec().encode(&full, value)?;
-        self.set_raw(key, Bytes::from(bytes), ttl).await
+impl CacheManager {
+    /// How many keys are being loaded right now by coalesced read-through calls of this
+    /// manager (a diagnostic: it returns to 0 once every load has ended, however it ended).
+    pub fn loads_in_flight(&self) -> usize {
+        self.flights().len()
     }
 }

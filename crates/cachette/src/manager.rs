@@ -11,16 +11,19 @@ use serde::Serialize;
 use crate::backend::{
     Backend, KeyTtl, MemoryBackend, MemoryConfig, NullBackend, RedisBackend, RedisOptions,
 };
+use crate::breaker::{BreakerPolicy, CircuitBreaker};
+use crate::coalesce::Flights;
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::ServerInfo;
+use crate::lock::Leases;
 use crate::stats::{Counters, Stats};
 use crate::ttl::Ttl;
 
 /// How many connections cachette opens at most: each one is multiplexed, so a couple of them
 /// carry any number of concurrent calls.
-const MULTIPLEXED_CONNECTIONS: usize = 2;
+const MULTIPLEXED_CONNECTIONS: usize = 1;
 
 /// The cache: typed get/set with TTLs, pattern operations, batches and server info, over the
 /// embedded memory backend or Redis.
@@ -59,6 +62,8 @@ pub struct CacheManager {
 
 struct Inner {
     backend: Arc<dyn Backend>,
+    /// The built-in backends again, for a `get` that does not box its future.
+    fast: FastPath,
     prefix: String,
     prefix_pattern: String,
     default_ttl: Option<Duration>,
@@ -66,6 +71,31 @@ struct Inner {
     enabled: bool,
     counters: Counters,
     description: String,
+    /// Keys being loaded right now (request coalescing; touched only on misses).
+    flights: Arc<Flights>,
+    /// Cross-process leases and their wake-ups.
+    leases: Leases,
+    /// The breaker around the backend, when there is one.
+    breaker: Option<Arc<CircuitBreaker>>,
+}
+
+enum FastPath {
+    Memory(MemoryBackend),
+    Redis(RedisBackend),
+    /// Redis behind the circuit breaker.
+    Guarded(Arc<CircuitBreaker>, RedisBackend),
+    None,
+}
+
+impl FastPath {
+    async fn get(&self, backend: &Arc<dyn Backend>, key: &str) -> Result<Option<Bytes>> {
+        match self {
+            FastPath::Memory(m) => Ok(m.get_now(key)),
+            FastPath::Redis(r) => r.get_value(key).await,
+            FastPath::Guarded(b, r) => b.guard(r.get_value(key)).await,
+            FastPath::None => backend.get(key).await,
+        }
+    }
 }
 
 impl fmt::Debug for CacheManager {
@@ -158,6 +188,15 @@ impl CacheManagerBuilder {
         self
     }
 
+    /// Opens the circuit breaker around Redis after `failures` consecutive connection errors
+    /// or timeouts, for `open_for` before a probe; `failures = 0` turns it off (default 5
+    /// failures, 1 s).
+    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.config.breaker_failures = failures;
+        self.config.breaker_open = open_for;
+        self
+    }
+
     /// Upper bound on connections.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n;
@@ -192,11 +231,14 @@ impl CacheManagerBuilder {
                 "CacheManager must be built inside a tokio runtime",
             ));
         }
-        let (backend, description): (Arc<dyn Backend>, String) = if !config.enabled {
-            (Arc::new(NullBackend), "disabled".to_owned())
+        let mut leases = Leases::Local;
+        let mut breaker = None;
+        let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
+        {
+            (Arc::new(NullBackend), FastPath::None, "disabled".to_owned())
         } else if let Some(backend) = self.backend {
             let name = backend.name().to_owned();
-            (backend, name)
+            (backend, FastPath::None, name)
         } else if let Some(url) = config.redis_url() {
             let options = RedisOptions {
                 url,
@@ -204,21 +246,48 @@ impl CacheManagerBuilder {
                 connect_timeout: config.connect_timeout,
                 command_timeout: config.command_timeout,
             };
-            (
-                Arc::new(RedisBackend::connect_lazy(&options)?),
-                config.describe_backend(),
-            )
+            let redis = RedisBackend::connect_lazy(&options)?;
+            leases = Leases::redis(
+                &options.url,
+                &config.key_prefix,
+                config.connect_timeout,
+                config.command_timeout,
+            );
+            if config.breaker_failures > 0 {
+                let b = Arc::new(CircuitBreaker::new(
+                    Arc::new(redis.clone()),
+                    BreakerPolicy::new(config.breaker_failures, config.breaker_open),
+                ));
+                breaker = Some(b.clone());
+                (
+                    b.clone() as Arc<dyn Backend>,
+                    FastPath::Guarded(b, redis),
+                    config.describe_backend(),
+                )
+            } else {
+                (
+                    Arc::new(redis.clone()),
+                    FastPath::Redis(redis),
+                    config.describe_backend(),
+                )
+            }
         } else {
             let memory = self.memory.unwrap_or_else(|| MemoryConfig {
                 max_entries: config.memory_max_entries,
                 max_bytes: config.memory_max_bytes,
                 ..MemoryConfig::default()
             });
-            (Arc::new(MemoryBackend::new(memory)), "memory".to_owned())
+            let memory = MemoryBackend::new(memory);
+            (
+                Arc::new(memory.clone()),
+                FastPath::Memory(memory),
+                "memory".to_owned(),
+            )
         };
         Ok(CacheManager {
             inner: Arc::new(Inner {
                 backend,
+                fast,
                 prefix_pattern: crate::glob::escape(&config.key_prefix),
                 prefix: config.key_prefix,
                 default_ttl: config.default_ttl,
@@ -226,6 +295,9 @@ impl CacheManagerBuilder {
                 enabled: config.enabled,
                 counters: Counters::new(),
                 description,
+                flights: Arc::default(),
+                leases,
+                breaker,
             }),
         })
     }
@@ -253,9 +325,11 @@ impl CacheManager {
     /// Never: outside a tokio runtime it still works, with lazy reclamation of expired keys.
     pub fn memory() -> CacheManager {
         let config = Config::default();
+        let memory = MemoryBackend::new(MemoryConfig::default());
         CacheManager {
             inner: Arc::new(Inner {
-                backend: Arc::new(MemoryBackend::new(MemoryConfig::default())),
+                backend: Arc::new(memory.clone()),
+                fast: FastPath::Memory(memory),
                 prefix_pattern: crate::glob::escape(&config.key_prefix),
                 prefix: config.key_prefix,
                 default_ttl: config.default_ttl,
@@ -263,6 +337,9 @@ impl CacheManager {
                 enabled: true,
                 counters: Counters::new(),
                 description: "memory".to_owned(),
+                flights: Arc::default(),
+                leases: Leases::Local,
+                breaker: None,
             }),
         }
     }
@@ -302,9 +379,35 @@ impl CacheManager {
         &self.inner.backend
     }
 
-    /// This manager's counters (reads, writes, errors).
+    /// This manager's counters (reads, writes, errors, stampede control) and the state of
+    /// its circuit breaker.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        if let Some(breaker) = &self.inner.breaker {
+            stats.circuit = breaker.state();
+            stats.circuit_opens = breaker.opens();
+            stats.short_circuits = breaker.short_circuits();
+        }
+        stats
+    }
+
+    /// The circuit breaker around the backend, if the manager has one (Redis built from the
+    /// configuration, unless `breaker_failures` is 0).
+    pub fn circuit_breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.inner.breaker.as_ref()
+    }
+
+    pub(crate) fn flights(&self) -> &Arc<Flights> {
+        &self.inner.flights
+    }
+
+    pub(crate) fn leases(&self) -> &Leases {
+        &self.inner.leases
+    }
+
+    /// `get` of a full key through the fastest path to the backend.
+    pub(crate) async fn get_full(&self, full: &str) -> Result<Option<Bytes>> {
+        self.inner.fast.get(&self.inner.backend, full).await
     }
 
     /// The live counters (shared by every clone of this manager).
@@ -320,7 +423,7 @@ impl CacheManager {
         full
     }
 
-    fn checked_key(&self, key: &str) -> Result<String> {
+    pub(crate) fn checked_key(&self, key: &str) -> Result<String> {
         if key.is_empty() {
             return Err(Error::invalid("cache keys must not be empty"));
         }
@@ -355,7 +458,7 @@ impl CacheManager {
     /// `T` (the value is left in place).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.checked_key(key)?;
-        let result = match self.inner.backend.get(&full).await {
+        let result = match self.inner.fast.get(&self.inner.backend, &full).await {
             Ok(Some(bytes)) => {
                 self.inner.counters.hit();
                 self.inner.codec.decode(&full, &bytes).map(Some)
@@ -374,8 +477,8 @@ impl CacheManager {
         let full = self.checked_key(key)?;
         let result = self
             .inner
-            .backend
-            .get(&full)
+            .fast
+            .get(&self.inner.backend, &full)
             .await
             .map_err(|e| e.with_key(full));
         if let Ok(v) = &result {

@@ -172,6 +172,12 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// The value at `key`, synchronously (what [`Backend::get`] returns, without boxing a
+    /// future).
+    pub fn get_now(&self, key: &str) -> Option<Bytes> {
+        self.inner.get(key)
+    }
+
     /// A new, empty store. Starts the background reaper when called inside a tokio runtime
     /// (otherwise on the first write made inside one); never panics outside a runtime.
     pub fn new(config: MemoryConfig) -> Self {
@@ -1039,7 +1045,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.inner.get(key))
+        Ok(self.get_now(key))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {

@@ -6,6 +6,7 @@
 //! pattern operations have default implementations in terms of that core which the Redis
 //! backend overrides with single round trips.
 
+mod connection;
 pub mod memory;
 pub mod null;
 pub mod redis;

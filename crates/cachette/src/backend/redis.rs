@@ -1,11 +1,11 @@
 //! Standalone Redis over the `redis` crate (tokio, multiplexed connections that reconnect).
 //!
-//! Each connection is a `redis::aio::ConnectionManager`: one multiplexed TCP connection shared
-//! by every concurrent caller, rebuilt in the background after the server drops it or
-//! restarts. A backend holds `connections` of them and hands them out round-robin. Every
-//! operation is bounded by the command timeout (which also bounds the wait for a reconnect),
-//! and a command that failed because the connection dropped is retried once on the new
-//! connection, so a server restart costs callers at most one error.
+//! Each connection is one multiplexed TCP connection shared by every concurrent caller, and
+//! re-established after the server drops it or restarts. A backend holds `connections` of them
+//! and hands them out round-robin. Every operation is bounded by the command timeout (which
+//! also bounds the wait for a reconnect), and a command that failed because the connection
+//! broke is retried once on a new connection, so a server restart costs callers at most one
+//! error.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Pipeline};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline};
 
+use super::connection::Reconnecting;
 use super::{Backend, KeyTtl, ScanPage};
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::ServerInfo;
@@ -53,7 +53,7 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    connections: Vec<ConnectionManager>,
+    connections: Vec<Reconnecting>,
     next: AtomicUsize,
     command_timeout: Duration,
     db: i64,
@@ -90,17 +90,14 @@ impl RedisBackend {
             )
         })?;
         let db = client.get_connection_info().redis_settings().db();
-        let config = ConnectionManagerConfig::new()
+        // Our own deadline bounds each operation (including a pending reconnect), so the
+        // driver's per-response timer would only double the cost.
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
-            // Our own timeout bounds each operation (including a pending reconnect), so the
-            // per-response timer of the driver would only double the cost.
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
+            .set_response_timeout(None);
         let connections = (0..options.connections.max(1))
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
-            .collect::<redis::RedisResult<Vec<_>>>()?;
+            .map(|_| Reconnecting::new(client.clone(), config.clone()))
+            .collect();
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 connections,
@@ -112,48 +109,70 @@ impl RedisBackend {
         })
     }
 
+    /// `GET key`, as [`Backend::get`] but without boxing the future (the hot path of
+    /// [`crate::CacheManager::get`]).
+    pub async fn get_value(&self, key: &str) -> Result<Option<Bytes>> {
+        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
+        Ok(value.map(Bytes::from))
+    }
+
     /// The database number this backend talks to.
     pub fn db(&self) -> i64 {
         self.inner.db
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> &Reconnecting {
         let n = self.inner.connections.len();
         let i = if n == 1 {
             0
         } else {
             self.inner.next.fetch_add(1, Ordering::Relaxed) % n
         };
-        self.inner.connections[i].clone()
+        &self.inner.connections[i]
     }
 
-    /// Runs one command, bounded by the command timeout, retrying once if the connection had
-    /// dropped (the retry waits for the reconnect).
+    /// Runs one command, bounded by the command timeout, retrying once on a new connection if
+    /// the connection had broken.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.connection();
-        let attempt = async {
+        self.bounded("redis command", async {
+            let link = self.connection();
+            let (generation, mut conn) = link.get().await?;
             match cmd.query_async::<T>(&mut conn).await {
-                Err(e) if retryable(&e) => cmd.query_async::<T>(&mut conn).await,
+                Err(e) if retryable(&e) => {
+                    link.discard(generation);
+                    let (_, mut conn) = link.get().await?;
+                    cmd.query_async::<T>(&mut conn).await
+                }
                 other => other,
             }
-        };
-        match tokio::time::timeout(self.inner.command_timeout, attempt).await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::timeout("redis command", self.inner.command_timeout)),
-        }
+        })
+        .await
     }
 
     async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
-        let mut conn = self.connection();
-        let attempt = async {
+        self.bounded("redis pipeline", async {
+            let link = self.connection();
+            let (generation, mut conn) = link.get().await?;
             match pipe.query_async::<T>(&mut conn).await {
-                Err(e) if retryable(&e) => pipe.query_async::<T>(&mut conn).await,
+                Err(e) if retryable(&e) => {
+                    link.discard(generation);
+                    let (_, mut conn) = link.get().await?;
+                    pipe.query_async::<T>(&mut conn).await
+                }
                 other => other,
             }
-        };
-        match tokio::time::timeout(self.inner.command_timeout, attempt).await {
+        })
+        .await
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.inner.command_timeout, op).await {
             Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::timeout("redis pipeline", self.inner.command_timeout)),
+            Err(_) => Err(Error::timeout(what, self.inner.command_timeout)),
         }
     }
 }
@@ -183,8 +202,7 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let value: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
-        Ok(value.map(Bytes::from))
+        self.get_value(key).await
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {

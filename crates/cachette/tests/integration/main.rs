@@ -3,7 +3,21 @@
 //! - `conformance`: the behaviour of `CacheManager`, written once and run against every
 //!   backend (`memory`, `redis`), each Redis test on its own spawned `redis-server`.
 //! - `redis_failure`: server down at start, killed and restarted, paused.
+//! - `macros`: the attribute macros on every backend (the spec's usage examples);
+//!   `macros_keys`: golden keys; `macros_default`: the process-wide default manager;
+//!   `macros_failures`: `fallback_on_error` against a dead server.
+//! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
+//! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
+//!   copies, jitter.
+//! - `warm`: cache warming in `set_many` batches.
 
+mod chaos;
 mod conformance;
+mod macros;
+mod macros_default;
+mod macros_failures;
+mod macros_keys;
 mod redis_failure;
+mod stampede;
 mod support;
+mod warm;

@@ -1,0 +1,210 @@
+//! The connection every command works through: configuration from the library's sources plus
+//! the global flags, a [`CacheManager`] on Redis, and helpers for prefixed patterns and scans.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cachette::backend::SCAN_BATCH;
+use cachette::{CacheManager, Config};
+
+use crate::args::Global;
+use crate::exit;
+
+/// Where the CLI connects when no source names a Redis server (as `redis-cli` does).
+pub(crate) const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// The configured cache, as every command sees it.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) cache: CacheManager,
+    /// The connection URL, credentials included (never printed).
+    url: String,
+    config: Config,
+    /// Whether the URL is [`DEFAULT_URL`] because nothing named a server.
+    pub(crate) defaulted: bool,
+}
+
+impl Context {
+    /// Loads the configuration (`config.json` or `--config`, then the environment), applies
+    /// the global flags, and builds a manager on Redis. Does not connect.
+    pub(crate) fn new(global: &Global) -> anyhow::Result<Context> {
+        let mut config = match &global.config {
+            Some(path) => {
+                Config::load_from(Some((path.clone(), true)), |name| std::env::var(name).ok())
+            }
+            None => Config::load(),
+        }
+        .context("cannot load the configuration")?;
+        if let Some(url) = &global.url {
+            config.url = Some(url.clone());
+        }
+        if let Some(prefix) = &global.prefix {
+            config.key_prefix = prefix.clone();
+        }
+        if let Some(ms) = global.timeout {
+            if ms == 0 {
+                return Err(exit::usage("--timeout must be at least 1 ms"));
+            }
+            config.command_timeout = Duration::from_millis(ms);
+        }
+        // The CLI inspects the cache even when the application has caching turned off.
+        config.enabled = true;
+        let defaulted = !config.uses_redis();
+        if defaulted {
+            config.url = Some(DEFAULT_URL.to_owned());
+        }
+        let url = config
+            .redis_url()
+            .ok_or_else(|| exit::usage("no Redis server configured"))?;
+        let cache = config
+            .clone()
+            .builder()
+            .build()
+            .context("invalid configuration")?;
+        Ok(Context {
+            cache,
+            url,
+            config,
+            defaulted,
+        })
+    }
+
+    /// The server, without credentials (`redis://127.0.0.1:6379/0`).
+    pub(crate) fn server(&self) -> String {
+        let mut s = self.cache.describe().to_owned();
+        if self.defaulted {
+            s.push_str(" (the default: no --url, REDIS_URL, REDIS_HOST/REDIS_PORT or config.json names a server)");
+        }
+        s
+    }
+
+    /// The database number the URL selects.
+    pub(crate) fn db(&self) -> i64 {
+        redis::Client::open(self.url.as_str())
+            .map(|c| c.get_connection_info().redis_settings().db())
+            .unwrap_or(self.config.db)
+    }
+
+    /// The key prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        self.cache.prefix()
+    }
+
+    /// The full `SCAN MATCH` pattern for a pattern relative to the prefix.
+    pub(crate) fn full_pattern(&self, pattern: &str) -> String {
+        let mut full = cachette::glob::escape(self.prefix());
+        full.push_str(pattern);
+        full
+    }
+
+    /// Adds "cannot reach Redis at ..." to errors that are connection failures or timeouts.
+    pub(crate) fn reach<T>(&self, result: cachette::Result<T>) -> anyhow::Result<T> {
+        result.map_err(|e| {
+            if e.is_connection() || e.is_timeout() {
+                anyhow::Error::new(e).context(format!("cannot reach Redis at {}", self.server()))
+            } else {
+                anyhow::Error::new(e)
+            }
+        })
+    }
+
+    /// Calls `each` with every page of full keys matching `full_pattern` (see [`Scan`]).
+    /// Stops early when `each` returns `false`.
+    pub(crate) async fn scan_pages(
+        &self,
+        full_pattern: &str,
+        mut each: impl FnMut(Vec<String>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let mut scan = Scan::new(full_pattern);
+        while let Some(page) = scan.next_page(self).await? {
+            if !each(page)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many keys match `full_pattern`.
+    pub(crate) async fn count(&self, full_pattern: &str) -> anyhow::Result<u64> {
+        let mut n = 0u64;
+        self.scan_pages(full_pattern, |page| {
+            n += page.len() as u64;
+            Ok(true)
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// A plain `redis` connection for commands the cache API does not wrap (`HGETALL` of the
+    /// published statistics), with the configured timeouts.
+    pub(crate) async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|_| exit::usage(format!("invalid Redis URL {}", self.server())))?;
+        let options = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(Some(self.config.command_timeout));
+        client
+            .get_multiplexed_async_connection_with_config(&options)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("{}", e.kind_and_detail())
+                    .context(format!("cannot reach Redis at {}", self.server()))
+            })
+    }
+}
+
+/// An incremental `SCAN MATCH` that yields each key once: SCAN may repeat keys while the
+/// server rehashes, and a set of 64-bit hashes of the keys seen drops the repeats.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pattern: String,
+    cursor: u64,
+    done: bool,
+    seen: HashSet<u64>,
+}
+
+impl Scan {
+    /// A scan over the full (prefixed, escaped) pattern.
+    pub(crate) fn new(full_pattern: &str) -> Scan {
+        Scan {
+            pattern: full_pattern.to_owned(),
+            cursor: 0,
+            done: false,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The next non-empty page of keys not seen before; `None` at the end.
+    pub(crate) async fn next_page(&mut self, ctx: &Context) -> anyhow::Result<Option<Vec<String>>> {
+        let backend = ctx.cache.backend();
+        while !self.done {
+            let page = ctx.reach(backend.scan(self.cursor, &self.pattern, SCAN_BATCH).await)?;
+            self.cursor = page.cursor;
+            self.done = page.cursor == 0;
+            let fresh: Vec<String> = page
+                .keys
+                .into_iter()
+                .filter(|k| self.seen.insert(xxhash_rust::xxh3::xxh3_64(k.as_bytes())))
+                .collect();
+            if !fresh.is_empty() {
+                return Ok(Some(fresh));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `ErrorKind: detail` of a redis error without the URL it may embed.
+trait Detail {
+    fn kind_and_detail(&self) -> String;
+}
+
+impl Detail for redis::RedisError {
+    fn kind_and_detail(&self) -> String {
+        match self.detail() {
+            Some(detail) => format!("{:?}: {detail}", self.kind()),
+            None => format!("{:?}", self.kind()),
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! End-to-end tests of the `cachette` binary against a real, spawned `redis-server`.
+//!
+//! One server for the whole binary; each test works under its own key prefix. Every command
+//! runs with the REDIS_* variables removed and in a directory without `config.json`, so the
+//! machine's environment cannot leak in.
+
+use std::net::TcpListener;
+use std::process::Command as StdCommand;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use cachette_test_support::RedisServer;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::new)
+}
+
+/// `cachette` with a clean environment, no config file, and no `--url`.
+fn bare() -> Command {
+    let mut cmd = Command::cargo_bin("cachette").expect("the cachette binary");
+    for var in cachette::config::ENV_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("CACHETTE_CONFIG");
+    cmd.current_dir(env!("CARGO_TARGET_TMPDIR"));
+    cmd.timeout(Duration::from_secs(30));
+    cmd
+}
+
+/// `cachette --url <test server> --prefix <prefix> args...`.
+fn cli(prefix: &str, args: &[&str]) -> Command {
+    let mut cmd = bare();
+    cmd.arg("--url")
+        .arg(server().url())
+        .arg("--prefix")
+        .arg(prefix);
+    cmd.args(args);
+    cmd
+}
+
+fn stdout_of(prefix: &str, args: &[&str]) -> String {
+    let out = cli(prefix, args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).expect("utf-8 output")
+}
+
+#[test]
+fn help_lists_every_command() {
+    let assert = bare().arg("--help").assert().success();
+    let out = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for command in [
+        "ping",
+        "info",
+        "keys",
+        "get",
+        "set",
+        "del",
+        "ttl",
+        "expire",
+        "delete-pattern",
+        "clear",
+        "stats",
+        "bench",
+    ] {
+        assert!(
+            out.contains(&format!("  {command} ")),
+            "{command} missing from\n{out}"
+        );
+    }
+    assert!(out.contains("Exit codes"));
+    bare()
+        .args(["bench", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("--read-ratio"));
+}
+
+#[test]
+fn unknown_command_is_a_usage_error() {
+    bare()
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(contains("unrecognized subcommand 'frobnicate'"));
+    bare().args(["expire", "k", "0"]).assert().code(2);
+}
+
+#[test]
+fn ping_answers() {
+    cli("t_ping:", &["ping"])
+        .assert()
+        .success()
+        .stdout(contains("PONG from redis://127.0.0.1:"));
+}
+
+#[test]
+fn set_get_ttl_expire_del_round_trip() {
+    let p = "t_rt:";
+    cli(
+        p,
+        &[
+            "set",
+            "user:1",
+            r#"{"name":"Ada","roles":["admin"]}"#,
+            "--ttl",
+            "100",
+        ],
+    )
+    .assert()
+    .success()
+    .stdout("OK\n");
+    // Stored exactly as the library stores it: compact JSON under the prefix.
+    assert_eq!(
+        server().cli(["GET", "t_rt:user:1"]),
+        r#"{"name":"Ada","roles":["admin"]}"#
+    );
+    cli(p, &["get", "user:1"])
+        .assert()
+        .success()
+        .stdout("{\n  \"name\": \"Ada\",\n  \"roles\": [\n    \"admin\"\n  ]\n}\n");
+    let ttl: u64 = stdout_of(p, &["ttl", "user:1"]).trim().parse().unwrap();
+    assert!((95..=100).contains(&ttl), "{ttl}");
+    cli(p, &["expire", "user:1", "5000"]).assert().success();
+    let ttl: u64 = stdout_of(p, &["ttl", "user:1"]).trim().parse().unwrap();
+    assert!((4990..=5000).contains(&ttl), "{ttl}");
+    cli(p, &["set", "forever", "42", "--persist"])
+        .assert()
+        .success();
+    cli(p, &["ttl", "forever"])
+        .assert()
+        .success()
+        .stdout("-1\n");
+    cli(p, &["del", "user:1", "forever", "never-there"])
+        .assert()
+        .success()
+        .stdout("2\n");
+    cli(p, &["get", "user:1"])
+        .assert()
+        .code(1)
+        .stderr(contains("does not exist"));
+    cli(p, &["ttl", "user:1"]).assert().code(1);
+    cli(p, &["expire", "user:1", "10"]).assert().code(1);
+}
+
+#[test]
+fn set_reads_stdin_and_uses_the_default_ttl() {
+    let p = "t_stdin:";
+    cli(p, &["set", "k", "-"])
+        .write_stdin("[1, 2, 3]\n")
+        .assert()
+        .success();
+    cli(p, &["get", "k"])
+        .assert()
+        .success()
+        .stdout("[\n  1,\n  2,\n  3\n]\n");
+    // Default TTL of the library: 3600 s.
+    let ttl: u64 = stdout_of(p, &["ttl", "k"]).trim().parse().unwrap();
+    assert!((3590..=3600).contains(&ttl), "{ttl}");
+}
+
+#[test]
+fn malformed_json_is_refused_with_exit_2() {
+    cli("t_bad:", &["set", "k", "{name: Ada}"])
+        .assert()
+        .code(2)
+        .stderr(contains("not valid JSON").and(contains("line 1 column 2")));
+    cli("t_bad:", &["set", "k", "plain text"]).assert().code(2);
+    assert_eq!(server().cli(["EXISTS", "t_bad:k"]), "0");
+    cli("t_bad:", &["set", "k", "1", "--ttl", "0"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn get_shows_non_json_values_safely() {
+    let p = "t_raw:";
+    server().cli(["SET", "t_raw:text", "hello world"]);
+    cli(p, &["get", "text"])
+        .assert()
+        .success()
+        .stdout("hello world\n")
+        .stderr(contains("not JSON"));
+    // A value with an escape sequence and invalid UTF-8, written through the library.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cachette::CacheManager::builder()
+            .url(server().url())
+            .key_prefix(p)
+            .build()
+            .unwrap();
+        cache
+            .set_raw("bin", &b"\x93\xa1\x1b[31m"[..], cachette::Ttl::Never)
+            .await
+            .unwrap();
+    });
+    cli(p, &["get", "bin"])
+        .assert()
+        .success()
+        .stdout("\\x93\\xa1\\x1b[31m\n")
+        .stderr(contains("binary"));
+    let raw = cli(p, &["get", "bin", "--raw"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(raw, b"\x93\xa1\x1b[31m");
+}
+
+#[test]
+fn keys_streams_matches_under_the_prefix_only() {
+    let p = "t_keys:";
+    for i in 0..25 {
+        server().cli(["SET", &format!("t_keys:user:{i}"), "1"]);
+    }
+    server().cli(["SET", "t_keys:post:1", "1"]);
+    server().cli(["SET", "other:user:1", "1"]);
+    let out = stdout_of(p, &["keys", "user:*"]);
+    let mut keys: Vec<&str> = out.lines().collect();
+    keys.sort_unstable();
+    assert_eq!(keys.len(), 25);
+    assert!(keys.iter().all(|k| k.starts_with("user:")), "{keys:?}");
+    assert_eq!(stdout_of(p, &["keys"]).lines().count(), 26);
+    assert_eq!(
+        stdout_of(p, &["keys", "user:*", "--count", "3"])
+            .lines()
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_pattern_matching_nothing_is_not_an_error() {
+    let p = "t_none:";
+    cli(p, &["keys", "nothing:*"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("no keys match"));
+    cli(p, &["delete-pattern", "nothing:*"])
+        .assert()
+        .success()
+        .stdout("0\n")
+        .stderr(contains("nothing to delete"));
+}
+
+#[test]
+fn delete_pattern_refuses_without_a_terminal_or_yes() {
+    let p = "t_delp:";
+    for i in 0..5 {
+        server().cli(["SET", &format!("t_delp:s:{i}"), "1"]);
+    }
+    server().cli(["SET", "t_delp:keep", "1"]);
+    server().cli(["SET", "t_other:s:1", "1"]);
+    cli(p, &["delete-pattern", "s:*"])
+        .write_stdin("y\n") // stdin is a pipe, not a terminal: no prompt, no answer read
+        .assert()
+        .code(4)
+        .stderr(contains("refusing to delete 5 keys").and(contains("--yes")));
+    assert_eq!(stdout_of(p, &["keys", "s:*"]).lines().count(), 5);
+    cli(p, &["delete-pattern", "s:*", "--yes"])
+        .assert()
+        .success()
+        .stdout("5\n");
+    assert_eq!(stdout_of(p, &["keys"]), "keep\n");
+    assert_eq!(server().cli(["EXISTS", "t_other:s:1"]), "1");
+}
+
+#[test]
+fn clear_removes_only_its_own_prefix() {
+    let p = "t_clear:";
+    for i in 0..3 {
+        server().cli(["SET", &format!("t_clear:{i}"), "1"]);
+    }
+    server().cli(["SET", "t_clearx", "1"]);
+    cli(p, &["clear"]).assert().code(4);
+    cli(p, &["clear", "--yes"]).assert().success().stdout("3\n");
+    assert_eq!(server().cli(["EXISTS", "t_clearx"]), "1");
+    cli("", &["clear", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(contains("empty prefix"));
+}
+
+#[test]
+fn info_summarises_and_prints_json() {
+    let p = "t_info:";
+    server().cli(["SET", "t_info:a", "1"]);
+    cli(p, &["info"])
+        .assert()
+        .success()
+        .stdout(contains("version       redis ").and(contains("\"t_info:\": 1 keys")));
+    let out = stdout_of(p, &["info", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["keys_under_prefix"], 1);
+    assert_eq!(doc["prefix"], "t_info:");
+    assert!(doc["redis_version"].is_string());
+    assert!(doc["sections"]["memory"]["used_memory"].is_u64());
+    let out = stdout_of(p, &["info", "--json", "--no-count"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["keys_under_prefix"].is_null());
+}
+
+#[test]
+fn stats_reads_what_a_publisher_wrote() {
+    let p = "t_stats:";
+    cli(p, &["stats"])
+        .assert()
+        .success()
+        .stderr(contains("no statistics"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cachette::CacheManager::builder()
+            .url(server().url())
+            .key_prefix(p)
+            .build()
+            .unwrap();
+        cache.set("a", &1, cachette::Ttl::Never).await.unwrap();
+        for _ in 0..3 {
+            let _: Option<u32> = cache.get("a").await.unwrap();
+        }
+        let _: Option<u32> = cache.get("missing").await.unwrap();
+        let publisher = cachette::StatsPublisher::builder(server().url())
+            .prefix(p)
+            .functions(false)
+            .manager("app::direct", &cache)
+            .interval(Duration::from_secs(3600))
+            .start()
+            .unwrap();
+        assert!(publisher.publish_now().await.unwrap() >= 3);
+        // Nothing new: no round trip, nothing counted twice.
+        assert_eq!(publisher.publish_now().await.unwrap(), 0);
+        let _: Option<u32> = cache.get("a").await.unwrap();
+        publisher.stop().await; // publishes the last hit
+    });
+    cli(p, &["stats"])
+        .assert()
+        .success()
+        .stdout(contains("app::direct").and(contains("80.0%")));
+    let doc: serde_json::Value = serde_json::from_str(&stdout_of(p, &["stats", "--json"])).unwrap();
+    let f = &doc["functions"][0];
+    assert_eq!(f["name"], "app::direct");
+    assert_eq!(f["counters"]["hits"], 4);
+    assert_eq!(f["counters"]["misses"], 1);
+    assert_eq!(f["counters"]["writes"], 1);
+    assert!(doc["published_at_ms"].is_u64());
+    cli(p, &["stats", "--filter", "nope"])
+        .assert()
+        .success()
+        .stdout("");
+    cli(p, &["stats", "--reset"]).assert().success();
+    assert_eq!(server().cli(["EXISTS", "t_stats:__cachette:stats"]), "0");
+}
+
+#[cachette::cached(cache = cache, skip(cache), ttl = 60)]
+async fn doubled(cache: &cachette::CacheManager, x: u64) -> u64 {
+    x * 2
+}
+
+#[test]
+fn stats_shows_decorated_functions_published_by_default() {
+    let p = "t_fnstats:";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cachette::CacheManager::builder()
+            .url(server().url())
+            .key_prefix(p)
+            .build()
+            .unwrap();
+        let publisher = cachette::StatsPublisher::builder(server().url())
+            .prefix(p)
+            .interval(Duration::from_millis(20))
+            .start()
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(doubled(&cache, 21).await, 42); // a miss, then two hits
+        }
+        // Published by the background task within a few intervals.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server().cli(["HGET", "t_fnstats:__cachette:stats", "cli::doubled|hits"]) != "2" {
+            assert!(Instant::now() < deadline, "not published in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(publisher);
+    });
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout_of(p, &["stats", "--json", "--filter", "doubled"])).unwrap();
+    let f = &doc["functions"][0];
+    assert_eq!(f["name"], "cli::doubled");
+    assert_eq!(f["counters"]["hits"], 2);
+    assert_eq!(f["counters"]["misses"], 1);
+    assert!((f["hit_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn bench_reports_throughput_and_percentiles_and_cleans_up() {
+    let p = "t_bench:";
+    let out = stdout_of(
+        p,
+        &[
+            "bench",
+            "--duration",
+            "0.3",
+            "--concurrency",
+            "4",
+            "--keys",
+            "50",
+            "--json",
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["ops"].as_u64().unwrap() > 0, "{doc}");
+    assert!(doc["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(doc["errors"], 0);
+    for q in ["p50_us", "p90_us", "p99_us", "p999_us"] {
+        assert!(doc["latency"][q].as_u64().unwrap() > 0, "{q}");
+    }
+    assert_eq!(stdout_of(p, &["keys"]), "", "bench keys left behind");
+    cli(
+        p,
+        &[
+            "bench",
+            "-d",
+            "0.2",
+            "-c",
+            "2",
+            "--keys",
+            "10",
+            "--read-ratio",
+            "0.5",
+        ],
+    )
+    .assert()
+    .success()
+    .stdout(contains("throughput").and(contains("p99.9")));
+    cli(p, &["bench", "--read-ratio", "2"]).assert().code(2);
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_with_a_clear_message() {
+    // Nothing listens on a port we bound and released.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    bare()
+        .args([
+            "--url",
+            &format!("redis://:hunter2@127.0.0.1:{port}"),
+            "get",
+            "k",
+        ])
+        .assert()
+        .code(3)
+        .stderr(
+            contains(format!(
+                "cannot reach Redis at redis://***@127.0.0.1:{port}"
+            ))
+            .and(contains("hunter2").not()),
+        );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A server that accepts connections and never answers: bounded by --timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let started = Instant::now();
+    bare()
+        .args([
+            "--url",
+            &format!("redis://127.0.0.1:{port}"),
+            "--timeout",
+            "200",
+            "ping",
+        ])
+        .assert()
+        .code(3)
+        .stderr(contains("cannot reach Redis").and(contains("timed out")));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn configuration_comes_from_the_environment_and_defaults_to_localhost() {
+    // REDIS_URL and REDIS_KEY_PREFIX, as the library reads them.
+    server().cli(["SET", "t_env:k", "7"]);
+    bare()
+        .env("REDIS_URL", server().url())
+        .env("REDIS_KEY_PREFIX", "t_env:")
+        .args(["get", "k"])
+        .assert()
+        .success()
+        .stdout("7\n");
+    // Nothing configured: redis://127.0.0.1:6379, and the message says so when it fails.
+    let out = bare().args(["--timeout", "300", "ping"]).output().unwrap();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("redis://127.0.0.1:6379"), "{stderr}");
+        assert!(stderr.contains("the default"), "{stderr}");
+        assert_eq!(out.status.code(), Some(3));
+    }
+    // An invalid configuration value names its source: exit 2.
+    bare()
+        .env("REDIS_PORT", "not-a-port")
+        .arg("ping")
+        .assert()
+        .code(2)
+        .stderr(contains("REDIS_PORT"));
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let p = "t_pipe:";
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("SET")
+            .arg(format!("t_pipe:{i:05}"))
+            .arg(1)
+            .ignore();
+    }
+    let client = redis::Client::open(server().url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    pipe.query::<()>(&mut conn).unwrap();
+    // `cachette keys | head -1`: the reader exits after the first line.
+    let bin = assert_cmd::cargo::cargo_bin("cachette");
+    let script = format!(
+        "'{}' --url '{}' --prefix '{p}' keys | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        bin.display(),
+        server().url()
+    );
+    let out = StdCommand::new("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -1,0 +1,502 @@
+//! The expansions: each rewrites the function body in place into calls to
+//! `::cachette::__private` (the `cachette::runtime` module), keeping the signature — generics,
+//! `impl Trait` arguments, receivers — exactly as written.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, LitStr};
+
+use crate::item::{FnItem, ReturnKind, SigInfo};
+use crate::options::{self, Macro, Options, TtlValue};
+use crate::template::{Names, Template};
+use crate::{mixed, Errors};
+
+/// Expands one attribute. On any error the function is emitted unchanged next to the errors,
+/// so the user sees the macro's messages rather than a cascade from a half-built expansion.
+pub(crate) fn expand(which: Macro, attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let func: FnItem = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                format!("{} can only be used on an `async fn`", which.attr()),
+            ));
+            return errors.emit_with(item);
+        }
+    };
+    let options = match options::parse(attr, which, &mut errors) {
+        Ok(options) => options,
+        Err(e) => {
+            errors.push(e);
+            return errors.emit_with(item);
+        }
+    };
+    check_function(which, &func, &mut errors);
+    let body = match which {
+        Macro::Cached | Macro::Put => expand_cached(which, &func, &options, &mut errors),
+        Macro::Evict => expand_evict(&func, &options, &mut errors),
+        Macro::Property => expand_property(&func, &options, &mut errors),
+    };
+    if !errors.is_empty() {
+        return errors.emit_with(item);
+    }
+    let out = func.with_body(body);
+    debug_print(which, &func.sig.ident, &out);
+    out
+}
+
+fn check_function(which: Macro, func: &FnItem, errors: &mut Errors) {
+    if func.sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            func.sig.fn_token.span,
+            format!(
+                "{} can only be used on an `async fn`; `{}` is not async",
+                which.attr(),
+                func.sig.ident
+            ),
+        ));
+    }
+    if func.body.is_none() {
+        errors.push(syn::Error::new(
+            func.sig.span(),
+            format!("{} needs a function with a body", which.attr()),
+        ));
+    }
+    if func.sig.variadic.is_some() {
+        errors.push(syn::Error::new(
+            func.sig.span(),
+            format!("{} cannot be used on a variadic function", which.attr()),
+        ));
+    }
+}
+
+/// `CACHETTE_MACRO_DEBUG=1` prints every expansion while compiling;
+/// `CACHETTE_MACRO_DEBUG=name` only those of functions called `name`.
+fn debug_print(which: Macro, name: &Ident, out: &TokenStream) {
+    if let Ok(filter) = std::env::var("CACHETTE_MACRO_DEBUG") {
+        let name = name.to_string();
+        if filter == "1" || filter == "true" || filter == name {
+            eprintln!("// {} on `{name}` expands to:\n{out}\n", which.attr());
+        }
+    }
+}
+
+fn fn_name(ident: &Ident) -> String {
+    let name = ident.to_string();
+    name.strip_prefix("r#").map(str::to_owned).unwrap_or(name)
+}
+
+fn ttl_tokens(ttl: Option<&TtlValue>) -> TokenStream {
+    match ttl {
+        None => quote!(::cachette::Ttl::Default),
+        Some(TtlValue::Secs(secs, span)) => quote_spanned!(*span=> ::cachette::Ttl::secs(#secs)),
+        Some(TtlValue::Never(span)) => quote_spanned!(*span=> ::cachette::Ttl::Never),
+        Some(TtlValue::Expr(expr)) => {
+            quote_spanned!(expr.span()=> ::cachette::__private::ttl(#expr))
+        }
+    }
+}
+
+/// `let __cachette_manager: Option<&CacheManager> = ...;`
+fn manager_tokens(cache: Option<&Expr>) -> (Ident, TokenStream) {
+    let manager = mixed("__cachette_manager");
+    let tokens = match cache {
+        Some(expr) => {
+            // Spanned at the expression, so a wrong type is reported there.
+            let borrow = quote_spanned!(expr.span()=> &(#expr));
+            quote! {
+                #[allow(clippy::needless_borrow, clippy::borrow_deref_ref)]
+                let #manager: &::cachette::CacheManager = #borrow;
+                let #manager = ::core::option::Option::Some(#manager);
+            }
+        }
+        None => quote! {
+            let #manager = ::cachette::__private::default_manager();
+        },
+    };
+    (manager, tokens)
+}
+
+fn owner_fn(info: &SigInfo) -> TokenStream {
+    if info.has_receiver {
+        quote!(::core::option::Option::Some(
+            ::cachette::__private::type_label::<Self> as ::cachette::__private::OwnerFn
+        ))
+    } else {
+        quote!(::core::option::Option::None)
+    }
+}
+
+/// Makes the body's output type the function's return type even before the body is checked,
+/// as `tracing::instrument` does, so that `?` and `.into()` infer inside the async block.
+fn fake_return(info: &SigInfo) -> TokenStream {
+    match &info.return_type {
+        Some(ty) => {
+            let fake = mixed("__cachette_fake_return");
+            quote! {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let #fake: #ty = loop {};
+                    return #fake;
+                }
+            }
+        }
+        None => TokenStream::new(),
+    }
+}
+
+/// `let __cachette_body = async move { <original body> };`
+fn body_tokens(func: &FnItem, info: &SigInfo) -> (Ident, TokenStream) {
+    let ident = mixed("__cachette_body");
+    let fake = fake_return(info);
+    let block = func.body.as_ref().map(ToTokens::to_token_stream);
+    let tokens = quote! {
+        let #ident = async move {
+            #fake
+            #block
+        };
+    };
+    (ident, tokens)
+}
+
+fn site_tokens(name: &str, kind: &str) -> (Ident, TokenStream) {
+    let site = mixed("__CACHETTE_SITE");
+    let kind = Ident::new(kind, Span::call_site());
+    let tokens = quote! {
+        static #site: ::cachette::__private::FnSite = ::cachette::__private::FnSite::new(
+            ::core::module_path!(),
+            #name,
+            ::cachette::__private::SiteKind::#kind,
+        );
+    };
+    (site, tokens)
+}
+
+fn check_skip(options: &Options, info: &SigInfo, errors: &mut Errors) {
+    for skipped in &options.skip {
+        if skipped == "self" {
+            continue;
+        }
+        let name = skipped.to_string();
+        if !info
+            .args
+            .iter()
+            .any(|a| a.ident.as_ref().is_some_and(|i| *i == name))
+        {
+            errors.push(syn::Error::new(
+                skipped.span(),
+                format!(
+                    "unknown argument `{name}` in `skip(...)` (arguments: {})",
+                    arg_list(info)
+                ),
+            ));
+        }
+    }
+}
+
+fn arg_list(info: &SigInfo) -> String {
+    let names: Vec<String> = info
+        .args
+        .iter()
+        .filter_map(|a| a.ident.as_ref().map(ToString::to_string))
+        .collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The arguments that make up the default key (and are given to a `key_builder`).
+fn hashed_args<'a>(options: &Options, info: &'a SigInfo, errors: &mut Errors) -> Vec<&'a Ident> {
+    let mut hashed = Vec::new();
+    for arg in &info.args {
+        match &arg.ident {
+            Some(ident) if options.skip.iter().any(|s| s == ident) => {}
+            Some(ident) => hashed.push(ident),
+            None => errors.push(syn::Error::new(
+                arg.span,
+                "this argument is a pattern, so it cannot be hashed into the cache key: bind it \
+                 to a name (`arg: Type`) and destructure it in the body, or name the key with \
+                 `key = \"...\"`",
+            )),
+        }
+    }
+    hashed
+}
+
+fn expand_key(
+    func: &FnItem,
+    options: &Options,
+    info: &SigInfo,
+    key_name: &str,
+    errors: &mut Errors,
+) -> TokenStream {
+    let names = Names {
+        args: &info.names,
+        has_self: info.has_receiver,
+    };
+    if let (Some(_), Some(builder)) = (&options.key, &options.key_builder) {
+        errors.push(syn::Error::new(
+            builder.span(),
+            "`key` and `key_builder` cannot be used together: pick one",
+        ));
+    }
+    if let Some(key) = &options.key {
+        let template = Template::parse(key, &names, errors);
+        let key = template.expand(false);
+        return quote!(|| ::core::result::Result::Ok(#key));
+    }
+    let hashed = hashed_args(options, info, errors);
+    if let Some(builder) = &options.key_builder {
+        let callee = match builder {
+            Expr::Path(_) => quote!(#builder),
+            _ => quote!((#builder)),
+        };
+        // Spanned at the builder, so that an arity or type mismatch is reported there (and
+        // the compiler does not suggest editing the function's own signature).
+        let args = hashed.iter().map(|ident| {
+            let ident = crate::make_ident(&ident.to_string(), builder.span());
+            quote_spanned!(builder.span()=> &#ident)
+        });
+        return quote_spanned! {builder.span()=>
+            || ::core::result::Result::Ok(
+                ::core::convert::Into::<::std::string::String>::into(#callee(#key_name #(, #args)*))
+            )
+        };
+    }
+    let hasher = mixed("__cachette_hasher");
+    let owner = if info.has_receiver {
+        quote!(::core::option::Option::Some(
+            ::cachette::__private::type_label::<Self>()
+        ))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let feeds = hashed.iter().map(|ident| {
+        quote_spanned! {ident.span()=>
+            ::cachette::__private::ArgsHasher::arg(&mut #hasher, &#ident);
+        }
+    });
+    let _ = func;
+    quote! {
+        || {
+            let mut #hasher = ::cachette::__private::ArgsHasher::new();
+            #(#feeds)*
+            #hasher.default_key(::core::module_path!(), #owner, #key_name)
+        }
+    }
+}
+
+fn expand_cached(
+    which: Macro,
+    func: &FnItem,
+    options: &Options,
+    errors: &mut Errors,
+) -> TokenStream {
+    let info = SigInfo::of(&func.sig);
+    check_skip(options, &info, errors);
+    if let Some(flag) = &options.fallback_on_error {
+        if !flag.value && info.kind != ReturnKind::Result {
+            errors.push(syn::Error::new(
+                flag.span(),
+                "`fallback_on_error = false` returns cache errors through the function's error \
+                 type, so the function must return `Result<T, E>` with `E: From<cachette::Error>`",
+            ));
+        }
+    }
+    let cache_none = options.cache_none.as_ref().is_some_and(|b| b.value);
+    if let Some(flag) = &options.cache_none {
+        if info.kind != ReturnKind::Option {
+            errors.push(syn::Error::new(
+                flag.span(),
+                "`cache_none` only applies to functions returning `Option<T>`",
+            ));
+        }
+    }
+    let name = fn_name(&func.sig.ident);
+    let key_name = options
+        .name
+        .as_ref()
+        .map_or_else(|| name.clone(), LitStr::value);
+    let key = expand_key(func, options, &info, &key_name, errors);
+
+    let kind = if which == Macro::Put { "Put" } else { "Cached" };
+    let (site, site_stmt) = site_tokens(&name, kind);
+    let (manager, manager_stmt) = manager_tokens(options.cache.as_ref());
+    let (body, body_stmt) = body_tokens(func, &info);
+    let call = mixed("__cachette_call");
+    let owner = owner_fn(&info);
+    let ttl = ttl_tokens(options.ttl.as_ref());
+    let unless = match &options.unless {
+        Some(unless) => unless.to_token_stream(),
+        None => quote!(::cachette::__private::never),
+    };
+    let strict = !options.fallback();
+    let runtime = match (which, info.kind, strict, cache_none) {
+        (Macro::Put, ReturnKind::Result, true, _) => "put_result_strict",
+        (Macro::Put, ReturnKind::Result, false, _) => "put_result",
+        (Macro::Put, ReturnKind::Option, _, false) => "put_option",
+        (Macro::Put, _, _, _) => "put_value",
+        (_, ReturnKind::Result, true, _) => "cached_result_strict",
+        (_, ReturnKind::Result, false, _) => "cached_result",
+        (_, ReturnKind::Option, _, false) => "cached_option",
+        _ => "cached_value",
+    };
+    // Errors about the call's bounds are reported at the option they concern: a strict
+    // function's missing `E: From<cachette::Error>` at `fallback_on_error`, a wrong `unless`
+    // signature at `unless`.
+    let call_span = match (&options.fallback_on_error, &options.unless) {
+        (Some(flag), _) if strict => flag.span(),
+        (_, Some(unless)) => unless.span(),
+        _ => Span::call_site(),
+    };
+    let runtime = Ident::new(runtime, call_span);
+    let invoke =
+        quote_spanned!(call_span=> ::cachette::__private::#runtime(#call, #unless, #body).await);
+    quote! {
+        #site_stmt
+        #manager_stmt
+        let #call = ::cachette::__private::Call::new(&#site, #owner, #manager, #ttl, #key);
+        #body_stmt
+        #invoke
+    }
+}
+
+fn expand_evict(func: &FnItem, options: &Options, errors: &mut Errors) -> TokenStream {
+    let info = SigInfo::of(&func.sig);
+    let names = Names {
+        args: &info.names,
+        has_self: info.has_receiver,
+    };
+    if options.key.is_none() && options.keys.is_none() && options.pattern.is_none() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "#[cache_evict] needs something to evict: `key = \"...\"`, `keys = [...]` or \
+             `pattern = \"...\"`",
+        ));
+    }
+    let before = options.before.as_ref().is_some_and(|b| b.value);
+    let always = options.always.as_ref().is_some_and(|b| b.value);
+    if before && always {
+        errors.push(syn::Error::new(
+            options.span_of("always"),
+            "`always` only applies to evictions after the body; drop it or `before = true`",
+        ));
+    }
+    if let Some(flag) = &options.fallback_on_error {
+        if !flag.value && info.kind != ReturnKind::Result {
+            errors.push(syn::Error::new(
+                flag.span(),
+                "`fallback_on_error = false` returns cache errors through the function's error \
+                 type, so the function must return `Result<T, E>` with `E: From<cachette::Error>`",
+            ));
+        }
+    }
+    let plan = mixed("__cachette_plan");
+    let mut steps = Vec::new();
+    for key in options.key.iter().chain(options.keys.iter().flatten()) {
+        let key = Template::parse(key, &names, errors).expand(false);
+        steps.push(quote!(#plan.key(#key);));
+    }
+    if let Some(pattern) = &options.pattern {
+        let pattern = Template::parse(pattern, &names, errors).expand(true);
+        steps.push(quote!(#plan.pattern(#pattern);));
+    }
+
+    let name = fn_name(&func.sig.ident);
+    let (site, site_stmt) = site_tokens(&name, "Evict");
+    let (manager, manager_stmt) = manager_tokens(options.cache.as_ref());
+    let (body, body_stmt) = body_tokens(func, &info);
+    let evict = mixed("__cachette_evict");
+    let owner = owner_fn(&info);
+    let runtime = match (info.kind, options.fallback()) {
+        (ReturnKind::Result, true) => "evict_result",
+        (ReturnKind::Result, false) => "evict_result_strict",
+        _ => "evict_value",
+    };
+    let call_span = match &options.fallback_on_error {
+        Some(flag) if !flag.value => flag.span(),
+        _ => Span::call_site(),
+    };
+    let runtime = Ident::new(runtime, call_span);
+    let invoke = quote_spanned!(call_span=> ::cachette::__private::#runtime(#evict, #body).await);
+    quote! {
+        #site_stmt
+        #manager_stmt
+        let #evict = ::cachette::__private::Evict::new(
+            &#site,
+            #owner,
+            #manager,
+            ::cachette::__private::EvictWhen::new(#before, #always),
+            |#plan: &mut ::cachette::__private::EvictPlan| { #(#steps)* },
+        );
+        #body_stmt
+        #invoke
+    }
+}
+
+fn expand_property(func: &FnItem, options: &Options, errors: &mut Errors) -> TokenStream {
+    let info = SigInfo::of(&func.sig);
+    let self_token = match info.receiver_token {
+        Some(token) if info.shared_receiver => Some(token),
+        _ => {
+            errors.push(syn::Error::new(
+                func.sig.paren_token.span.join(),
+                "#[cached_property] needs a method taking exactly `&self`",
+            ));
+            None
+        }
+    };
+    if let Some(arg) = info.args.first() {
+        errors.push(syn::Error::new(
+            arg.span,
+            "#[cached_property] methods take no arguments besides `&self` (the value is cached \
+             per instance, not per argument: use #[cached] for that)",
+        ));
+    }
+    if info.return_type.is_none() {
+        errors.push(syn::Error::new(
+            func.sig.output.span(),
+            "#[cached_property] needs a method returning a value (`-> T` with `T: Clone`)",
+        ));
+    }
+    let field = options
+        .field
+        .clone()
+        .unwrap_or_else(|| func.sig.ident.clone());
+    let (body, body_stmt) = body_tokens(func, &info);
+    let ttl = ttl_tokens(options.ttl.as_ref());
+    let runtime = if info.kind == ReturnKind::Result {
+        quote!(property_result)
+    } else {
+        quote!(property)
+    };
+    let Some(self_token) = self_token else {
+        return TokenStream::new();
+    };
+    let property = mixed("__cachette_property");
+    // Names the field's expected type, so a field of the wrong type is one clear error.
+    let ty = match (&info.return_type, info.kind) {
+        (Some(ty), kind) if kind != ReturnKind::Result => {
+            quote_spanned!(field.span()=> &::cachette::CachedProperty<#ty>)
+        }
+        _ => quote!(&_),
+    };
+    quote! {
+        let #property: #ty = &#self_token.#field;
+        #body_stmt
+        ::cachette::__private::#runtime(#property, #ttl, #body).await
+    }
+}

@@ -1,0 +1,92 @@
+//! [`Call`]: one invocation of a `#[cached]` or `#[cache_put]` function, resolved to a manager
+//! and a key before the body runs.
+
+use std::fmt;
+
+use crate::error::Error;
+use crate::manager::CacheManager;
+use crate::stats::Counters;
+use crate::ttl::Ttl;
+
+use super::site::FnSite;
+
+/// Returns the type label of a method's receiver (`cachette::key::type_label::<Self>`).
+pub type OwnerFn = fn() -> &'static str;
+
+/// One call of a decorated function: its site, the manager and key it uses, and the TTL.
+///
+/// Built by the code `#[cached]` and `#[cache_put]` expand into, before the function body
+/// takes ownership of the arguments; consumed by [`cached_result`](super::cached_result) and
+/// its siblings. The key is only computed when a manager is in use and enabled.
+pub struct Call<'m> {
+    pub(crate) counters: &'static Counters,
+    pub(crate) state: CallState<'m>,
+    pub(crate) ttl: Ttl,
+}
+
+pub(crate) enum CallState<'m> {
+    /// No manager, or a disabled one: run the body uncached.
+    Bypass,
+    /// The key could not be computed (a failing `Serialize` implementation).
+    KeyFailed(Error),
+    /// Cache under `key` in `manager`.
+    Active {
+        manager: &'m CacheManager,
+        key: String,
+    },
+}
+
+impl fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            CallState::Bypass => "bypass".to_owned(),
+            CallState::KeyFailed(e) => format!("key failed: {e}"),
+            CallState::Active { key, .. } => format!("key {key:?}"),
+        };
+        f.debug_struct("Call")
+            .field("state", &state)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl<'m> Call<'m> {
+    /// Resolves a call: registers `site` (once), and computes the key with `key` when
+    /// `manager` is `Some` and enabled. `owner` gives the receiver's type label of a method
+    /// (for the statistics' name).
+    #[inline]
+    pub fn new(
+        site: &'static FnSite,
+        owner: Option<OwnerFn>,
+        manager: Option<&'m CacheManager>,
+        ttl: Ttl,
+        key: impl FnOnce() -> Result<String, Error>,
+    ) -> Self {
+        let counters = site.enter(owner);
+        let state = match manager {
+            Some(manager) if manager.is_enabled() => match key() {
+                Ok(key) => CallState::Active { manager, key },
+                Err(e) => {
+                    counters.error();
+                    manager.counters().error();
+                    tracing::warn!(error = %e, function = site.name(), "cachette: cannot build the cache key; running uncached");
+                    CallState::KeyFailed(e)
+                }
+            },
+            _ => CallState::Bypass,
+        };
+        Call {
+            counters,
+            state,
+            ttl,
+        }
+    }
+
+    /// The key this call uses, when it uses the cache.
+    pub fn key(&self) -> Option<&str> {
+        match &self.state {
+            CallState::Active { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The runtime as plain Rust: read-through, write-through and eviction around hand-written
+//! bodies, on the memory backend and on a backend whose reads or writes fail on demand.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::*;
+use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, ScanPage};
+use crate::error::{Error, ErrorKind, Result};
+use crate::info::ServerInfo;
+use crate::{CacheManager, Ttl};
+
+/// The memory backend, with reads and/or writes failing while a switch is on.
+#[derive(Debug)]
+struct Flaky {
+    inner: MemoryBackend,
+    fail_reads: AtomicBool,
+    fail_writes: AtomicBool,
+}
+
+fn down() -> Error {
+    Error::new(ErrorKind::Connection, "test backend is down")
+}
+
+impl Flaky {
+    fn read(&self) -> Result<()> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(down());
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<()> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(down());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.read()?;
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.write()?;
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.write()?;
+        self.inner.set_nx(key, value, ttl).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        self.write()?;
+        self.inner.delete_many(keys).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.read()?;
+        self.inner.exists(key).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        self.write()?;
+        self.inner.expire(key, ttl).await
+    }
+    async fn persist(&self, key: &str) -> Result<bool> {
+        self.write()?;
+        self.inner.persist(key).await
+    }
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.read()?;
+        self.inner.ttl(key).await
+    }
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
+        self.read()?;
+        self.inner.scan(cursor, pattern, count).await
+    }
+    async fn info(&self) -> Result<ServerInfo> {
+        self.inner.info().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.read()
+    }
+}
+
+fn flaky() -> (Arc<Flaky>, CacheManager) {
+    let backend = Arc::new(Flaky {
+        inner: MemoryBackend::new(MemoryConfig::default()),
+        fail_reads: AtomicBool::new(false),
+        fail_writes: AtomicBool::new(false),
+    });
+    let manager = CacheManager::builder()
+        .backend(backend.clone() as Arc<dyn Backend>)
+        .build()
+        .unwrap();
+    (backend, manager)
+}
+
+#[derive(Debug, PartialEq)]
+enum AppError {
+    NotFound,
+    Cache(ErrorKind),
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError::Cache(e.kind())
+    }
+}
+
+macro_rules! site {
+    ($kind:ident) => {{
+        static SITE: FnSite = FnSite::new(module_path!(), stringify!($kind), SiteKind::$kind);
+        &SITE
+    }};
+}
+
+fn call<'m>(site: &'static FnSite, manager: &'m CacheManager, key: &str) -> Call<'m> {
+    let key = key.to_owned();
+    Call::new(site, None, Some(manager), Ttl::secs(60), move || Ok(key))
+}
+
+/// A body that yields a few times before answering, counting its runs.
+async fn body<T>(runs: &AtomicUsize, value: T) -> T {
+    runs.fetch_add(1, Ordering::SeqCst);
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    value
+}
+
+#[tokio::test]
+async fn read_through_misses_then_hits() {
+    let cache = CacheManager::memory();
+    let site = site!(Cached);
+    let runs = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let v = cached_value(call(site, &cache, "k"), never, body(&runs, 7u32)).await;
+        assert_eq!(v, 7);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let stats = site.stats().stats;
+    assert_eq!((stats.misses, stats.hits, stats.writes), (1, 2, 1));
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(7));
+}
+
+#[tokio::test]
+async fn only_ok_and_some_are_cached_and_unless_is_honoured() {
+    let cache = CacheManager::memory();
+    let runs = AtomicUsize::new(0);
+    let site = site!(Cached);
+    for _ in 0..2 {
+        let r: std::result::Result<u8, AppError> = cached_result(
+            call(site, &cache, "err"),
+            never,
+            body(&runs, Err(AppError::NotFound)),
+        )
+        .await;
+        assert_eq!(r, Err(AppError::NotFound));
+        let none = cached_option(call(site, &cache, "none"), never, body(&runs, None::<u8>)).await;
+        assert_eq!(none, None);
+        let big = cached_value(
+            call(site, &cache, "big"),
+            |v: &u8| *v > 100,
+            body(&runs, 200u8),
+        )
+        .await;
+        assert_eq!(big, 200);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 6);
+    assert!(cache.keys("*").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_read_runs_the_body_or_returns_the_error() {
+    let (backend, cache) = flaky();
+    backend.fail_reads.store(true, Ordering::SeqCst);
+    let runs = AtomicUsize::new(0);
+    let site = site!(Cached);
+    let ok: std::result::Result<u8, AppError> =
+        cached_result(call(site, &cache, "k"), never, body(&runs, Ok(1))).await;
+    assert_eq!(ok, Ok(1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let strict: std::result::Result<u8, AppError> =
+        cached_result_strict(call(site, &cache, "k"), never, body(&runs, Ok(1))).await;
+    assert!(matches!(strict, Err(AppError::Cache(_))), "{strict:?}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the strict body did not run"
+    );
+    assert!(site.stats().stats.errors >= 2);
+}
+
+#[tokio::test]
+async fn a_failed_write_still_returns_the_value() {
+    let (backend, cache) = flaky();
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    let runs = AtomicUsize::new(0);
+    let site = site!(Cached);
+    let value = cached_value(
+        call(site, &cache, "k"),
+        never,
+        body(&runs, String::from("v")),
+    )
+    .await;
+    assert_eq!(value, "v", "the value the body produced comes back");
+    let strict: std::result::Result<String, AppError> = cached_result_strict(
+        call(site, &cache, "k"),
+        never,
+        body(&runs, Ok(String::from("v"))),
+    )
+    .await;
+    assert!(matches!(strict, Err(AppError::Cache(_))), "{strict:?}");
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    assert_eq!(cache.get::<String>("k").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn absent_or_disabled_managers_bypass_the_cache() {
+    let site = site!(Cached);
+    let runs = AtomicUsize::new(0);
+    let c = Call::new(site, None, None, Ttl::Default, || -> Result<String> {
+        panic!("no key without a manager")
+    });
+    assert!(c.key().is_none());
+    assert_eq!(cached_value(c, never, body(&runs, 1u8)).await, 1);
+    let disabled = CacheManager::builder().enabled(false).build().unwrap();
+    let c = Call::new(
+        site,
+        None,
+        Some(&disabled),
+        Ttl::Default,
+        || -> Result<String> { panic!("no key when disabled") },
+    );
+    assert_eq!(cached_value(c, never, body(&runs, 2u8)).await, 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn write_through_always_runs_and_stores() {
+    let (backend, cache) = flaky();
+    let site = site!(Put);
+    let runs = AtomicUsize::new(0);
+    for v in [1u8, 2] {
+        assert_eq!(
+            put_value(call(site, &cache, "p"), never, body(&runs, v)).await,
+            v
+        );
+    }
+    assert_eq!(cache.get::<u8>("p").await.unwrap(), Some(2));
+    assert_eq!(site.stats().stats.writes, 2);
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    let lenient: std::result::Result<u8, AppError> =
+        put_result(call(site, &cache, "p"), never, body(&runs, Ok(3))).await;
+    assert_eq!(lenient, Ok(3));
+    let strict: std::result::Result<u8, AppError> =
+        put_result_strict(call(site, &cache, "p"), never, body(&runs, Ok(4))).await;
+    assert!(matches!(strict, Err(AppError::Cache(_))));
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn eviction_before_after_and_on_failure() {
+    let (backend, cache) = flaky();
+    let site = site!(Evict);
+    let seed = |keys: &'static [&'static str]| {
+        let cache = cache.clone();
+        async move {
+            for k in keys {
+                cache.set(k, &1, Ttl::Default).await.unwrap();
+            }
+        }
+    };
+    let plan = |p: &mut EvictPlan| {
+        p.key("a".into()).pattern("b:*".into());
+    };
+    seed(&["a", "b:1", "b:2", "c"]).await;
+    let after = Evict::new(site, None, Some(&cache), EvictWhen::new(false, false), plan);
+    assert_eq!(after.plan().keys(), ["a"]);
+    let r: std::result::Result<(), AppError> = evict_result(after, async { Ok(()) }).await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(cache.keys("*").await.unwrap(), ["c"]);
+    assert_eq!(site.stats().evicted, 3);
+
+    // After an Err: nothing, unless `always`.
+    seed(&["a"]).await;
+    let e = Evict::new(site, None, Some(&cache), EvictWhen::new(false, false), plan);
+    let r: std::result::Result<(), AppError> =
+        evict_result(e, async { Err(AppError::NotFound) }).await;
+    assert_eq!(r, Err(AppError::NotFound));
+    assert!(cache.exists("a").await.unwrap());
+    let e = Evict::new(site, None, Some(&cache), EvictWhen::new(false, true), plan);
+    let _: std::result::Result<(), AppError> =
+        evict_result(e, async { Err(AppError::NotFound) }).await;
+    assert!(!cache.exists("a").await.unwrap());
+
+    // Before: the body sees the cache without the key.
+    seed(&["a"]).await;
+    let e = Evict::new(site, None, Some(&cache), EvictWhen::new(true, false), plan);
+    let seen = evict_value(e, async { cache.exists("a").await.unwrap() }).await;
+    assert!(!seen);
+
+    // A failing backend: ignored, or returned (and then a `before` body does not run).
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    let e = Evict::new(site, None, Some(&cache), EvictWhen::new(false, false), plan);
+    let r: std::result::Result<u8, AppError> = evict_result(e, async { Ok(1) }).await;
+    assert_eq!(r, Ok(1));
+    let ran = AtomicBool::new(false);
+    let e = Evict::new(site, None, Some(&cache), EvictWhen::new(true, false), plan);
+    let r: std::result::Result<u8, AppError> = evict_result_strict(e, async {
+        ran.store(true, Ordering::SeqCst);
+        Ok(1)
+    })
+    .await;
+    assert!(matches!(r, Err(AppError::Cache(_))));
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn function_stats_are_listed_by_name() {
+    let cache = CacheManager::memory();
+    static SITE: FnSite = FnSite::new("my_app::users", "listed_fn", SiteKind::Cached);
+    let c = Call::new(
+        &SITE,
+        Some(|| "UserService"),
+        Some(&cache),
+        Ttl::Default,
+        || Ok("listed".to_owned()),
+    );
+    cached_value(c, never, async { 1u8 }).await;
+    let stats = function_stats_of("my_app::users::UserService::listed_fn").unwrap();
+    assert_eq!(stats.kind, SiteKind::Cached);
+    assert_eq!(stats.stats.misses, 1);
+    assert!(function_stats()
+        .iter()
+        .any(|s| s.name == "my_app::users::UserService::listed_fn"));
+}

@@ -1,0 +1,6 @@
+use cachette::cached;
+
+#[cached]
+struct User;
+
+fn main() {}
