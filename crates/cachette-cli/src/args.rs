@@ -34,7 +34,7 @@ pub(crate) struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Redis URL (redis://[user[:password]@]host:port/db); overrides REDIS_URL and config.json.
+    /// Redis URL (`redis://[user[:password]@]host:port/db`); overrides REDIS_URL and config.json.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) url: Option<String>,
     /// Key prefix of the cache (default from the configuration, else "cache:").
