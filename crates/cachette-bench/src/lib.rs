@@ -45,7 +45,7 @@ pub struct Plan {
 
 impl Plan {
     /// From `BENCH_SECS` (default 2) and `BENCH_ROUNDS` (default 3). `BENCH_FILTER` keeps only
-    /// the groups whose name contains it.
+    /// the groups whose name contains it, `BENCH_ONLY` only the rows whose name contains it.
     pub fn from_env() -> Plan {
         let secs: f64 = std::env::var("BENCH_SECS")
             .ok()
@@ -139,6 +139,14 @@ pub async fn compare(
             return Vec::new();
         }
     }
+    // BENCH_ONLY keeps only the contenders whose name contains it (for profiling one row).
+    let ops: Vec<(&str, Op)> = match std::env::var("BENCH_ONLY") {
+        Ok(only) => ops
+            .into_iter()
+            .filter(|(name, _)| name.contains(only.as_str()))
+            .collect(),
+        Err(_) => ops,
+    };
     let mut best: Vec<Option<Row>> = vec![None; ops.len()];
     for _ in 0..plan.rounds {
         for (i, (name, f)) in ops.iter().enumerate() {

@@ -192,6 +192,14 @@ impl CircuitBreaker {
 
     /// Runs `fut` through the breaker (for callers holding the inner backend's concrete
     /// type); an open circuit drops it unpolled.
+    /// Whether calls go straight through (closed, or never opening): the caller then awaits
+    /// its operation itself and reports it with [`record_closed`](Self::record_closed),
+    /// which keeps the operation's future out of a wrapper (and its copies).
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.policy.failures == 0 || self.state.load(Ordering::Acquire) == CLOSED
+    }
+
     pub(crate) async fn guard<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         self.call(|| fut).await
     }
@@ -241,7 +249,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn record_closed<T>(&self, result: &Result<T>) {
+    pub(crate) fn record_closed<T>(&self, result: &Result<T>) {
         match result {
             Err(e) if counts(e) => {
                 let streak = self

@@ -93,7 +93,9 @@ pub struct Config {
     pub key_prefix: String,
     /// Time allowed to connect.
     pub connect_timeout: Duration,
-    /// Time allowed for one operation, including a pending reconnect.
+    /// Time allowed for one operation, including a pending reconnect. Enforced per Redis
+    /// connection by a watchdog that samples every eighth of it, so an operation gives up
+    /// between 1x and about 1.25x this long.
     pub command_timeout: Duration,
     /// Value encoding.
     pub codec: Codec,

@@ -3,20 +3,24 @@
 //! Each connection is one multiplexed TCP connection shared by every concurrent caller, and
 //! re-established after the server drops it or restarts. A backend holds `connections` of them
 //! and hands them out round-robin. Every operation is bounded by the command timeout (which
-//! also bounds the wait for a reconnect), and a command that failed because the connection
-//! broke is retried once on a new connection, so a server restart costs callers at most one
-//! error.
+//! also bounds the wait for a reconnect): through a stall watchdog per connection rather than a
+//! timer per command (see [`super::connection`]), so a command gives up between 1x and about
+//! 1.25x the timeout. A command that failed because the connection broke is retried once on a
+//! new connection (within a further command timeout), so a server restart costs callers at
+//! most one error.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisResult};
 
-use super::connection::Reconnecting;
+use super::connection::{Attempt, Live, Reconnecting};
 use super::{Backend, KeyTtl, ScanPage};
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::ServerInfo;
@@ -96,7 +100,14 @@ impl RedisBackend {
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(None);
         let connections = (0..options.connections.max(1))
-            .map(|_| Reconnecting::new(client.clone(), config.clone()))
+            .map(|_| {
+                Reconnecting::new(
+                    client.clone(),
+                    config.clone(),
+                    options.connect_timeout,
+                    options.command_timeout,
+                )
+            })
             .collect();
         Ok(RedisBackend {
             inner: Arc::new(Inner {
@@ -134,45 +145,87 @@ impl RedisBackend {
     /// Runs one command, bounded by the command timeout, retrying once on a new connection if
     /// the connection had broken.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        self.bounded("redis command", async {
-            let link = self.connection();
-            let (generation, mut conn) = link.get().await?;
-            match cmd.query_async::<T>(&mut conn).await {
-                Err(e) if retryable(&e) => {
-                    link.discard(generation);
-                    let (_, mut conn) = link.get().await?;
-                    cmd.query_async::<T>(&mut conn).await
-                }
-                other => other,
-            }
+        self.exec("redis command", |mut conn| async move {
+            cmd.query_async::<T>(&mut conn).await
         })
         .await
     }
 
     async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
-        self.bounded("redis pipeline", async {
-            let link = self.connection();
-            let (generation, mut conn) = link.get().await?;
-            match pipe.query_async::<T>(&mut conn).await {
-                Err(e) if retryable(&e) => {
-                    link.discard(generation);
-                    let (_, mut conn) = link.get().await?;
-                    pipe.query_async::<T>(&mut conn).await
-                }
-                other => other,
-            }
+        self.exec("redis pipeline", |mut conn| async move {
+            pipe.query_async::<T>(&mut conn).await
         })
         .await
     }
 
-    async fn bounded<T>(
+    /// One attempt on the live connection (connecting first if needed), then one more on a
+    /// new connection if that one had broken. Each attempt is bounded by the command timeout
+    /// (see [`super::connection`]).
+    ///
+    /// The first attempt is written out here rather than in helpers taking the command's
+    /// future by value: every such layer copies the future (measured: a 64-way GET load spent
+    /// 5 % of its time in `memmove` with three layers). The retry is boxed: it is rare, and
+    /// keeping it out of line keeps this future small.
+    #[inline]
+    async fn exec<T, F, Fut>(&self, what: &'static str, send: F) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let link = self.connection();
+        let Some(live) = link.live().await? else {
+            return Err(Error::timeout(what, self.inner.command_timeout));
+        };
+        let attempt = match live.watch() {
+            Some(watch) => {
+                let in_flight = watch.begin();
+                let result = send(live.conn.clone()).await;
+                in_flight.answered(result)
+            }
+            None => {
+                live.timed(self.inner.command_timeout, send(live.conn.clone()))
+                    .await
+            }
+        };
+        match attempt {
+            Attempt::Done(Err(e)) if retryable(&e) => {
+                Box::pin(self.retry(what, link, live, e, &send)).await
+            }
+            Attempt::Done(result) => result.map_err(Error::from),
+            Attempt::TimedOut => {
+                link.discard(live.generation);
+                Err(Error::timeout(what, self.inner.command_timeout))
+            }
+        }
+    }
+
+    /// The second attempt of [`exec`](Self::exec), on a new connection.
+    #[cold]
+    async fn retry<T, F, Fut>(
         &self,
-        what: &str,
-        op: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.inner.command_timeout, op).await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::timeout(what, self.inner.command_timeout)),
+        what: &'static str,
+        link: &Reconnecting,
+        broken: Arc<Live>,
+        error: redis::RedisError,
+        send: &F,
+    ) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        tracing::debug!(error = %error, "cachette: Redis connection broke; retrying on a new one");
+        link.discard(broken.generation);
+        drop(broken);
+        let timeout = self.inner.command_timeout;
+        let Some(live) = link.live().await? else {
+            return Err(Error::timeout(what, timeout));
+        };
+        match live.run(timeout, send(live.conn.clone())).await {
+            Attempt::Done(result) => result.map_err(Error::from),
+            Attempt::TimedOut => {
+                link.discard(live.generation);
+                Err(Error::timeout(what, timeout))
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! timeout (plus scheduling slack), never panic and never hang, and the same manager must work
 //! again once the server is back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachette::{CacheManager, ErrorKind, Ttl};
@@ -191,4 +192,122 @@ async fn config_env_style_settings_reach_redis() {
         .unwrap();
     assert!((115..=120).contains(&ttl), "{ttl}");
     assert_eq!(cache.info().await.unwrap().keys_in_db(3), 1);
+}
+
+/// Keeps the server busy with a Lua loop of `micros` (the server answers nothing meanwhile).
+fn busy_script(micros: u64) -> Vec<String> {
+    let script = format!(
+        "local s = redis.call('TIME') \
+         repeat local n = redis.call('TIME') \
+         until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > {micros} \
+         return 1"
+    );
+    vec!["EVAL".into(), script, "0".into()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_in_flight_on_a_paused_server_times_out_then_the_connection_recovers() {
+    let server = RedisServer::new();
+    let cache = CacheManager::builder()
+        .url(server.url())
+        .key_prefix("fail:")
+        .command_timeout(TIMEOUT)
+        .circuit_breaker(0, Duration::ZERO) // every call must reach the connection
+        .build()
+        .unwrap();
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+
+    server.stop_process();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let result = cache.get::<u32>("k").await;
+                (result, Instant::now())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for t in tasks {
+        // A regression must fail here, not hang the suite.
+        let (result, at) = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("every call returns")
+            .unwrap();
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::Timeout);
+        slowest = slowest.max(at.duration_since(started));
+    }
+    server.continue_process();
+    // Stall detection samples every eighth of the timeout: at most ~1.25x it, plus slack.
+    assert!(
+        slowest >= TIMEOUT && slowest < TIMEOUT + TIMEOUT / 4 + SLACK,
+        "slowest call took {slowest:?}"
+    );
+    let got = eventually(30, || cache.get::<u32>("k")).await;
+    assert_eq!(got, Some(Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_slower_than_the_timeout_times_out_and_later_calls_succeed() {
+    let server = Arc::new(RedisServer::new());
+    let cache = manager(&server.url());
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+
+    let busy = {
+        let args = busy_script(3 * TIMEOUT.as_micros() as u64);
+        let server = server.clone();
+        std::thread::spawn(move || server.cli_output(&args).map(|o| o.status.success()))
+    };
+    // Let the script start.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(10), cache.get::<u32>("k"))
+        .await
+        .expect("the call returns")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(
+        started.elapsed() < TIMEOUT + TIMEOUT / 4 + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(busy.join().unwrap().ok(), Some(true));
+    let got = eventually(30, || cache.get::<u32>("k")).await;
+    assert_eq!(got, Some(Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_but_answering_server_is_never_declared_stalled() {
+    // The server stalls for a third of the timeout at a time, over and over, while calls keep
+    // coming: replies arrive between the stalls, so no call may fail.
+    let server = Arc::new(RedisServer::new());
+    let cache = manager(&server.url());
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+    let busy = {
+        let args = busy_script(TIMEOUT.as_micros() as u64 / 3);
+        let server = server.clone();
+        std::thread::spawn(move || {
+            (0..8).all(|_| server.cli_output(&args).is_ok_and(|o| o.status.success()))
+        })
+    };
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let mut calls = 0u32;
+                let deadline = Instant::now() + Duration::from_millis(800);
+                while Instant::now() < deadline && calls < 100_000 {
+                    cache.get::<u32>("k").await?;
+                    calls += 1;
+                }
+                Ok::<u32, cachette::Error>(calls)
+            })
+        })
+        .collect();
+    for w in workers {
+        let calls = w.await.unwrap().expect("no call may time out");
+        assert!(calls > 0);
+    }
+    assert!(busy.join().unwrap(), "the busy scripts ran");
 }
