@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use cachette::metrics::{MeteredBackend, MetricsReporter};
+use cachette::metrics::MetricsReporter;
 use cachette::{cached, CacheManager, Config, Ttl};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -23,32 +23,9 @@ async fn square(cache: &CacheManager, x: u64) -> u64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = PrometheusBuilder::new().install_recorder()?;
 
-    // The configured backend (memory unless a Redis server is named), wrapped so that every
-    // backend call records its latency and payload size.
-    let config = Config::load()?;
-    let cache = match config.redis_url() {
-        Some(url) => {
-            let redis =
-                cachette::backend::RedisBackend::connect_lazy(&cachette::backend::RedisOptions {
-                    url,
-                    connections: 1,
-                    connect_timeout: config.connect_timeout,
-                    command_timeout: config.command_timeout,
-                })?;
-            config
-                .clone()
-                .builder()
-                .backend(cachette::metrics::metered(redis))
-                .build()?
-        }
-        None => config
-            .clone()
-            .builder()
-            .backend(std::sync::Arc::new(MeteredBackend::new(
-                cachette::backend::MemoryBackend::new(Default::default()),
-            )))
-            .build()?,
-    };
+    // The configured backend (memory unless a Redis server is named), metered: every backend
+    // call records its latency and payload size, labelled with the namespace (key prefix).
+    let cache = Config::load()?.builder().metrics(true).build()?;
     let prefix = cache.prefix().to_owned();
 
     for x in [1, 2, 3, 1, 2, 3, 1] {

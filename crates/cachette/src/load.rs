@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::coalesce::{Join, Shared};
 use crate::error::Error;
@@ -274,6 +275,28 @@ pub enum Outcome {
     Stale,
 }
 
+impl Outcome {
+    /// A short lowercase name (`hit`, `miss`, `not_stored`, `fallback`, `coalesced`,
+    /// `refreshed`, `stale`), as recorded in tracing spans.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::NotStored => "not_stored",
+            Outcome::Fallback => "fallback",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Refreshed => "refreshed",
+            Outcome::Stale => "stale",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl CacheManager {
     /// The value at `key`, or the loader's value, stored with `options.ttl`.
     ///
@@ -343,7 +366,47 @@ impl CacheManager {
     ///
     /// # Errors
     /// As [`get_or_load`](Self::get_or_load).
+    ///
+    /// # Tracing
+    /// Each call runs in a `debug` span `cachette.load` with the fields `namespace` (the key
+    /// prefix), `key` (without the prefix) and `outcome` ([`Outcome::as_str`], or
+    /// `loader_error` / `cache_error`), recorded when the call ends. With no subscriber
+    /// interested, the span costs a check of a cached flag.
     pub async fn get_or_load_traced<T, E, F, Fut>(
+        &self,
+        key: &str,
+        options: &LoadOptions,
+        counters: Option<&Counters>,
+        store_if: impl FnOnce(&T) -> bool,
+        load: F,
+    ) -> Result<(T, Outcome), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let span = tracing::debug_span!(
+            "cachette.load",
+            namespace = self.prefix(),
+            key,
+            outcome = tracing::field::Empty
+        );
+        let result = self
+            .load_traced(key, options, counters, store_if, load)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            let outcome = match &result {
+                Ok((_, outcome)) => outcome.as_str(),
+                Err(LoadError::Loader(_)) => "loader_error",
+                Err(LoadError::Cache(_)) => "cache_error",
+            };
+            span.record("outcome", outcome);
+        }
+        result
+    }
+
+    async fn load_traced<T, E, F, Fut>(
         &self,
         key: &str,
         options: &LoadOptions,
@@ -454,5 +517,96 @@ impl CacheManager {
     /// manager (a diagnostic: it returns to 0 once every load has ended, however it ended).
     pub fn loads_in_flight(&self) -> usize {
         self.flights().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    use super::*;
+
+    /// A span's name and its fields (name, value), in recording order.
+    type SeenSpan = (String, Vec<(String, String)>);
+
+    /// The spans a subscriber saw, in creation order.
+    #[derive(Default)]
+    struct Spans {
+        spans: Mutex<Vec<SeenSpan>>,
+    }
+
+    struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    struct Recorder(Arc<Spans>);
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            metadata.is_span()
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut fields = Vec::new();
+            span.record(&mut Fields(&mut fields));
+            let mut spans = self.0.spans.lock();
+            spans.push((span.metadata().name().to_owned(), fields));
+            Id::from_u64(spans.len() as u64)
+        }
+        fn record(&self, span: &Id, values: &Record<'_>) {
+            let mut spans = self.0.spans.lock();
+            if let Some((_, fields)) = spans.get_mut(span.into_u64() as usize - 1) {
+                values.record(&mut Fields(fields));
+            }
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        fields
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn each_read_through_call_has_a_debug_span_with_its_outcome() {
+        let spans = Arc::new(Spans::default());
+        let _guard = tracing::subscriber::set_default(Recorder(spans.clone()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let cache = CacheManager::memory();
+            let opts = LoadOptions::ttl(Duration::from_secs(60));
+            let load = || async { Ok::<_, std::io::Error>(7u32) };
+            let fail = || async { Err::<u32, _>(std::io::Error::other("db down")) };
+            assert!(cache.get_or_load("k", &opts, load).await.is_ok()); // miss
+            assert!(cache.get_or_load("k", &opts, load).await.is_ok()); // hit
+            assert!(cache.get_or_load("bad", &opts, fail).await.is_err());
+        });
+        let spans = spans.spans.lock();
+        let loads: Vec<_> = spans.iter().filter(|(n, _)| n == "cachette.load").collect();
+        assert_eq!(loads.len(), 3);
+        let outcomes: Vec<_> = loads.iter().map(|(_, f)| field(f, "outcome")).collect();
+        assert_eq!(outcomes, [Some("miss"), Some("hit"), Some("loader_error")]);
+        assert_eq!(field(&loads[0].1, "namespace"), Some("cache:"));
+        assert_eq!(field(&loads[2].1, "key"), Some("bad"));
     }
 }

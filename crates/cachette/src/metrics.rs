@@ -10,7 +10,9 @@
 //!   absolute counters, every interval (default 1 s) or when asked ([`MetricsReporter::report`],
 //!   e.g. right before rendering a scrape). Cache calls pay nothing for it.
 //! - [`MeteredBackend`] wraps a [`Backend`] and records, per operation, the backend latency
-//!   and the payload size (a histogram each), and backend errors by kind.
+//!   and the payload size (a histogram each), and backend errors by kind. A manager wraps its
+//!   own backend in one with [`CacheManagerBuilder::metrics`](crate::CacheManagerBuilder::metrics)`(true)`
+//!   (a clock read, a histogram sample and a boxed future per operation).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -28,14 +30,17 @@
 //! | `cachette_evicted_total` | counter | `function` |
 //! | `cachette_circuit_open` | gauge (0, 0.5 half-open, 1) | `namespace` |
 //! | `cachette_circuit_opens_total` | counter | `namespace` |
-//! | `cachette_backend_latency_seconds` | histogram | `backend`, `op` |
-//! | `cachette_payload_bytes` | histogram | `backend`, `op` (`get` hits and `set`s) |
-//! | `cachette_backend_errors_total` | counter | `backend`, `op`, `kind` |
+//! | `cachette_backend_latency_seconds` | histogram | `backend`, `op`, `namespace` |
+//! | `cachette_payload_bytes` | histogram | `backend`, `op` (`get` hits and `set`s), `namespace` |
+//! | `cachette_backend_errors_total` | counter | `backend`, `op`, `kind`, `namespace` |
+//!
+//! (`namespace` on the backend series when the manager built the [`MeteredBackend`], or
+//! with [`MeteredBackend::with_namespace`].)
 //!
 //! A `namespace` series counts every call through that manager, the calls of decorated
 //! functions that use it included; a `function` series counts that function's calls only.
-//! Tracing: cachette logs failures with `tracing::warn!` (fail-open fallbacks, publisher
-//! errors); per-call debug spans belong in the read-through path (`runtime`/`load`).
+//! Tracing: every read-through call (`get_or_load`, `#[cached]`) runs in a `debug` span named
+//! `cachette.load` that records its outcome; failures are logged with `tracing::warn!`.
 //!
 //! # Examples
 //!
@@ -60,7 +65,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::metrics::{counter, gauge, histogram};
+use ::metrics::{counter, gauge, Key, Label, Metadata, SharedString};
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -198,27 +203,132 @@ fn emit(label: &'static str, value: String, s: &Stats) {
     }
 }
 
+/// The operations a [`MeteredBackend`] labels (`op`), in [`OpKeys`] order.
+const OPS: [&str; 16] = [
+    "get",
+    "set",
+    "set_nx",
+    "delete",
+    "exists",
+    "expire",
+    "persist",
+    "ttl",
+    "scan",
+    "info",
+    "ping",
+    "delete_if_equals",
+    "get_many",
+    "set_many",
+    "keys",
+    "delete_pattern",
+];
+
+/// The position of `op` in [`OPS`], `OPS.len()` if absent (evaluated at compile time by
+/// [`metered!`], which rejects an unknown operation).
+const fn op_index(op: &str) -> usize {
+    let mut i = 0;
+    while i < OPS.len() {
+        let (a, b) = (OPS[i].as_bytes(), op.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    OPS.len()
+}
+
+/// The metric keys of one [`MeteredBackend`], built once: recording a sample then hashes a
+/// prepared key instead of allocating labels per call.
+struct OpKeys {
+    backend: &'static str,
+    namespace: Option<SharedString>,
+    latency: Vec<Key>,
+    payload_get: Key,
+    payload_set: Key,
+}
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl OpKeys {
+    fn new(backend: &'static str, namespace: Option<&str>) -> OpKeys {
+        let namespace: Option<SharedString> = namespace.map(|n| SharedString::from(n.to_owned()));
+        let labels = |op: &'static str| {
+            let mut labels = vec![
+                Label::from_static_parts("backend", backend),
+                Label::from_static_parts("op", op),
+            ];
+            if let Some(ns) = &namespace {
+                labels.push(Label::new("namespace", ns.clone()));
+            }
+            labels
+        };
+        OpKeys {
+            backend,
+            latency: OPS
+                .iter()
+                .map(|op| Key::from_parts("cachette_backend_latency_seconds", labels(op)))
+                .collect(),
+            payload_get: Key::from_parts("cachette_payload_bytes", labels("get")),
+            payload_set: Key::from_parts("cachette_payload_bytes", labels("set")),
+            namespace,
+        }
+    }
+
+    fn error_key(&self, op: &'static str, kind: ErrorKind) -> Key {
+        let mut labels = vec![
+            Label::from_static_parts("backend", self.backend),
+            Label::from_static_parts("op", op),
+            Label::new("kind", kind.to_string()),
+        ];
+        if let Some(ns) = &self.namespace {
+            labels.push(Label::new("namespace", ns.clone()));
+        }
+        Key::from_parts("cachette_backend_errors_total", labels)
+    }
+}
+
+fn record(key: &Key, value: f64) {
+    ::metrics::with_recorder(|r| r.register_histogram(key, &METADATA)).record(value);
+}
+
 /// A [`Backend`] wrapper that records latency, payload size and errors of every operation.
 ///
-/// Give it to [`crate::CacheManagerBuilder::backend`]. A manager built on a custom backend
-/// skips its own Redis fast path, circuit breaker and cross-process lock wake-ups (see the
-/// builder), so prefer it for diagnosis, or wrap the breaker yourself.
+/// A manager built with the `metrics` feature wraps its own backend in one (labelled with its
+/// namespace, the key prefix) unless [`crate::CacheManagerBuilder::metrics`] turns that off.
+/// Wrap a backend of your own with [`MeteredBackend::new`] (no namespace label) or
+/// [`MeteredBackend::with_namespace`] and give it to [`crate::CacheManagerBuilder::backend`].
 pub struct MeteredBackend<B> {
     inner: B,
+    keys: OpKeys,
 }
 
 impl<B: Backend> fmt::Debug for MeteredBackend<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MeteredBackend")
             .field("inner", &self.inner)
+            .field("namespace", &self.keys.namespace.as_deref())
             .finish()
     }
 }
 
 impl<B: Backend> MeteredBackend<B> {
-    /// Wraps `inner`.
+    /// Wraps `inner`; its series are labelled `backend` and `op`.
     pub fn new(inner: B) -> Self {
-        MeteredBackend { inner }
+        let keys = OpKeys::new(inner.name(), None);
+        MeteredBackend { inner, keys }
+    }
+
+    /// Wraps `inner`; its series are labelled `backend`, `op` and `namespace`.
+    pub fn with_namespace(inner: B, namespace: &str) -> Self {
+        let keys = OpKeys::new(inner.name(), Some(namespace));
+        MeteredBackend { inner, keys }
     }
 
     /// The wrapped backend.
@@ -226,33 +336,32 @@ impl<B: Backend> MeteredBackend<B> {
         &self.inner
     }
 
-    fn observe<T>(&self, op: &'static str, started: Instant, result: &Result<T>) {
-        let backend = self.inner.name();
-        histogram!("cachette_backend_latency_seconds", "backend" => backend, "op" => op)
-            .record(started.elapsed().as_secs_f64());
+    fn observe<T>(&self, op: &'static str, index: usize, started: Instant, result: &Result<T>) {
+        record(&self.keys.latency[index], started.elapsed().as_secs_f64());
         if let Err(e) = result {
-            counter!(
-                "cachette_backend_errors_total",
-                "backend" => backend,
-                "op" => op,
-                "kind" => e.kind().to_string()
-            )
-            .increment(1);
+            let key = self.keys.error_key(op, e.kind());
+            ::metrics::with_recorder(|r| r.register_counter(&key, &METADATA)).increment(1);
         }
     }
 
     fn payload(&self, op: &'static str, bytes: usize) {
-        histogram!("cachette_payload_bytes", "backend" => self.inner.name(), "op" => op)
-            .record(bytes as f64);
+        let key = if op == "get" {
+            &self.keys.payload_get
+        } else {
+            &self.keys.payload_set
+        };
+        record(key, bytes as f64);
     }
 }
 
 /// Times `$call`, records it under `$op`, returns its result.
 macro_rules! metered {
     ($self:ident, $op:literal, $call:expr) => {{
+        const INDEX: usize = op_index($op);
+        const _: () = assert!(INDEX < OPS.len(), "unknown metered operation");
         let started = Instant::now();
         let result = $call.await;
-        $self.observe($op, started, &result);
+        $self.observe($op, INDEX, started, &result);
         result
     }};
 }

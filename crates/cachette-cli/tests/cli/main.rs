@@ -386,8 +386,10 @@ fn stats_shows_decorated_functions_published_by_default() {
             .key_prefix(p)
             .build()
             .unwrap();
-        let publisher = cachette::StatsPublisher::builder(server().url())
-            .prefix(p)
+        // The manager's shortcut: its server, prefix and timeouts.
+        let publisher = cache
+            .stats_publisher()
+            .unwrap()
             .interval(Duration::from_millis(20))
             .start()
             .unwrap();

@@ -12,6 +12,7 @@ pub mod null;
 pub mod redis;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -173,5 +174,64 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
             cursor = page.cursor;
         }
         Ok(removed)
+    }
+}
+
+/// A shared backend is a backend (every method forwards, overrides included).
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        (**self).get(key).await
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        (**self).set(key, value, ttl).await
+    }
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        (**self).set_nx(key, value, ttl).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        (**self).delete_many(keys).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        (**self).exists(key).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        (**self).expire(key, ttl).await
+    }
+    async fn persist(&self, key: &str) -> Result<bool> {
+        (**self).persist(key).await
+    }
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        (**self).ttl(key).await
+    }
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
+        (**self).scan(cursor, pattern, count).await
+    }
+    async fn info(&self) -> Result<ServerInfo> {
+        (**self).info().await
+    }
+    async fn ping(&self) -> Result<()> {
+        (**self).ping().await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        (**self).delete(key).await
+    }
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
+        (**self).delete_if_equals(key, value).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        (**self).get_many(keys).await
+    }
+    async fn set_many(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        (**self).set_many(items, ttl).await
+    }
+    async fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        (**self).keys(pattern).await
+    }
+    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        (**self).delete_pattern(pattern).await
     }
 }

@@ -637,3 +637,9 @@ conformance! {
     memory => crate::support::Fixture::memory(),
     redis => crate::support::Fixture::redis(),
 }
+
+// Redis behind the metered backend (`CacheManagerBuilder::metrics(true)`).
+#[cfg(feature = "metrics")]
+conformance! {
+    redis_metered => crate::support::Fixture::metered(),
+}

@@ -10,6 +10,7 @@
 //! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
 //!   copies, jitter.
 //! - `warm`: cache warming in `set_many` batches.
+//! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
 mod conformance;
@@ -17,6 +18,8 @@ mod macros;
 mod macros_default;
 mod macros_failures;
 mod macros_keys;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod redis_failure;
 mod stampede;
 mod support;

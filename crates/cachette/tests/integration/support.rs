@@ -23,6 +23,9 @@ pub(crate) fn unique_prefix(tag: &str) -> String {
 pub(crate) enum Fixture {
     Memory(Arc<MemoryBackend>),
     Redis(Box<RedisServer>),
+    /// Redis through the `metrics` feature's metered backend.
+    #[cfg(feature = "metrics")]
+    Metered(Box<RedisServer>),
 }
 
 impl Fixture {
@@ -38,8 +41,18 @@ impl Fixture {
         Fixture::Redis(Box::new(RedisServer::new()))
     }
 
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metered() -> Fixture {
+        Fixture::Metered(Box::new(RedisServer::new()))
+    }
+
     pub(crate) fn is_redis(&self) -> bool {
-        matches!(self, Fixture::Redis(_))
+        match self {
+            Fixture::Redis(_) => true,
+            #[cfg(feature = "metrics")]
+            Fixture::Metered(_) => true,
+            Fixture::Memory(_) => false,
+        }
     }
 
     /// A manager with `prefix` on this fixture's storage; each Redis manager has its own
@@ -57,6 +70,8 @@ impl Fixture {
         let builder = match self {
             Fixture::Memory(b) => builder.backend(b.clone() as Arc<dyn Backend>),
             Fixture::Redis(server) => builder.url(server.url()),
+            #[cfg(feature = "metrics")]
+            Fixture::Metered(server) => builder.url(server.url()).metrics(true),
         };
         builder.build().expect("build manager")
     }
