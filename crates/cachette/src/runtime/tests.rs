@@ -344,3 +344,30 @@ async fn function_stats_are_listed_by_name() {
         .iter()
         .any(|s| s.name == "my_app::users::UserService::listed_fn"));
 }
+
+/// Structural guard for the `#[cached]` hit path (see `manager::tests` for why sizes matter):
+/// the miss path is boxed out of line, so a hit carries only the read.
+#[tokio::test]
+async fn the_cached_hit_future_stays_small() {
+    static SITE: FnSite = FnSite::new(module_path!(), "probe", SiteKind::Cached);
+    let cache = CacheManager::builder()
+        .url("redis://127.0.0.1:1/")
+        .build()
+        .expect("builds lazily");
+    let call = Call::new(&SITE, None, Some(&cache), Ttl::secs(60), || {
+        Ok("k".to_owned())
+    });
+    let cached = cached_value(call, |_: &u64| false, async { 1u64 });
+    assert!(
+        std::mem::size_of_val(&cached) <= 2560,
+        "{}",
+        std::mem::size_of_val(&cached)
+    );
+    let opts = crate::LoadOptions::ttl(Duration::from_secs(1));
+    let load = cache.get_or_load("k", &opts, || async { Ok::<u64, std::io::Error>(1) });
+    assert!(
+        std::mem::size_of_val(&load) <= 2048,
+        "{}",
+        std::mem::size_of_val(&load)
+    );
+}
