@@ -2,13 +2,13 @@
 //! `::cachette::__private` (the `cachette::runtime` module), keeping the signature — generics,
 //! `impl Trait` arguments, receivers — exactly as written.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Expr, Ident, LitStr};
+use syn::{Expr, Ident, LitBool, LitStr};
 
 use crate::item::{FnItem, ReturnKind, SigInfo};
-use crate::options::{self, Macro, Options, TtlValue};
+use crate::options::{self, DurationValue, Macro, Options, TtlValue};
 use crate::template::{Names, Template};
 use crate::{mixed, Errors};
 
@@ -95,6 +95,143 @@ fn ttl_tokens(ttl: Option<&TtlValue>) -> TokenStream {
         Some(TtlValue::Never(span)) => quote_spanned!(*span=> ::cachette::Ttl::Never),
         Some(TtlValue::Expr(expr)) => {
             quote_spanned!(expr.span()=> ::cachette::__private::ttl(#expr))
+        }
+    }
+}
+
+fn duration_tokens(value: &DurationValue) -> TokenStream {
+    match value {
+        DurationValue::Secs(secs, span) => {
+            quote_spanned!(*span=> ::core::time::Duration::from_secs(#secs))
+        }
+        DurationValue::Expr(expr) => expr.to_token_stream(),
+    }
+}
+
+/// The call's `LoadOptions` (TTL and, for `#[cached]`, the stampede options): a `static` when
+/// every value is a literal, so that a call costs nothing to set up (the setters are
+/// `const fn`); a local built on each call, before the body takes the arguments, when one is
+/// an expression.
+fn load_options_tokens(which: Macro, options: &Options) -> (Ident, TokenStream) {
+    let ttl = ttl_tokens(options.ttl.as_ref());
+    let mut literal = !matches!(options.ttl, Some(TtlValue::Expr(_)));
+    let mut chain = quote!(::cachette::__private::LoadOptions::new().with_ttl(#ttl));
+    if which == Macro::Cached {
+        if !options.fallback() {
+            chain.extend(quote!(.fallback_on_error(false)));
+        }
+        if let Some(flag) = &options.coalesce {
+            chain.extend(quote!(.coalesce(#flag)));
+        }
+        if let Some(flag) = &options.lock {
+            chain.extend(quote!(.lock(#flag)));
+        }
+        let durations = [
+            ("lock_ttl", &options.lock_ttl),
+            ("lock_wait", &options.lock_wait),
+            ("stale_ttl", &options.stale_ttl),
+            ("soft_timeout", &options.soft_timeout),
+            ("hard_timeout", &options.hard_timeout),
+        ];
+        for (setter, value) in durations {
+            if let Some(value) = value {
+                literal &= matches!(value, DurationValue::Secs(..));
+                let setter = Ident::new(setter, options.span_of(setter));
+                let value = duration_tokens(value);
+                chain.extend(quote!(.#setter(#value)));
+            }
+        }
+        if let Some(beta) = options.early_refresh {
+            let beta = Literal::f64_suffixed(beta);
+            chain.extend(quote!(.early_refresh(#beta)));
+        }
+        if let Some(percent) = options.jitter {
+            chain.extend(quote!(.jitter_percent(#percent)));
+        }
+    }
+    if literal {
+        let ident = mixed("__CACHETTE_OPTIONS");
+        let tokens = quote! {
+            static #ident: ::cachette::__private::LoadOptions = #chain;
+        };
+        (ident, tokens)
+    } else {
+        let ident = mixed("__cachette_options");
+        let tokens = quote! {
+            let #ident: ::cachette::__private::LoadOptions = #chain;
+        };
+        (ident, tokens)
+    }
+}
+
+/// Combinations of the stampede options that cannot do what they say, reported at the option
+/// that has no effect.
+fn check_stampede(options: &Options, info: &SigInfo, errors: &mut Errors) {
+    if let Some(TtlValue::Never(_)) = options.ttl {
+        let needs_ttl = [
+            (
+                "early_refresh",
+                "`early_refresh` needs a finite TTL, but with `ttl = None` values never expire: \
+                 there is no expiry to refresh before (give a `ttl` or drop `early_refresh`)",
+            ),
+            (
+                "stale_ttl",
+                "`stale_ttl` needs a finite TTL, but with `ttl = None` values never expire, so \
+                 they never become stale copies (give a `ttl` or drop `stale_ttl`)",
+            ),
+            (
+                "jitter",
+                "`jitter` shortens TTLs at random, but `ttl = None` has none to shorten (give a \
+                 `ttl` or drop `jitter`)",
+            ),
+        ];
+        for (option, message) in needs_ttl {
+            if let Some(span) = options.given(option) {
+                errors.push(syn::Error::new(span, message));
+            }
+        }
+    }
+    if options.given("stale_ttl").is_none() {
+        if let Some(span) = options.given("soft_timeout") {
+            errors.push(syn::Error::new(
+                span,
+                "`soft_timeout` only applies when a stale copy can be served: add \
+                 `stale_ttl = ...` (without one, callers wait for the reload, up to `hard_timeout`)",
+            ));
+        }
+    }
+    if !options.lock.as_ref().is_some_and(LitBool::value) {
+        for option in ["lock_ttl", "lock_wait"] {
+            if let Some(span) = options.given(option) {
+                errors.push(syn::Error::new(
+                    span,
+                    format!(
+                        "`{option}` only applies to the cross-process lease: add `lock = true`"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(span) = options.given("hard_timeout") {
+        if info.kind != ReturnKind::Result {
+            errors.push(syn::Error::new(
+                span,
+                "a body that runs longer than `hard_timeout` is cancelled and the call returns \
+                 `Err(E::from(error))` (or the stale copy), so the function must return \
+                 `Result<T, E>` with `E: From<cachette::Error>`; `Option<T>` and plain values \
+                 have no way to report the timeout",
+            ));
+        }
+    }
+    let soft = options.soft_timeout.as_ref().and_then(DurationValue::secs);
+    let hard = options.hard_timeout.as_ref().and_then(DurationValue::secs);
+    if let (Some(soft), Some(hard)) = (soft, hard) {
+        if soft >= hard {
+            errors.push(syn::Error::new(
+                options.span_of("soft_timeout"),
+                "`soft_timeout` must be shorter than `hard_timeout`: the body is given up at the \
+                 hard timeout, so a longer soft timeout never applies",
+            ));
         }
     }
 }
@@ -316,6 +453,9 @@ fn expand_cached(
             ));
         }
     }
+    if which == Macro::Cached {
+        check_stampede(options, &info, errors);
+    }
     let cache_none = options.cache_none.as_ref().is_some_and(|b| b.value);
     if let Some(flag) = &options.cache_none {
         if info.kind != ReturnKind::Option {
@@ -338,27 +478,31 @@ fn expand_cached(
     let (body, body_stmt) = body_tokens(func, &info);
     let call = mixed("__cachette_call");
     let owner = owner_fn(&info);
-    let ttl = ttl_tokens(options.ttl.as_ref());
+    let (load_options, load_options_stmt) = load_options_tokens(which, options);
     let unless = match &options.unless {
         Some(unless) => unless.to_token_stream(),
         None => quote!(::cachette::__private::never),
     };
     let strict = !options.fallback();
+    // A hard timeout is returned through the function's error type (see `check_stampede`).
+    let bounded = which == Macro::Cached && options.hard_timeout.is_some();
     let runtime = match (which, info.kind, strict, cache_none) {
         (Macro::Put, ReturnKind::Result, true, _) => "put_result_strict",
         (Macro::Put, ReturnKind::Result, false, _) => "put_result",
         (Macro::Put, ReturnKind::Option, _, false) => "put_option",
         (Macro::Put, _, _, _) => "put_value",
         (_, ReturnKind::Result, true, _) => "cached_result_strict",
+        (_, ReturnKind::Result, false, _) if bounded => "cached_result_bounded",
         (_, ReturnKind::Result, false, _) => "cached_result",
         (_, ReturnKind::Option, _, false) => "cached_option",
         _ => "cached_value",
     };
-    // Errors about the call's bounds are reported at the option they concern: a strict
-    // function's missing `E: From<cachette::Error>` at `fallback_on_error`, a wrong `unless`
-    // signature at `unless`.
+    // Errors about the call's bounds are reported at the option they concern: a missing
+    // `E: From<cachette::Error>` at `fallback_on_error = false` or `hard_timeout`, a wrong
+    // `unless` signature at `unless`.
     let call_span = match (&options.fallback_on_error, &options.unless) {
         (Some(flag), _) if strict => flag.span(),
+        _ if bounded => options.span_of("hard_timeout"),
         (_, Some(unless)) => unless.span(),
         _ => Span::call_site(),
     };
@@ -368,7 +512,8 @@ fn expand_cached(
     quote! {
         #site_stmt
         #manager_stmt
-        let #call = ::cachette::__private::Call::new(&#site, #owner, #manager, #ttl, #key);
+        #load_options_stmt
+        let #call = ::cachette::__private::Call::new(&#site, #owner, #manager, &#load_options, #key);
         #body_stmt
         #invoke
     }

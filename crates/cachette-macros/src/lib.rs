@@ -92,6 +92,46 @@ fn make_ident(name: &str, span: Span) -> Ident {
 /// | `cache_none = true` | for `Option<T>` functions: cache `None` too. |
 /// | `name = "get_user"` | the function name used in the default key and given to `key_builder` (to share entries between functions, e.g. with `#[cache_put]`). |
 ///
+/// ## Stampede and resilience options
+///
+/// Each maps to the [`LoadOptions`](https://docs.rs/cachette/latest/cachette/struct.LoadOptions.html)
+/// setter of the same name (`early_refresh` sets `beta`, `jitter` sets `jitter_percent`), as
+/// `CacheManager::get_or_load` takes them. A **duration** is written like `ttl`: an integer
+/// literal is whole seconds (`stale_ttl = 60`), anything else is a `Duration` expression
+/// (`soft_timeout = Duration::from_millis(200)`, a constant, or an expression evaluated on each
+/// call before the body, which may use the arguments). When every option of the attribute
+/// (`ttl` included) is a literal, the options are a `static` built at compile time; otherwise
+/// they are built on each call. Only `#[cached]` takes them.
+///
+/// | option | meaning |
+/// |---|---|
+/// | `coalesce = false` | turn off in-process coalescing (on by default: concurrent misses of one key in one manager run the body once, the others get its value). |
+/// | `lock = true` | coalesce across processes too, through a lease `{key}#lock` in the backend (two more round trips per miss). |
+/// | `lock_ttl = 10` | duration of the lease, renewed while the body runs (default 10 s; positive). Needs `lock = true`. |
+/// | `lock_wait = 5` | how long a caller waits for another process's lease before serving its stale copy or running the body itself (default 5 s; `0` = do not wait). Needs `lock = true`. |
+/// | `early_refresh = 1.0` | XFetch factor (`beta`), a float literal, finite and not negative: one caller refreshes the value shortly before it expires (that caller waits for its body), the others keep getting the cached one. `1.0` is the usual setting, larger refreshes earlier. |
+/// | `stale_ttl = 60` | keep a stale copy this long after the TTL, served when the body fails (an `Err`, a `None`) or is too slow (`soft_timeout`, `hard_timeout`). Positive. |
+/// | `soft_timeout = Duration::from_millis(200)` | callers that find a stale copy wait at most this long for a reload running in another call (or process) and then get the stale copy; the call running the body still waits for it (up to `hard_timeout`). Needs `stale_ttl`; shorter than `hard_timeout`. |
+/// | `hard_timeout = 5` | the body is cancelled after this long: the call returns the stale copy if there is one, otherwise `Err(E::from(error))` with an `ErrorKind::Timeout` error — also under the default `fallback_on_error = true`, since the body is what failed, not the cache. Only for functions returning `Result<T, E>` with `E: From<cachette::Error>`. See "Hard timeout" below. |
+/// | `jitter = 10` | shorten each stored TTL by a random 0–10 % (an integer 0 to 100), so that keys written together do not expire together. |
+///
+/// `early_refresh` and `stale_ttl` store a small metadata key `{key}#meta` beside the value and
+/// read both with one `MGET` on a hit. They, and `jitter`, need a finite TTL: with
+/// `ttl = None` they are a compile error; with a manager whose default TTL is "no expiry"
+/// they do nothing. Other combinations that would silently do nothing (`soft_timeout` without
+/// `stale_ttl`, `lock_ttl`/`lock_wait` without `lock = true`, a `soft_timeout` not shorter than
+/// the `hard_timeout`) are compile errors too, reported at the option.
+///
+/// ### Hard timeout
+///
+/// A `hard_timeout` bounds each run of the body through the cache: on a miss, and when the
+/// cache fails and the body runs uncached. Past it the body is dropped and the call returns
+/// the stale copy, or the timeout error through `E: From<cachette::Error>`; callers that were
+/// waiting for that run get the same error instead of starting their own. A function without
+/// such an error type (`Option<T>`, plain values, an `E` without the conversion) is rejected
+/// at compile time, because it would have nothing to return at the deadline. A call that
+/// bypasses the cache (no default manager, or a disabled one) runs the body as if undecorated.
+///
 /// # Return types
 ///
 /// Judged by the last path segment of the written return type, so aliases such as
@@ -146,6 +186,52 @@ fn make_ident(name: &str, span: Span) -> Ident {
 /// get_user(&cache, 0).await?; // an admin: not cached
 /// assert!(!cache.exists("user:0").await?);
 /// # Ok(())
+/// # }
+/// ```
+///
+/// Under load: one body run across processes, refreshed before expiry, a stale copy when the
+/// body is slow or failing, and a bound on how long a call can take:
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette::{cached, CacheManager, ErrorKind};
+///
+/// #[derive(Debug)]
+/// enum AppError {
+///     Cache(cachette::Error),
+/// }
+///
+/// impl From<cachette::Error> for AppError {
+///     fn from(e: cachette::Error) -> Self {
+///         AppError::Cache(e)
+///     }
+/// }
+///
+/// #[cached(
+///     cache = cache,
+///     skip(cache),
+///     ttl = 300,
+///     lock = true,
+///     early_refresh = 1.0,
+///     stale_ttl = 60,
+///     soft_timeout = Duration::from_millis(50),
+///     hard_timeout = Duration::from_millis(100),
+///     jitter = 10,
+/// )]
+/// async fn report(cache: &CacheManager, slow: bool) -> Result<String, AppError> {
+///     if slow {
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///     }
+///     Ok("report".to_owned())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = CacheManager::memory();
+/// // No stale copy yet: the call gives up after 100 ms.
+/// let Err(AppError::Cache(e)) = report(&cache, true).await else { panic!() };
+/// assert_eq!(e.kind(), ErrorKind::Timeout);
+/// assert_eq!(report(&cache, false).await.unwrap(), "report");
 /// # }
 /// ```
 ///

@@ -27,6 +27,15 @@ mod kw {
     syn::custom_keyword!(always);
     syn::custom_keyword!(name);
     syn::custom_keyword!(field);
+    syn::custom_keyword!(lock);
+    syn::custom_keyword!(lock_ttl);
+    syn::custom_keyword!(lock_wait);
+    syn::custom_keyword!(early_refresh);
+    syn::custom_keyword!(stale_ttl);
+    syn::custom_keyword!(soft_timeout);
+    syn::custom_keyword!(hard_timeout);
+    syn::custom_keyword!(jitter);
+    syn::custom_keyword!(coalesce);
 }
 
 /// Which attribute is being expanded.
@@ -48,9 +57,29 @@ impl Macro {
         }
     }
 
-    fn options(self) -> &'static [&'static str] {
+    pub(crate) fn options(self) -> &'static [&'static str] {
         match self {
-            Macro::Cached | Macro::Put => &[
+            Macro::Cached => &[
+                "ttl",
+                "key",
+                "key_builder",
+                "unless",
+                "fallback_on_error",
+                "cache",
+                "skip",
+                "cache_none",
+                "name",
+                "lock",
+                "lock_ttl",
+                "lock_wait",
+                "early_refresh",
+                "stale_ttl",
+                "soft_timeout",
+                "hard_timeout",
+                "jitter",
+                "coalesce",
+            ],
+            Macro::Put => &[
                 "ttl",
                 "key",
                 "key_builder",
@@ -89,6 +118,24 @@ pub(crate) enum TtlValue {
     Expr(Box<Expr>),
 }
 
+/// A duration option's value (`lock_ttl`, `lock_wait`, `stale_ttl`, `soft_timeout`,
+/// `hard_timeout`), parsed as `ttl` is.
+pub(crate) enum DurationValue {
+    /// `stale_ttl = 60`: seconds.
+    Secs(u64, Span),
+    /// `soft_timeout = Duration::from_millis(200)`: any `Duration` expression.
+    Expr(Box<Expr>),
+}
+
+impl DurationValue {
+    pub(crate) fn secs(&self) -> Option<u64> {
+        match self {
+            DurationValue::Secs(secs, _) => Some(*secs),
+            DurationValue::Expr(_) => None,
+        }
+    }
+}
+
 /// Every option of every attribute; each attribute accepts a subset.
 #[derive(Default)]
 pub(crate) struct Options {
@@ -106,6 +153,17 @@ pub(crate) struct Options {
     pub(crate) always: Option<LitBool>,
     pub(crate) name: Option<LitStr>,
     pub(crate) field: Option<Ident>,
+    pub(crate) lock: Option<LitBool>,
+    pub(crate) lock_ttl: Option<DurationValue>,
+    pub(crate) lock_wait: Option<DurationValue>,
+    /// `early_refresh = 1.0`: the XFetch factor (finite, not negative).
+    pub(crate) early_refresh: Option<f64>,
+    pub(crate) stale_ttl: Option<DurationValue>,
+    pub(crate) soft_timeout: Option<DurationValue>,
+    pub(crate) hard_timeout: Option<DurationValue>,
+    /// `jitter = 10`: percent, 0 to 100.
+    pub(crate) jitter: Option<u8>,
+    pub(crate) coalesce: Option<LitBool>,
     /// The span of each option's keyword, for conflicts.
     pub(crate) spans: Vec<(&'static str, Span)>,
 }
@@ -120,6 +178,14 @@ impl Options {
 
     pub(crate) fn fallback(&self) -> bool {
         self.fallback_on_error.as_ref().is_none_or(LitBool::value)
+    }
+
+    /// The span of the option's keyword, if it was given.
+    pub(crate) fn given(&self, option: &str) -> Option<Span> {
+        self.spans
+            .iter()
+            .find(|(name, _)| *name == option)
+            .map(|(_, span)| *span)
     }
 }
 
@@ -151,6 +217,20 @@ fn parse_options(input: ParseStream, which: Macro, errors: &mut Errors) -> syn::
                         "`{name}` is not an option of {}; it belongs to {} (options of {}: {})",
                         which.attr(),
                         owners.join(", "),
+                        which.attr(),
+                        which.options().join(", "),
+                    ),
+                ));
+            }
+            if owners.is_empty() {
+                let hint = closest(&name, which.options())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(syn::Error::new(
+                    ident.span(),
+                    format!(
+                        "unknown option `{name}` of {}{hint} (options of {}: {})",
+                        which.attr(),
                         which.attr(),
                         which.options().join(", "),
                     ),
@@ -256,6 +336,48 @@ fn parse_options(input: ParseStream, which: Macro, errors: &mut Errors) -> syn::
             input.parse::<Token![=]>()?;
             o.field = Some(input.parse()?);
         });
+        option!(lock, "lock", |_span| {
+            input.parse::<Token![=]>()?;
+            o.lock = Some(parse_bool(input, "lock")?);
+        });
+        option!(coalesce, "coalesce", |_span| {
+            input.parse::<Token![=]>()?;
+            o.coalesce = Some(parse_bool(input, "coalesce")?);
+        });
+        option!(lock_ttl, "lock_ttl", |_span| {
+            input.parse::<Token![=]>()?;
+            o.lock_ttl = duration(input.parse()?, "lock_ttl", false, errors);
+        });
+        option!(lock_wait, "lock_wait", |_span| {
+            input.parse::<Token![=]>()?;
+            o.lock_wait = duration(input.parse()?, "lock_wait", true, errors);
+        });
+        option!(stale_ttl, "stale_ttl", |_span| {
+            input.parse::<Token![=]>()?;
+            o.stale_ttl = duration(input.parse()?, "stale_ttl", false, errors);
+        });
+        option!(soft_timeout, "soft_timeout", |_span| {
+            input.parse::<Token![=]>()?;
+            o.soft_timeout = duration(input.parse()?, "soft_timeout", false, errors);
+        });
+        option!(hard_timeout, "hard_timeout", |_span| {
+            input.parse::<Token![=]>()?;
+            o.hard_timeout = duration(input.parse()?, "hard_timeout", false, errors);
+        });
+        option!(early_refresh, "early_refresh", |_span| {
+            input.parse::<Token![=]>()?;
+            match classify_beta(input.parse()?) {
+                Ok(beta) => o.early_refresh = Some(beta),
+                Err(e) => errors.push(e),
+            }
+        });
+        option!(jitter, "jitter", |_span| {
+            input.parse::<Token![=]>()?;
+            match classify_jitter(input.parse()?) {
+                Ok(percent) => o.jitter = Some(percent),
+                Err(e) => errors.push(e),
+            }
+        });
         return Err(la.error());
     }
     Ok(o)
@@ -317,4 +439,159 @@ fn classify_ttl(value: Expr) -> syn::Result<TtlValue> {
         }
         other => Ok(TtlValue::Expr(Box::new(other))),
     }
+}
+
+/// Parses a duration option; errors go to `errors` (and the option is then absent).
+fn duration(
+    value: Expr,
+    option: &str,
+    zero_ok: bool,
+    errors: &mut Errors,
+) -> Option<DurationValue> {
+    match classify_duration(value, option, zero_ok) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// `60` (seconds) or a `Duration` expression, as `ttl` (but no `None`: leave the option out).
+fn classify_duration(value: Expr, option: &str, zero_ok: bool) -> syn::Result<DurationValue> {
+    let expected = format!(
+        "expected a number of seconds (`{option} = 5`) or a `Duration` expression \
+         (`{option} = Duration::from_millis(200)`)"
+    );
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => {
+            let secs: u64 = int.base10_parse().map_err(|_| {
+                syn::Error::new(int.span(), format!("`{option}` is too large; {expected}"))
+            })?;
+            if secs == 0 && !zero_ok {
+                return Err(syn::Error::new(
+                    int.span(),
+                    format!("`{option}` must be positive"),
+                ));
+            }
+            Ok(DurationValue::Secs(secs, int.span()))
+        }
+        Expr::Lit(ExprLit { lit, .. }) => {
+            let what = match &lit {
+                Lit::Str(_) => "a string",
+                Lit::Float(_) => "a float (use `Duration::from_millis(..)`)",
+                Lit::Bool(_) => "a boolean",
+                _ => "this literal",
+            };
+            Err(syn::Error::new(
+                lit.span(),
+                format!("`{option}` cannot be {what}; {expected}"),
+            ))
+        }
+        Expr::Unary(ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ref expr,
+            ..
+        }) if matches!(**expr, Expr::Lit(_)) => Err(syn::Error::new_spanned(
+            &value,
+            format!("`{option}` cannot be negative; {expected}"),
+        )),
+        Expr::Path(ref path) if path.qself.is_none() && path.path.is_ident("None") => {
+            Err(syn::Error::new_spanned(
+                &value,
+                format!("`{option} = None` is not a value: leave the option out; {expected}"),
+            ))
+        }
+        other => Ok(DurationValue::Expr(Box::new(other))),
+    }
+}
+
+/// `early_refresh = 1.0`: a float (or integer) literal, finite and not negative.
+fn classify_beta(value: Expr) -> syn::Result<f64> {
+    const EXPECTED: &str = "expected the XFetch factor as a float literal: `early_refresh = 1.0` \
+                            is the usual setting, larger values refresh earlier, `0.0` never";
+    let parsed = match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<f64>(),
+        Expr::Unary(ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr,
+            ..
+        }) if matches!(**expr, Expr::Lit(_)) => {
+            return Err(syn::Error::new_spanned(
+                &value,
+                format!("`early_refresh` cannot be negative; {EXPECTED}"),
+            ));
+        }
+        _ => {
+            return Err(syn::Error::new_spanned(
+                &value,
+                format!("`early_refresh` must be a literal; {EXPECTED}"),
+            ))
+        }
+    };
+    match parsed {
+        Ok(beta) if beta.is_finite() && beta >= 0.0 => Ok(beta),
+        _ => Err(syn::Error::new_spanned(
+            &value,
+            format!("`early_refresh` must be a finite number; {EXPECTED}"),
+        )),
+    }
+}
+
+/// `jitter = 10`: a percentage of the TTL, 0 to 100.
+fn classify_jitter(value: Expr) -> syn::Result<u8> {
+    const EXPECTED: &str =
+        "`jitter` is the percentage by which TTLs are shortened at random: an integer from 0 to 100";
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<u64>() {
+            Ok(percent) => match u8::try_from(percent) {
+                Ok(percent) if percent <= 100 => Ok(percent),
+                _ => Err(syn::Error::new(
+                    int.span(),
+                    format!("{EXPECTED} (got {percent})"),
+                )),
+            },
+            Err(_) => Err(syn::Error::new(int.span(), EXPECTED)),
+        },
+        _ => Err(syn::Error::new_spanned(&value, EXPECTED)),
+    }
+}
+
+/// The option closest to a misspelled `name`, if one is close enough.
+fn closest<'a>(name: &str, options: &[&'a str]) -> Option<&'a str> {
+    options
+        .iter()
+        .map(|o| (edit_distance(name, o), *o))
+        .filter(|(d, o)| *d <= (o.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, o)| o)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }

@@ -135,7 +135,7 @@ pub use runtime::{default_manager, install, CachedProperty};
 pub mod __private {
     pub use crate::key::{type_label, ArgsHasher, KeyTemplate};
     pub use crate::runtime::*;
-    pub use crate::{CacheManager, Error, Ttl};
+    pub use crate::{CacheManager, Error, LoadOptions, Ttl};
 }
 
 #[cfg(doctest)]

@@ -4,24 +4,29 @@
 use std::fmt;
 
 use crate::error::Error;
+use crate::load::LoadOptions;
 use crate::manager::CacheManager;
 use crate::stats::Counters;
-use crate::ttl::Ttl;
 
 use super::site::FnSite;
 
 /// Returns the type label of a method's receiver (`cachette::key::type_label::<Self>`).
 pub type OwnerFn = fn() -> &'static str;
 
-/// One call of a decorated function: its site, the manager and key it uses, and the TTL.
+/// One call of a decorated function: its site, the manager and key it uses, and its
+/// [`LoadOptions`].
 ///
 /// Built by the code `#[cached]` and `#[cache_put]` expand into, before the function body
 /// takes ownership of the arguments; consumed by [`cached_result`](super::cached_result) and
 /// its siblings. The key is only computed when a manager is in use and enabled.
+///
+/// The options are borrowed: the expansion keeps them in a `static` when every option is a
+/// literal (so a call costs nothing to set up), and in a local of the function otherwise.
+/// Read-through (`cached_*`) uses all of them; write-through (`put_*`) only their TTL.
 pub struct Call<'m> {
     pub(crate) counters: &'static Counters,
     pub(crate) state: CallState<'m>,
-    pub(crate) ttl: Ttl,
+    pub(crate) options: &'m LoadOptions,
 }
 
 pub(crate) enum CallState<'m> {
@@ -45,7 +50,7 @@ impl fmt::Debug for Call<'_> {
         };
         f.debug_struct("Call")
             .field("state", &state)
-            .field("ttl", &self.ttl)
+            .field("options", self.options)
             .finish()
     }
 }
@@ -53,13 +58,14 @@ impl fmt::Debug for Call<'_> {
 impl<'m> Call<'m> {
     /// Resolves a call: registers `site` (once), and computes the key with `key` when
     /// `manager` is `Some` and enabled. `owner` gives the receiver's type label of a method
-    /// (for the statistics' name).
+    /// (for the statistics' name); `options` are the TTL and stampede options of the call
+    /// (their `fallback_on_error` is decided by the runtime function the call is given to).
     #[inline]
     pub fn new(
         site: &'static FnSite,
         owner: Option<OwnerFn>,
         manager: Option<&'m CacheManager>,
-        ttl: Ttl,
+        options: &'m LoadOptions,
         key: impl FnOnce() -> Result<String, Error>,
     ) -> Self {
         let counters = site.enter(owner);
@@ -78,8 +84,13 @@ impl<'m> Call<'m> {
         Call {
             counters,
             state,
-            ttl,
+            options,
         }
+    }
+
+    /// The options of this call.
+    pub fn options(&self) -> &LoadOptions {
+        self.options
     }
 
     /// The key this call uses, when it uses the cache.

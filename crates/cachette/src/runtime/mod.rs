@@ -7,8 +7,11 @@
 //! ```text
 //! async fn get_user(id: u64) -> Result<User, E> {
 //!     static SITE: FnSite = FnSite::new(module_path!(), "get_user", SiteKind::Cached);
+//!     static OPTIONS: LoadOptions = LoadOptions::new()      // every option a literal: a
+//!         .with_ttl(Ttl::secs(300))                         // static; with an expression
+//!         .fallback_on_error(true);                         // (`ttl = dur`), a local
 //!     let manager = cachette::default_manager();            // or `cache = expr`
-//!     let call = Call::new(&SITE, None, manager, Ttl::secs(300), || {
+//!     let call = Call::new(&SITE, None, manager, &OPTIONS, || {
 //!         // the default key: module:function:xxh3-128 of the arguments (see `cachette::key`)
 //!     });
 //!     cached_result(call, /* unless */ |_| false, async move { body }).await
@@ -17,8 +20,11 @@
 //!
 //! - [`FnSite`] is the function's identity and counters ([`function_stats`]).
 //! - [`Call`] resolves the manager and computes the key *before* the body takes the
-//!   arguments; it skips the key when the manager is absent or disabled.
-//! - [`cached_result`], [`cached_result_strict`], [`cached_option`], [`cached_value`] read
+//!   arguments; it skips the key when the manager is absent or disabled. It borrows the
+//!   call's [`LoadOptions`](crate::LoadOptions): TTL, lock, early refresh, stale copies,
+//!   timeouts, jitter, coalescing (`#[cached(lock = true, stale_ttl = 60, ...)]`).
+//! - [`cached_result`], [`cached_result_strict`], [`cached_result_bounded`] (with a hard
+//!   timeout), [`cached_option`], [`cached_value`] read
 //!   through [`CacheManager::get_or_load_traced`](crate::CacheManager::get_or_load_traced);
 //!   [`put_result`] and siblings write through; [`evict_result`] and siblings evict.
 //! - [`install`] and [`default_manager`] manage the process-wide default manager.
@@ -32,7 +38,9 @@
 //! By default (`fallback_on_error = true`) nothing here fails because of the cache: a cache
 //! that is down, slow, or holds an undecodable value makes the function run uncached (logged
 //! with `tracing::warn!` and counted as an error). The `_strict` variants return the cache
-//! error through the function's error type instead (`E: From<cachette::Error>`).
+//! error through the function's error type instead (`E: From<cachette::Error>`). A body that
+//! exceeds the options' hard timeout is not a cache failure: [`cached_result_bounded`] and
+//! [`cached_result_strict`] return it as an `ErrorKind::Timeout` error the same way.
 
 mod call;
 mod default;
@@ -54,8 +62,8 @@ pub use self::evict::{
 };
 pub use self::property::CachedProperty;
 pub use self::read::{
-    cached_option, cached_result, cached_result_strict, cached_value, put_option, put_result,
-    put_result_strict, put_value,
+    cached_option, cached_result, cached_result_bounded, cached_result_strict, cached_value,
+    put_option, put_result, put_result_strict, put_value,
 };
 pub use self::site::{
     function_stats, function_stats_of, reset_function_stats, FnSite, FunctionStats, SiteKind,

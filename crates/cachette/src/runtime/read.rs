@@ -9,6 +9,12 @@
 //! either the cached value or the body's own output, running or finishing the body itself when
 //! needed. Nothing is cloned and nothing panics.
 //!
+//! The one exception is the hard timeout (`LoadOptions::hard_timeout`): a body that runs
+//! longer is dropped, and [`cached_result_bounded`] and [`cached_result_strict`] return the
+//! timeout as the function's error (or the stale copy, when there is one). The other variants
+//! have no error to return, so they finish the body past it; `#[cached]` only accepts
+//! `hard_timeout` on functions returning `Result<T, E>` with `E: From<cachette::Error>`.
+//!
 //! When concurrent calls of one key are coalesced by the manager, the callers that waited get
 //! the value the first one stored; if that one's body returned an error (or a `None`), each
 //! waiting caller runs its own body, so every caller gets its own function's result.
@@ -17,13 +23,15 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
-use crate::load::{LoadError, LoadOptions};
+use crate::load::LoadError;
+use crate::stats::Counters;
 
 use super::call::{Call, CallState};
 
@@ -93,6 +101,35 @@ impl<F: Future> Slot<'_, F> {
         match self {
             Slot::Pending(body) => body.await,
             Slot::Finished(output) => output,
+        }
+    }
+
+    /// [`finish`](Self::finish), for a body running outside the manager (uncached): bounded
+    /// by `limit` (the options' hard timeout) when `on_timeout` reports the timeout; the body
+    /// is dropped at the timeout.
+    async fn finish_within<K>(
+        self,
+        limit: Option<Duration>,
+        counters: &Counters,
+        on_timeout: K,
+    ) -> F::Output
+    where
+        K: FnOnce(Error) -> Option<F::Output>,
+    {
+        match (self, limit) {
+            (Slot::Pending(mut body), Some(limit)) => {
+                match tokio::time::timeout(limit, body.as_mut()).await {
+                    Ok(output) => output,
+                    Err(_) => {
+                        counters.loader_timeout();
+                        match on_timeout(Error::timeout("the function body", limit)) {
+                            Some(output) => output,
+                            None => body.await,
+                        }
+                    }
+                }
+            }
+            (slot, _) => slot.finish().await,
         }
     }
 }
@@ -180,12 +217,18 @@ enum Next<V> {
 }
 
 /// Read-through: the cached value, or the body's output (stored when cacheable and `unless`
-/// says so). `on_error` decides what a cache failure becomes: `Some(output)` is returned as
-/// is, `None` runs (or finishes) the body uncached.
-pub(crate) async fn read_through<S, F, U, H>(
+/// says so), with the call's options.
+///
+/// `fail_open` overrides the options' `fallback_on_error`. `on_error` decides what a cache
+/// failure becomes: `Some(output)` is returned as is, `None` runs (or finishes) the body
+/// uncached. `on_timeout` decides what a hard timeout (the options' `hard_timeout`) becomes:
+/// `Some(output)` is returned and the body dropped; `None` (a function that cannot report it)
+/// finishes the body uncached and unbounded.
+pub(crate) async fn read_through<S, F, U, H, K>(
     call: Call<'_>,
     fail_open: bool,
     on_error: H,
+    on_timeout: K,
     unless: U,
     body: F,
 ) -> S::Output
@@ -194,18 +237,31 @@ where
     F: Future<Output = S::Output>,
     U: FnOnce(&S::Value) -> bool,
     H: FnOnce(Error) -> Option<S::Output>,
+    K: FnOnce(Error) -> Option<S::Output>,
 {
     let (manager, key) = match call.state {
         CallState::Bypass => return body.await,
         CallState::KeyFailed(e) => {
             return match on_error(e) {
                 Some(output) => output,
-                None => body.await,
+                None => {
+                    Slot::Pending(pin!(body))
+                        .finish_within(call.options.hard_timeout, call.counters, on_timeout)
+                        .await
+                }
             }
         }
         CallState::Active { manager, key } => (manager, key),
     };
-    let options = LoadOptions::ttl(call.ttl).fallback_on_error(fail_open);
+    // The runtime function decides how cache failures end (the options the macro generates
+    // always agree with it; a hand-built call may not).
+    let adjusted;
+    let options = if call.options.fallback_on_error == fail_open {
+        call.options
+    } else {
+        adjusted = call.options.clone().fallback_on_error(fail_open);
+        &adjusted
+    };
 
     let body = pin!(body);
     let cell: BodyCell<'_, S, F> = BodyCell {
@@ -217,7 +273,7 @@ where
         Stored::Borrowed(cell) => cell.peek(|value| value.is_some_and(|v| !unless(v))),
     };
     let result = manager
-        .get_or_load_traced(&key, &options, Some(call.counters), store_if, || {
+        .get_or_load_traced(&key, options, Some(call.counters), store_if, || {
             std::future::poll_fn(|cx| cell.poll_body(cx))
         })
         .await;
@@ -227,17 +283,27 @@ where
         Err(LoadError::Cache(e)) => Next::Failed(e),
     };
     let slot = cell.slot.into_inner();
+    let limit = options.hard_timeout;
     match next {
         Next::Hit(value) => S::inject(value),
         Next::Body => slot.finish().await,
+        // The body exceeded the hard timeout, in this call (the manager dropped it) or in the
+        // concurrent call this one waited for (whose body ran as long as this one's may):
+        // the bound the function asked for is reached.
+        Next::Failed(e) if limit.is_some() && e.is_timeout() => match on_timeout(e) {
+            Some(output) => output,
+            None => slot.finish().await,
+        },
         // A concurrent caller's loader (the one this call waited for) failed: that is not a
         // cache failure, so this caller runs its own body and gets its own result.
-        Next::Failed(e) if e.kind() == ErrorKind::Loader => slot.finish().await,
+        Next::Failed(e) if e.kind() == ErrorKind::Loader => {
+            slot.finish_within(limit, call.counters, on_timeout).await
+        }
         Next::Failed(e) => match on_error(e) {
             Some(output) => output,
             None => {
                 tracing::warn!(key = %key, "cachette: cache failure; running uncached");
-                slot.finish().await
+                slot.finish_within(limit, call.counters, on_timeout).await
             }
         },
     }
@@ -261,7 +327,8 @@ where
         CallState::Bypass => None,
         CallState::KeyFailed(e) => Some(e),
         CallState::Active { manager, key } => match S::project(&output) {
-            Some(value) if !unless(value) => match manager.set(&key, value, call.ttl).await {
+            Some(value) if !unless(value) => match manager.set(&key, value, call.options.ttl).await
+            {
                 Ok(()) => {
                     call.counters.write(1);
                     None
@@ -295,7 +362,11 @@ fn fail_open<O>(_: Error) -> Option<O> {
 /// `#[cached]` on a function returning `Result<T, E>`: only `Ok` values are cached; a cache
 /// failure runs the body uncached (`fallback_on_error = true`, the default).
 ///
-/// `unless(&value)` returning `true` keeps a value out of the cache.
+/// `unless(&value)` returning `true` keeps a value out of the cache. The call's options give
+/// the TTL and the stampede options; their `fallback_on_error` is ignored (this function
+/// fails open). A hard timeout cannot be reported here (`E` has no conversion from
+/// [`Error`]): with one in the options, use [`cached_result_bounded`], or the body is
+/// finished uncached past it.
 ///
 /// # Examples
 ///
@@ -305,13 +376,15 @@ fn fail_open<O>(_: Error) -> Option<O> {
 /// ```
 /// use std::sync::LazyLock;
 /// use cachette::runtime::{cached_result, Call, FnSite, SiteKind};
-/// use cachette::{key::DefaultKey, CacheManager, Ttl};
+/// use cachette::{key::DefaultKey, CacheManager, LoadOptions, Ttl};
 ///
 /// static CACHE: LazyLock<CacheManager> = LazyLock::new(CacheManager::memory);
 ///
 /// async fn get_user(id: u64) -> Result<String, std::io::Error> {
 ///     static SITE: FnSite = FnSite::new(module_path!(), "get_user", SiteKind::Cached);
-///     let call = Call::new(&SITE, None, Some(&*CACHE), Ttl::secs(60), || {
+///     // Every option is a literal: the options live in a static, built at compile time.
+///     static OPTIONS: LoadOptions = LoadOptions::new().with_ttl(Ttl::secs(60));
+///     let call = Call::new(&SITE, None, Some(&*CACHE), &OPTIONS, || {
 ///         DefaultKey::function(module_path!(), "get_user").arg(&id).build()
 ///     });
 ///     cached_result(call, |_: &String| false, async move { Ok(format!("user {id}")) }).await
@@ -334,12 +407,13 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _>(call, true, fail_open, unless, body)
+    read_through::<ResultShape<T, E>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
 }
 
 /// [`cached_result`] with `fallback_on_error = false`: a cache failure (down, timeout, key
 /// that cannot be built) is returned as `Err(E::from(error))` instead of running uncached.
-/// A stored value that does not decode is still a miss (and is overwritten).
+/// A stored value that does not decode is still a miss (and is overwritten). A hard timeout
+/// is returned the same way (see [`cached_result_bounded`]).
 pub fn cached_result_strict<'m, T, E, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -351,11 +425,93 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _>(call, false, |e| Some(Err(E::from(e))), unless, body)
+    read_through::<ResultShape<T, E>, _, _, _, _>(
+        call,
+        false,
+        |e| Some(Err(E::from(e))),
+        |e| Some(Err(E::from(e))),
+        unless,
+        body,
+    )
+}
+
+/// [`cached_result`] for options with a [`hard_timeout`](crate::LoadOptions::hard_timeout)
+/// (what `#[cached(hard_timeout = ...)]` uses on a `Result` function that fails open): cache
+/// failures still run the body uncached, but a body running longer than the hard timeout is
+/// dropped and the call returns `Err(E::from(error))`, an [`ErrorKind::Timeout`] error,
+/// unless a stale copy is served instead.
+///
+/// The bound applies to each run of the body: the one the manager drives on a miss, and the
+/// uncached runs after a cache failure. Callers that waited for a concurrent call whose body
+/// timed out get the timeout error too (without running their own). A call that bypasses the
+/// cache (no manager, or a disabled one) runs the body as if undecorated.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette::runtime::{cached_result_bounded, Call, FnSite, SiteKind};
+/// use cachette::{CacheManager, ErrorKind, LoadOptions, Ttl};
+///
+/// #[derive(Debug)]
+/// enum AppError {
+///     Cache(cachette::Error),
+/// }
+///
+/// impl From<cachette::Error> for AppError {
+///     fn from(e: cachette::Error) -> Self {
+///         AppError::Cache(e)
+///     }
+/// }
+///
+/// async fn slow_report(cache: &CacheManager) -> Result<String, AppError> {
+///     static SITE: FnSite = FnSite::new(module_path!(), "slow_report", SiteKind::Cached);
+///     static OPTIONS: LoadOptions = LoadOptions::new()
+///         .with_ttl(Ttl::secs(300))
+///         .hard_timeout(Duration::from_millis(50));
+///     let call = Call::new(&SITE, None, Some(cache), &OPTIONS, || Ok("report".to_owned()));
+///     cached_result_bounded(call, |_: &String| false, async {
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///         Ok("done".to_owned())
+///     })
+///     .await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = CacheManager::memory();
+/// let started = std::time::Instant::now();
+/// let Err(AppError::Cache(e)) = slow_report(&cache).await else { panic!("not a timeout") };
+/// assert_eq!(e.kind(), ErrorKind::Timeout);
+/// assert!(started.elapsed() < Duration::from_secs(30));
+/// # }
+/// ```
+pub fn cached_result_bounded<'m, T, E, Fut, U>(
+    call: Call<'m>,
+    unless: U,
+    body: Fut,
+) -> impl Future<Output = Result<T, E>> + use<'m, T, E, Fut, U>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<Error>,
+    Fut: Future<Output = Result<T, E>>,
+    U: FnOnce(&T) -> bool,
+{
+    read_through::<ResultShape<T, E>, _, _, _, _>(
+        call,
+        true,
+        fail_open,
+        |e| Some(Err(E::from(e))),
+        unless,
+        body,
+    )
 }
 
 /// `#[cached]` on a function returning `Option<T>`: only `Some` values are cached (with
 /// `cache_none = true` the macro uses [`cached_value`] and caches `None` too).
+///
+/// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
+/// options, the body is finished uncached past it.
 pub fn cached_option<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -366,10 +522,13 @@ where
     Fut: Future<Output = Option<T>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<OptionShape<T>, _, _, _>(call, true, fail_open, unless, body)
+    read_through::<OptionShape<T>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
 }
 
 /// `#[cached]` on a function returning any other `T`: every value is cached.
+///
+/// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
+/// options, the body is finished uncached past it.
 pub fn cached_value<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -380,7 +539,7 @@ where
     Fut: Future<Output = T>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ValueShape<T>, _, _, _>(call, true, fail_open, unless, body)
+    read_through::<ValueShape<T>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
 }
 
 /// `#[cache_put]` on a function returning `Result<T, E>`: runs the body and stores an `Ok`

@@ -12,7 +12,9 @@ use super::*;
 use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, ScanPage};
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::ServerInfo;
-use crate::{CacheManager, Ttl};
+use crate::{CacheManager, LoadOptions, Ttl};
+
+static DEFAULTS: LoadOptions = LoadOptions::new();
 
 /// The memory backend, with reads and/or writes failing while a switch is on.
 #[derive(Debug)]
@@ -125,7 +127,8 @@ macro_rules! site {
 
 fn call<'m>(site: &'static FnSite, manager: &'m CacheManager, key: &str) -> Call<'m> {
     let key = key.to_owned();
-    Call::new(site, None, Some(manager), Ttl::secs(60), move || Ok(key))
+    static OPTIONS: LoadOptions = LoadOptions::new().with_ttl(Ttl::secs(60));
+    Call::new(site, None, Some(manager), &OPTIONS, move || Ok(key))
 }
 
 /// A body that yields a few times before answering, counting its runs.
@@ -228,7 +231,7 @@ async fn a_failed_write_still_returns_the_value() {
 async fn absent_or_disabled_managers_bypass_the_cache() {
     let site = site!(Cached);
     let runs = AtomicUsize::new(0);
-    let c = Call::new(site, None, None, Ttl::Default, || -> Result<String> {
+    let c = Call::new(site, None, None, &DEFAULTS, || -> Result<String> {
         panic!("no key without a manager")
     });
     assert!(c.key().is_none());
@@ -238,7 +241,7 @@ async fn absent_or_disabled_managers_bypass_the_cache() {
         site,
         None,
         Some(&disabled),
-        Ttl::Default,
+        &DEFAULTS,
         || -> Result<String> { panic!("no key when disabled") },
     );
     assert_eq!(cached_value(c, never, body(&runs, 2u8)).await, 2);
@@ -333,7 +336,7 @@ async fn function_stats_are_listed_by_name() {
         &SITE,
         Some(|| "UserService"),
         Some(&cache),
-        Ttl::Default,
+        &DEFAULTS,
         || Ok("listed".to_owned()),
     );
     cached_value(c, never, async { 1u8 }).await;
@@ -354,9 +357,8 @@ async fn the_cached_hit_future_stays_small() {
         .url("redis://127.0.0.1:1/")
         .build()
         .expect("builds lazily");
-    let call = Call::new(&SITE, None, Some(&cache), Ttl::secs(60), || {
-        Ok("k".to_owned())
-    });
+    static OPTIONS: crate::LoadOptions = crate::LoadOptions::new().with_ttl(Ttl::secs(60));
+    let call = Call::new(&SITE, None, Some(&cache), &OPTIONS, || Ok("k".to_owned()));
     let cached = cached_value(call, |_: &u64| false, async { 1u64 });
     assert!(
         std::mem::size_of_val(&cached) <= 2560,
@@ -370,4 +372,84 @@ async fn the_cached_hit_future_stays_small() {
         "{}",
         std::mem::size_of_val(&load)
     );
+}
+
+/// A body that never finishes in a test's time.
+async fn hang<T>(runs: &AtomicUsize, value: T) -> T {
+    runs.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    value
+}
+
+#[tokio::test]
+async fn a_hard_timeout_is_returned_on_every_path_of_the_bounded_variant() {
+    static BOUNDED: LoadOptions = LoadOptions::new()
+        .with_ttl(Ttl::secs(60))
+        .hard_timeout(Duration::from_millis(50));
+    let site = site!(Cached);
+    let runs = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    let timed_out =
+        |r: std::result::Result<u8, AppError>| r == Err(AppError::Cache(ErrorKind::Timeout));
+
+    // A miss: the manager drives the body and drops it at the limit.
+    let cache = CacheManager::memory();
+    let c = Call::new(site, None, Some(&cache), &BOUNDED, || Ok("k".to_owned()));
+    assert!(timed_out(
+        cached_result_bounded(c, never, hang(&runs, Ok(1))).await
+    ));
+    // The cache fails: the body runs uncached, still bounded.
+    let (backend, flaky) = flaky();
+    backend.fail_reads.store(true, Ordering::SeqCst);
+    let c = Call::new(site, None, Some(&flaky), &BOUNDED, || Ok("k".to_owned()));
+    assert!(timed_out(
+        cached_result_bounded(c, never, hang(&runs, Ok(1))).await
+    ));
+    // The key cannot be built: uncached, bounded.
+    let c = Call::new(site, None, Some(&cache), &BOUNDED, || {
+        Err(Error::new(ErrorKind::Encode, "no key"))
+    });
+    assert!(timed_out(
+        cached_result_bounded(c, never, hang(&runs, Ok(1))).await
+    ));
+    // The strict variant too.
+    let c = Call::new(site, None, Some(&cache), &BOUNDED, || Ok("s".to_owned()));
+    assert!(timed_out(
+        cached_result_strict(c, never, hang(&runs, Ok(1))).await
+    ));
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(site.stats().stats.loader_timeouts >= 4);
+
+    // A body within the limit is cached as usual.
+    let c = Call::new(site, None, Some(&cache), &BOUNDED, || Ok("fast".to_owned()));
+    let r: std::result::Result<u8, AppError> =
+        cached_result_bounded(c, never, body(&runs, Ok(7))).await;
+    assert_eq!(r, Ok(7));
+    assert_eq!(cache.get::<u8>("fast").await.unwrap(), Some(7));
+}
+
+#[tokio::test]
+async fn the_runtime_function_decides_whether_cache_failures_fail_open() {
+    // Options saying `fallback_on_error = false`, given to a fail-open function, and the
+    // reverse: the function wins.
+    static STRICT_OPTIONS: LoadOptions = LoadOptions::new().fallback_on_error(false);
+    let (backend, cache) = flaky();
+    backend.fail_reads.store(true, Ordering::SeqCst);
+    let site = site!(Cached);
+    let runs = AtomicUsize::new(0);
+    let c = Call::new(site, None, Some(&cache), &STRICT_OPTIONS, || {
+        Ok("k".to_owned())
+    });
+    let open: std::result::Result<u8, AppError> = cached_result(c, never, body(&runs, Ok(1))).await;
+    assert_eq!(open, Ok(1));
+    let c = Call::new(site, None, Some(&cache), &DEFAULTS, || Ok("k".to_owned()));
+    let strict: std::result::Result<u8, AppError> =
+        cached_result_strict(c, never, body(&runs, Ok(1))).await;
+    assert!(matches!(strict, Err(AppError::Cache(_))), "{strict:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

@@ -5,7 +5,9 @@
 //! - `redis_failure`: server down at start, killed and restarted, paused.
 //! - `macros`: the attribute macros on every backend (the spec's usage examples);
 //!   `macros_keys`: golden keys; `macros_default`: the process-wide default manager;
-//!   `macros_failures`: `fallback_on_error` against a dead server.
+//!   `macros_failures`: `fallback_on_error` against a dead server; `macros_stampede`: the
+//!   stampede options of `#[cached]` (`lock`, `stale_ttl`, `soft_timeout`, `hard_timeout`,
+//!   `early_refresh`, `jitter`, `coalesce`).
 //! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
 //! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
 //!   copies, jitter.
@@ -18,6 +20,7 @@ mod macros;
 mod macros_default;
 mod macros_failures;
 mod macros_keys;
+mod macros_stampede;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod redis_failure;

@@ -84,6 +84,50 @@ async fn fields(pair: (u8, String), user: &User) -> u8 {
     pair.0
 }
 
+// The stampede options, every value a literal (the options are a static).
+#[cached(
+    ttl = 300,
+    lock = true,
+    lock_ttl = 30,
+    lock_wait = 0,
+    early_refresh = 1.0,
+    stale_ttl = 60,
+    soft_timeout = 1,
+    hard_timeout = 10,
+    jitter = 10,
+    coalesce = false,
+    cache = CACHE
+)]
+async fn stampede_literals(id: u64) -> Result<User, AppError> {
+    Ok(User { id, is_admin: false })
+}
+
+// Durations as expressions (the options are built per call) and an integer beta.
+#[cached(
+    ttl = Duration::from_millis(500),
+    lock = true,
+    lock_wait = Duration::from_millis(100),
+    stale_ttl = Duration::from_secs(5),
+    soft_timeout = Duration::from_millis(50),
+    early_refresh = 2,
+    fallback_on_error = false
+)]
+async fn stampede_expressions(id: u64) -> Result<User, AppError> {
+    Ok(User { id, is_admin: false })
+}
+
+// `hard_timeout` returns through `E: From<cachette::Error>`: `cachette::Error` itself qualifies.
+#[cached(hard_timeout = Duration::from_millis(200), jitter = 0)]
+async fn bounded(id: u64) -> Result<u64, cachette::Error> {
+    Ok(id)
+}
+
+// Every stampede option but `hard_timeout` fits non-`Result` functions.
+#[cached(stale_ttl = 60, early_refresh = 0.5, lock = true)]
+async fn plain_value(id: u64) -> Option<u64> {
+    Some(id)
+}
+
 struct Service {
     cache: CacheManager,
     tenant: String,
@@ -110,6 +154,16 @@ impl Service {
     async fn associated(id: u64) -> u64 {
         id
     }
+
+    // An option computed from `self`, evaluated before the body.
+    #[cached(cache = self.cache, ttl = 60, stale_ttl = self.stale(), hard_timeout = 5)]
+    async fn stale_from_self(&self, id: u64) -> Result<u64, cachette::Error> {
+        Ok(id)
+    }
+
+    fn stale(&self) -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 trait Repository {
@@ -132,6 +186,10 @@ fn main() {
     assert_send(maybe(1));
     assert_send(with_arc(1));
     assert_send(generic(1u8, "x"));
+    assert_send(stampede_literals(1));
+    assert_send(stampede_expressions(1));
+    assert_send(bounded(1));
+    assert_send(plain_value(1));
     let _ = templated(1, true);
     let _ = inferred_unless(1);
     let _ = fields((1, String::new()), &User { id: 1, is_admin: false });
@@ -140,4 +198,5 @@ fn main() {
     assert_send(service.user(1));
     let _ = Service::associated(1);
     let _ = service.find(1);
+    assert_send(service.stale_from_self(1));
 }
