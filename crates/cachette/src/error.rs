@@ -244,6 +244,22 @@ pub(crate) fn redact(text: &str) -> String {
     out
 }
 
+/// So that functions returning `std::io::Result<T>` can use `?` on cachette calls and take
+/// `#[cached(hard_timeout = ..., fallback_on_error = false)]`: the kind maps to the closest
+/// [`std::io::ErrorKind`] and the cachette error stays available as the source.
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match e.kind() {
+            ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
+            ErrorKind::Connection | ErrorKind::CircuitOpen => std::io::ErrorKind::NotConnected,
+            ErrorKind::Decode | ErrorKind::Encode => std::io::ErrorKind::InvalidData,
+            ErrorKind::InvalidInput | ErrorKind::Config => std::io::ErrorKind::InvalidInput,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +280,19 @@ mod tests {
         assert_eq!(e.to_string(), "cachette decode error: bad (key \"user:1\")");
         assert!(e.is_decode());
         assert!(!e.is_backend_failure());
+    }
+
+    #[test]
+    fn converts_to_io_error_keeping_the_source() {
+        let io: std::io::Error =
+            Error::timeout("redis command", std::time::Duration::from_millis(5)).into();
+        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+        let inner = io
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<Error>())
+            .unwrap();
+        assert_eq!(inner.kind(), ErrorKind::Timeout);
+        let io: std::io::Error = Error::new(ErrorKind::Decode, "bad").into();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
     }
 }

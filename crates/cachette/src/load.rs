@@ -369,11 +369,32 @@ impl CacheManager {
     ///
     /// # Tracing
     /// Each call runs in a `debug` span `cachette.load` with the fields `namespace` (the key
-    /// prefix), `key` (without the prefix) and `outcome` ([`Outcome::as_str`], or
-    /// `loader_error` / `cache_error`), recorded when the call ends. With no subscriber
+    /// prefix), `key` (without the prefix), `module` and `function` (for `#[cached]` calls)
+    /// and `outcome` ([`Outcome::as_str`], or `loader_error` / `cache_error`), recorded when
+    /// the call ends. With no subscriber
     /// interested, the span costs a check of a cached flag.
     pub async fn get_or_load_traced<T, E, F, Fut>(
         &self,
+        key: &str,
+        options: &LoadOptions,
+        counters: Option<&Counters>,
+        store_if: impl FnOnce(&T) -> bool,
+        load: F,
+    ) -> Result<(T, Outcome), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.get_or_load_as(None, key, options, counters, store_if, load)
+            .await
+    }
+
+    /// [`get_or_load_traced`](Self::get_or_load_traced) on behalf of a decorated function
+    /// (`module::name`, recorded in the span as `function`).
+    pub(crate) async fn get_or_load_as<T, E, F, Fut>(
+        &self,
+        function: Option<(&'static str, &'static str)>,
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
@@ -389,8 +410,14 @@ impl CacheManager {
             "cachette.load",
             namespace = self.prefix(),
             key,
+            module = tracing::field::Empty,
+            function = tracing::field::Empty,
             outcome = tracing::field::Empty
         );
+        if let (Some((module, name)), false) = (function, span.is_disabled()) {
+            span.record("module", module);
+            span.record("function", name);
+        }
         let result = self
             .load_traced(key, options, counters, store_if, load)
             .instrument(span.clone())
@@ -639,12 +666,36 @@ mod tests {
             assert!(cache.get_or_load("k", &opts, load).await.is_ok()); // miss
             assert!(cache.get_or_load("k", &opts, load).await.is_ok()); // hit
             assert!(cache.get_or_load("bad", &opts, fail).await.is_err());
+            // A decorated function's call (what `#[cached]` expands into).
+            static SITE: crate::runtime::FnSite = crate::runtime::FnSite::new(
+                "app::users",
+                "get_user",
+                crate::runtime::SiteKind::Cached,
+            );
+            static OPTIONS: LoadOptions = LoadOptions::new();
+            let call = crate::runtime::Call::new(&SITE, None, Some(&cache), &OPTIONS, || {
+                Ok("user:1".to_owned())
+            });
+            let v = crate::runtime::cached_value(call, |_: &u32| false, async { 1u32 }).await;
+            assert_eq!(v, 1);
         });
         let spans = spans.spans.lock();
         let loads: Vec<_> = spans.iter().filter(|(n, _)| n == "cachette.load").collect();
-        assert_eq!(loads.len(), 3);
+        assert_eq!(loads.len(), 4);
         let outcomes: Vec<_> = loads.iter().map(|(_, f)| field(f, "outcome")).collect();
-        assert_eq!(outcomes, [Some("miss"), Some("hit"), Some("loader_error")]);
+        assert_eq!(
+            outcomes,
+            [
+                Some("miss"),
+                Some("hit"),
+                Some("loader_error"),
+                Some("miss")
+            ]
+        );
+        assert_eq!(field(&loads[0].1, "function"), None);
+        assert_eq!(field(&loads[3].1, "module"), Some("app::users"));
+        assert_eq!(field(&loads[3].1, "function"), Some("get_user"));
+        assert_eq!(field(&loads[3].1, "key"), Some("user:1"));
         assert_eq!(field(&loads[0].1, "namespace"), Some("cache:"));
         assert_eq!(field(&loads[2].1, "key"), Some("bad"));
     }

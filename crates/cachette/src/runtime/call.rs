@@ -24,6 +24,7 @@ pub type OwnerFn = fn() -> &'static str;
 /// literal (so a call costs nothing to set up), and in a local of the function otherwise.
 /// Read-through (`cached_*`) uses all of them; write-through (`put_*`) only their TTL.
 pub struct Call<'m> {
+    pub(crate) site: &'static FnSite,
     pub(crate) counters: &'static Counters,
     pub(crate) state: CallState<'m>,
     pub(crate) options: &'m LoadOptions,
@@ -82,6 +83,7 @@ impl<'m> Call<'m> {
             _ => CallState::Bypass,
         };
         Call {
+            site,
             counters,
             state,
             options,

@@ -273,9 +273,14 @@ where
         Stored::Borrowed(cell) => cell.peek(|value| value.is_some_and(|v| !unless(v))),
     };
     let result = manager
-        .get_or_load_traced(&key, options, Some(call.counters), store_if, || {
-            std::future::poll_fn(|cx| cell.poll_body(cx))
-        })
+        .get_or_load_as(
+            Some((call.site.module(), call.site.name())),
+            &key,
+            options,
+            Some(call.counters),
+            store_if,
+            || std::future::poll_fn(|cx| cell.poll_body(cx)),
+        )
         .await;
     let next = match result {
         Ok((Stored::Owned(value), _)) => Next::Hit(value),
