@@ -414,7 +414,14 @@ impl CacheManager {
             function = tracing::field::Empty,
             outcome = tracing::field::Empty
         );
-        if let (Some((module, name)), false) = (function, span.is_disabled()) {
+        if span.is_disabled() {
+            // No subscriber wants it: no `Instrumented` layer (it enters and leaves the span on
+            // every poll, and moves the future once more).
+            return self
+                .load_traced(key, options, counters, store_if, load)
+                .await;
+        }
+        if let Some((module, name)) = function {
             span.record("module", module);
             span.record("function", name);
         }
@@ -422,7 +429,7 @@ impl CacheManager {
             .load_traced(key, options, counters, store_if, load)
             .instrument(span.clone())
             .await;
-        if !span.is_disabled() {
+        {
             let outcome = match &result {
                 Ok((_, outcome)) => outcome.as_str(),
                 Err(LoadError::Loader(_)) => "loader_error",
