@@ -4,8 +4,8 @@
 //! re-established after the server drops it or restarts. A backend holds `connections` of them
 //! and hands them out round-robin. Every operation is bounded by the command timeout (which
 //! also bounds the wait for a reconnect): through a stall watchdog per connection rather than a
-//! timer per command (see [`super::connection`]), so a command gives up between 1x and about
-//! 1.25x the timeout. A command that failed because the connection broke is retried once on a
+//! timer per command, so a command gives up between 1x and about 1.25x the timeout (TLS
+//! connections keep a timer per command). A command that failed because the connection broke is retried once on a
 //! new connection (within a further command timeout), so a server restart costs callers at
 //! most one error.
 
