@@ -197,7 +197,9 @@ impl CircuitBreaker {
     /// which keeps the operation's future out of a wrapper (and its copies).
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
-        self.policy.failures == 0 || self.state.load(Ordering::Acquire) == CLOSED
+        // Not `failures == 0 ||`: `record_closed` would then open the circuit on the first
+        // failure (`streak >= 0`); such a breaker is never built into the fast path anyway.
+        self.policy.failures > 0 && self.state.load(Ordering::Acquire) == CLOSED
     }
 
     pub(crate) async fn guard<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {

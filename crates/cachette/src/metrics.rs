@@ -300,8 +300,8 @@ fn record(key: &Key, value: f64) {
 
 /// A [`Backend`] wrapper that records latency, payload size and errors of every operation.
 ///
-/// A manager built with the `metrics` feature wraps its own backend in one (labelled with its
-/// namespace, the key prefix) unless [`crate::CacheManagerBuilder::metrics`] turns that off.
+/// A manager built with [`crate::CacheManagerBuilder::metrics`]`(true)` wraps its own backend
+/// in one, labelled with its namespace (the key prefix).
 /// Wrap a backend of your own with [`MeteredBackend::new`] (no namespace label) or
 /// [`MeteredBackend::with_namespace`] and give it to [`crate::CacheManagerBuilder::backend`].
 pub struct MeteredBackend<B> {

@@ -13,14 +13,26 @@
 //! A `tokio::time::timeout` around every command registers and removes a timer entry per call,
 //! which measured at up to 10 % of the throughput of a 64-way GET load. Replies on one Redis
 //! connection come back in order, so a connection only needs one watchdog: each command counts
-//! itself in (`started`) and out (`answered`, or `abandoned` when its caller drops it), and a
-//! task per connection samples the counters every eighth of the command timeout. When commands
-//! were pending a full command timeout ago, are still pending, and no reply at all has arrived
-//! since, the connection is stalled (server stopped, network black hole, a command far slower
-//! than the timeout): the watchdog aborts the connection's driver, every pending command fails
-//! at once with a timeout error, and the next command reconnects. A command therefore waits at
-//! most about 1.25 x the command timeout, and a healthy connection pays two uncontended-ish
-//! atomic increments per command instead of a timer.
+//! itself in (`started`) and out (`answered`, or `abandoned` when its caller drops it), the
+//! socket counts its successful reads, and a task per connection samples the counters every
+//! eighth of the command timeout. When commands were pending a full command timeout ago, are
+//! still pending, and not one byte has arrived since, the connection is stalled (server
+//! stopped, network black hole, a command far slower than the timeout): the watchdog aborts
+//! the connection's driver, every pending command fails at once with a timeout error, and the
+//! next command reconnects. A command therefore waits at most about 1.25 x the command
+//! timeout, and a healthy connection pays two atomic increments per command (and one per
+//! socket read) instead of a timer.
+//!
+//! Progress is measured at the socket, not by callers, so a caller that gives up on its
+//! command (its reply still arrives) never makes a healthy connection look stalled. One case
+//! is still counted as a stall: a command future polled once and then held unpolled for longer
+//! than the timeout on an otherwise silent connection. The connection is then replaced (the
+//! next caller reconnects); no call fails because of it.
+//!
+//! The driver and the watchdog run on the runtime of the caller that connected. Callers on
+//! another runtime time their commands themselves (that runtime may be alive but not driven,
+//! e.g. a `current_thread` runtime between two `block_on`s), and their timeout replaces the
+//! connection with one on their own runtime.
 //!
 //! TCP and Unix-socket connections are opened here (so that cachette owns the driver task and
 //! can abort it). TLS connections are opened by the `redis` crate, which owns their driver, so
@@ -48,14 +60,61 @@ pub(crate) struct Watch {
     started: Padded<AtomicU64>,
     answered: Padded<AtomicU64>,
     abandoned: AtomicU64,
+    /// Successful reads from the socket (bumped by the stream wrapper, below the driver).
+    reads: Arc<AtomicU64>,
     stalled: AtomicBool,
     driver: AbortHandle,
+}
+
+/// Counts successful socket reads: server progress, whoever the reply is for.
+struct CountReads<S> {
+    inner: S,
+    reads: Arc<AtomicU64>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountReads<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountReads<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// One established connection (a generation).
 pub(crate) struct Live {
     pub(crate) generation: u64,
     pub(crate) conn: MultiplexedConnection,
+    /// The runtime that runs this connection's driver and watchdog.
+    owner: tokio::runtime::Id,
     /// `None` when the `redis` crate owns the driver (TLS): commands are timed one by one.
     watch: Option<Watch>,
 }
@@ -96,6 +155,14 @@ impl Drop for InFlight<'_> {
     }
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The connection is gone (discarded, and no command holds it any more): stop its
+        // driver too, rather than leave it to flush a send buffer toward a silent peer.
+        self.driver.abort();
+    }
+}
+
 impl Watch {
     /// Counts a command in.
     #[inline]
@@ -106,10 +173,24 @@ impl Watch {
 }
 
 impl Live {
-    /// The stall watchdog's counters, when this connection has one.
+    /// The stall watchdog's counters, when this connection has one and the caller runs on
+    /// the runtime that drives it. A caller on another runtime times its command itself: if
+    /// the owning runtime is alive but not being driven (a `current_thread` runtime between
+    /// two `block_on`s), neither the driver nor the watchdog makes progress, and only the
+    /// caller's own timer bounds the wait (its timeout then discards the connection, and the
+    /// next caller reconnects on its own runtime).
     #[inline]
     pub(crate) fn watch(&self) -> Option<&Watch> {
-        self.watch.as_ref()
+        let watch = self.watch.as_ref()?;
+        let here = tokio::runtime::Handle::try_current().ok()?.id();
+        (here == self.owner).then_some(watch)
+    }
+
+    /// Whether the watchdog declared this connection stalled.
+    fn is_stalled(&self) -> bool {
+        self.watch
+            .as_ref()
+            .is_some_and(|w| w.stalled.load(Ordering::Relaxed))
     }
 
     /// Runs one command bounded by a timer of its own (connections without a watchdog).
@@ -123,22 +204,6 @@ impl Live {
             Err(_) => Attempt::TimedOut,
         }
     }
-
-    /// Runs one command on this connection, bounded by `timeout`.
-    pub(crate) async fn run<T>(
-        &self,
-        timeout: Duration,
-        command: impl Future<Output = RedisResult<T>>,
-    ) -> Attempt<T> {
-        match &self.watch {
-            Some(watch) => {
-                let in_flight = watch.begin();
-                let result = command.await;
-                in_flight.answered(result)
-            }
-            None => self.timed(timeout, command).await,
-        }
-    }
 }
 
 /// One counters sample.
@@ -148,6 +213,8 @@ struct Sample {
     started: u64,
     answered: u64,
     abandoned: u64,
+    /// Successful socket reads so far: the server's progress, whoever its replies are for.
+    reads: u64,
 }
 
 impl Sample {
@@ -156,11 +223,13 @@ impl Sample {
         let answered = watch.answered.0.load(Ordering::Acquire);
         let abandoned = watch.abandoned.load(Ordering::Acquire);
         let started = watch.started.0.load(Ordering::Acquire);
+        let reads = watch.reads.load(Ordering::Relaxed);
         Sample {
             at: Instant::now(),
             started,
             answered,
             abandoned,
+            reads,
         }
     }
 
@@ -200,7 +269,7 @@ async fn watchdog(live: Weak<Live>, timeout: Duration) {
         if now.at.duration_since(then.at) < timeout {
             continue;
         }
-        if then.pending() > 0 && now.pending() > 0 && now.answered == then.answered {
+        if then.pending() > 0 && now.pending() > 0 && now.reads == then.reads {
             watch.stalled.store(true, Ordering::Release);
             watch.driver.abort();
             tracing::warn!(
@@ -241,16 +310,25 @@ impl Reconnecting {
         }
     }
 
-    /// The live connection, connecting first if there is none. `Ok(None)`: the wait for a
-    /// connection exceeded the command timeout.
+    /// The live connection, if there is one that the watchdog has not declared stalled.
     #[inline]
-    pub(crate) async fn live(&self) -> RedisResult<Option<Arc<Live>>> {
-        if let Some(live) = self.current.load_full() {
-            return Ok(Some(live));
+    pub(crate) fn current(&self) -> Option<Arc<Live>> {
+        let live = self.current.load_full()?;
+        if live.is_stalled() {
+            // The watchdog killed it and no waiting caller has discarded it yet.
+            self.discard(live.generation);
+            return None;
         }
+        Some(live)
+    }
+
+    /// Connects (or waits for a concurrent caller's connection) within `timeout`.
+    /// `Ok(None)`: the wait exceeded it.
+    #[cold]
+    pub(crate) async fn connect_within(&self, timeout: Duration) -> RedisResult<Option<Arc<Live>>> {
         // Boxed: connecting is rare, and its future (TCP connect, handshake) is large; inline,
         // every command's future would carry it.
-        match Box::pin(tokio::time::timeout(self.command_timeout, self.reconnect())).await {
+        match Box::pin(tokio::time::timeout(timeout, self.reconnect())).await {
             Ok(result) => result.map(Some),
             Err(_) => Ok(None),
         }
@@ -259,7 +337,7 @@ impl Reconnecting {
     #[cold]
     async fn reconnect(&self) -> RedisResult<Arc<Live>> {
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some(live) = self.current.load_full() {
+        if let Some(live) = self.current() {
             return Ok(live);
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
@@ -274,12 +352,25 @@ impl Reconnecting {
     /// Opens a connection: TCP and Unix sockets with a driver task of our own (watched), TLS
     /// through the `redis` crate (timed per command).
     async fn open(&self, generation: u64) -> RedisResult<Live> {
+        // The driver and the watchdog are spawned on the caller's runtime.
+        let owner = tokio::runtime::Handle::try_current()
+            .map_err(|_| {
+                redis::RedisError::from(std::io::Error::other(
+                    "a Redis connection must be opened inside a tokio runtime",
+                ))
+            })?
+            .id();
         let info = self.client.get_connection_info();
+        let reads = Arc::new(AtomicU64::new(0));
         let connect = async {
             let (conn, driver) = match info.addr() {
                 ConnectionAddr::Tcp(host, port) => {
                     let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                     stream.set_nodelay(true)?;
+                    let stream = CountReads {
+                        inner: stream,
+                        reads: reads.clone(),
+                    };
                     MultiplexedConnection::new_with_config(
                         info.redis_settings(),
                         stream,
@@ -291,6 +382,10 @@ impl Reconnecting {
                 #[cfg(unix)]
                 ConnectionAddr::Unix(path) => {
                     let stream = tokio::net::UnixStream::connect(path).await?;
+                    let stream = CountReads {
+                        inner: stream,
+                        reads: reads.clone(),
+                    };
                     MultiplexedConnection::new_with_config(
                         info.redis_settings(),
                         stream,
@@ -320,10 +415,12 @@ impl Reconnecting {
         Ok(Live {
             generation,
             conn,
+            owner,
             watch: driver.map(|driver| Watch {
                 started: Padded::default(),
                 answered: Padded::default(),
                 abandoned: AtomicU64::new(0),
+                reads,
                 stalled: AtomicBool::new(false),
                 driver,
             }),
@@ -360,6 +457,7 @@ mod tests {
             started: 1,
             answered: 1,
             abandoned: 1,
+            reads: 0,
         };
         assert_eq!(s.pending(), 0);
     }

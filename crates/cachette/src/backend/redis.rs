@@ -159,13 +159,17 @@ impl RedisBackend {
     }
 
     /// One attempt on the live connection (connecting first if needed), then one more on a
-    /// new connection if that one had broken. Each attempt is bounded by the command timeout
-    /// (see [`super::connection`]).
+    /// new connection if that one had broken.
+    ///
+    /// On the hot path (a live connection, on the runtime that drives it) the attempt is
+    /// bounded by the connection's stall watchdog (see the `connection` module): no timer.
+    /// A call that had to connect first gets a timer for what is left of its command timeout,
+    /// and the retry gets one more command timeout for reconnecting and resending.
     ///
     /// The first attempt is written out here rather than in helpers taking the command's
     /// future by value: every such layer copies the future (measured: a 64-way GET load spent
-    /// 5 % of its time in `memmove` with three layers). The retry is boxed: it is rare, and
-    /// keeping it out of line keeps this future small.
+    /// 5 % of its time in `memmove` with three layers). The slow paths are boxed: they are
+    /// rare, and keeping them out of line keeps this future small.
     #[inline]
     async fn exec<T, F, Fut>(&self, what: &'static str, send: F) -> Result<T>
     where
@@ -173,8 +177,8 @@ impl RedisBackend {
         Fut: Future<Output = RedisResult<T>>,
     {
         let link = self.connection();
-        let Some(live) = link.live().await? else {
-            return Err(Error::timeout(what, self.inner.command_timeout));
+        let Some(live) = link.current() else {
+            return Box::pin(self.connect_then_send(what, link, &send)).await;
         };
         let attempt = match live.watch() {
             Some(watch) => {
@@ -187,9 +191,26 @@ impl RedisBackend {
                     .await
             }
         };
+        self.settle(what, link, live, attempt, &send).await
+    }
+
+    /// What a finished attempt becomes: its result, a timeout (the connection is discarded),
+    /// or a retry on a new connection when it had broken.
+    async fn settle<T, F, Fut>(
+        &self,
+        what: &'static str,
+        link: &Reconnecting,
+        live: Arc<Live>,
+        attempt: Attempt<T>,
+        send: &F,
+    ) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         match attempt {
             Attempt::Done(Err(e)) if retryable(&e) => {
-                Box::pin(self.retry(what, link, live, e, &send)).await
+                Box::pin(self.retry(what, link, live, e, send)).await
             }
             Attempt::Done(result) => result.map_err(Error::from),
             Attempt::TimedOut => {
@@ -199,7 +220,37 @@ impl RedisBackend {
         }
     }
 
-    /// The second attempt of [`exec`](Self::exec), on a new connection.
+    /// No live connection: connect, then send with what is left of the command timeout.
+    #[cold]
+    async fn connect_then_send<T, F, Fut>(
+        &self,
+        what: &'static str,
+        link: &Reconnecting,
+        send: &F,
+    ) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let timeout = self.inner.command_timeout;
+        let started = std::time::Instant::now();
+        let Some(live) = link.connect_within(timeout).await? else {
+            return Err(Error::timeout(what, timeout));
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        let attempt = live.timed(left, send(live.conn.clone())).await;
+        match attempt {
+            // A connection that breaks right after it was made is not retried.
+            Attempt::Done(result) => result.map_err(Error::from),
+            Attempt::TimedOut => {
+                link.discard(live.generation);
+                Err(Error::timeout(what, timeout))
+            }
+        }
+    }
+
+    /// The second attempt of [`exec`](Self::exec), on a new connection, within one more
+    /// command timeout.
     #[cold]
     async fn retry<T, F, Fut>(
         &self,
@@ -216,17 +267,7 @@ impl RedisBackend {
         tracing::debug!(error = %error, "cachette: Redis connection broke; retrying on a new one");
         link.discard(broken.generation);
         drop(broken);
-        let timeout = self.inner.command_timeout;
-        let Some(live) = link.live().await? else {
-            return Err(Error::timeout(what, timeout));
-        };
-        match live.run(timeout, send(live.conn.clone())).await {
-            Attempt::Done(result) => result.map_err(Error::from),
-            Attempt::TimedOut => {
-                link.discard(live.generation);
-                Err(Error::timeout(what, timeout))
-            }
-        }
+        self.connect_then_send(what, link, send).await
     }
 }
 

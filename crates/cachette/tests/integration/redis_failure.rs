@@ -311,3 +311,154 @@ async fn a_busy_but_answering_server_is_never_declared_stalled() {
     }
     assert!(busy.join().unwrap(), "the busy scripts ran");
 }
+
+// ---- the stall watchdog's edge cases (found in review) ------------------------------------
+
+const REVIEW_TIMEOUT: Duration = Duration::from_millis(400);
+
+fn unguarded(url: &str) -> CacheManager {
+    CacheManager::builder()
+        .url(url)
+        .key_prefix("review:")
+        .command_timeout(REVIEW_TIMEOUT)
+        .connect_timeout(REVIEW_TIMEOUT)
+        .circuit_breaker(0, Duration::ZERO)
+        .build()
+        .unwrap()
+}
+
+/// Keeps the server busy (answering nothing) for `ms`, from a connection of its own.
+async fn busy_for(url: &str, ms: u64) -> tokio::task::JoinHandle<()> {
+    let client = redis::Client::open(url).unwrap();
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    let script = format!(
+        "local s = redis.call('TIME') \
+         repeat local n = redis.call('TIME') \
+         until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > {} \
+         return 1",
+        ms * 1000
+    );
+    tokio::spawn(async move {
+        let _: i64 = redis::cmd("EVAL")
+            .arg(script)
+            .arg(0)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    })
+}
+
+/// Two server hiccups of 250 ms each (timeout 400 ms) on a lightly used connection; the call
+/// made during the first one is given up by its caller (an outer deadline of 150 ms, e.g. a
+/// request deadline). Its reply still arrives, which is progress: the call during the second
+/// hiccup must succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_caller_gave_up_on_does_not_make_a_healthy_connection_look_stalled() {
+    let server = RedisServer::new();
+    let url = server.url();
+    let cache = unguarded(&url);
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+
+    let hiccup = busy_for(&url, 250).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t0 = Instant::now();
+    let gave_up = tokio::time::timeout(Duration::from_millis(150), cache.get::<u32>("k")).await;
+    assert!(gave_up.is_err(), "the server is busy: the caller gives up");
+    hiccup.await.unwrap();
+
+    tokio::time::sleep_until((t0 + Duration::from_millis(420)).into()).await;
+    let hiccup = busy_for(&url, 250).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = Instant::now();
+    let result = cache.get::<u32>("k").await;
+    let took = started.elapsed();
+    hiccup.await.unwrap();
+    assert_eq!(
+        result.as_ref().ok(),
+        Some(&Some(1)),
+        "the server never went quiet for more than 250 ms (timeout {REVIEW_TIMEOUT:?}), \
+         yet the call failed after {took:?}: {result:?}"
+    );
+}
+
+/// The connection (its driver and its watchdog) lives on the runtime of whichever caller
+/// connected. When that runtime is alive but not being driven, a caller on another runtime
+/// must still get an answer (a timeout, then a connection of its own runtime).
+#[test]
+fn a_call_returns_even_when_the_runtime_that_connected_is_idle() {
+    let server = RedisServer::new();
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = idle.block_on(async {
+        let cache = unguarded(&server.url());
+        cache.set("k", &1u32, Ttl::Never).await.unwrap();
+        cache
+    });
+    // `idle` is kept alive (not dropped) but nothing drives it any more.
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = other.block_on(async {
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(5), cache.get::<u32>("k")).await;
+        let took = started.elapsed();
+        // Then it heals: a connection driven by this runtime.
+        let healed = eventually(30, || cache.get::<u32>("k")).await;
+        assert_eq!(healed, Some(Some(1)));
+        (r, took)
+    });
+    let (result, took) = outcome;
+    assert!(
+        result.is_ok(),
+        "cache.get did not return within 5 s (command timeout {REVIEW_TIMEOUT:?}): took {took:?}"
+    );
+    drop(idle);
+}
+
+/// A future polled once (its command sent, the reply back in microseconds) and then held
+/// without being polled counts as pending: with no other traffic the watchdog replaces the
+/// connection, and the next call must not fail because of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_future_never_makes_a_later_call_fail() {
+    let server = RedisServer::new();
+    let cache = unguarded(&server.url());
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+
+    let parked = cache.get::<u32>("k");
+    let mut parked = std::pin::pin!(parked);
+    // Sent while the server is paused, so that the first poll cannot already complete; the
+    // reply arrives right after, while nobody polls the future.
+    server.stop_process();
+    let first = futures_poll_once(parked.as_mut()).await;
+    server.continue_process();
+    assert!(first.is_none(), "{first:?}");
+    tokio::time::sleep(REVIEW_TIMEOUT + Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let result = cache.get::<u32>("k").await;
+    let took = started.elapsed();
+    // The parked future still gets its value (its reply was delivered before the abort).
+    assert_eq!(parked.await.unwrap(), Some(1));
+    assert_eq!(
+        result.as_ref().ok(),
+        Some(&Some(1)),
+        "a healthy, idle server; the call failed after {took:?}: {result:?}"
+    );
+}
+
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+    let mut f = f;
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut f).poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
