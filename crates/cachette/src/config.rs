@@ -95,7 +95,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Time allowed for one operation, including a pending reconnect. Enforced per Redis
     /// connection by a watchdog that samples every eighth of it, so an operation gives up
-    /// between 1x and about 1.25x this long.
+    /// between 1x and about 1.25x this long; one whose connection broke is retried once
+    /// within one more timeout.
     pub command_timeout: Duration,
     /// Value encoding.
     pub codec: Codec,
