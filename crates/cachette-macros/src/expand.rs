@@ -293,16 +293,21 @@ fn fake_return(info: &SigInfo) -> TokenStream {
     }
 }
 
-/// `let __cachette_body = async move { <original body> };`
+/// `let __cachette_body = pin!(async move { <original body> });`
+///
+/// Pinned here, in the decorated function's own future, so that the runtime receives a
+/// `Pin<&mut _>` (itself a future): the body's state then exists once. Passed by value, it
+/// was stored in the runtime's future as an argument, then again as its pinned local
+/// (measured: a 4 KB body made a 13 KB call future).
 fn body_tokens(func: &FnItem, info: &SigInfo) -> (Ident, TokenStream) {
     let ident = mixed("__cachette_body");
     let fake = fake_return(info);
     let block = func.body.as_ref().map(ToTokens::to_token_stream);
     let tokens = quote! {
-        let #ident = async move {
+        let #ident = ::core::pin::pin!(async move {
             #fake
             #block
-        };
+        });
     };
     (ident, tokens)
 }

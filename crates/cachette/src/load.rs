@@ -425,10 +425,13 @@ impl CacheManager {
             span.record("module", module);
             span.record("function", name);
         }
-        let result = self
-            .load_traced(key, options, counters, store_if, load)
-            .instrument(span.clone())
-            .await;
+        // Boxed: only with a subscriber interested; inline, this second copy of the load
+        // future would double what every call carries.
+        let result = Box::pin(
+            self.load_traced(key, options, counters, store_if, load)
+                .instrument(span.clone()),
+        )
+        .await;
         {
             let outcome = match &result {
                 Ok((_, outcome)) => outcome.as_str(),

@@ -34,7 +34,8 @@ pub(crate) enum CallState<'m> {
     /// No manager, or a disabled one: run the body uncached.
     Bypass,
     /// The key could not be computed (a failing `Serialize` implementation).
-    KeyFailed(Error),
+    /// (Boxed: rare, and it would double the size of every call's state.)
+    KeyFailed(Box<Error>),
     /// Cache under `key` in `manager`.
     Active {
         manager: &'m CacheManager,
@@ -77,7 +78,7 @@ impl<'m> Call<'m> {
                     counters.error();
                     manager.counters().error();
                     tracing::warn!(error = %e, function = site.name(), "cachette: cannot build the cache key; running uncached");
-                    CallState::KeyFailed(e)
+                    CallState::KeyFailed(Box::new(e))
                 }
             },
             _ => CallState::Bypass,

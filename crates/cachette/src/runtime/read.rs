@@ -242,7 +242,7 @@ where
     let (manager, key) = match call.state {
         CallState::Bypass => return body.await,
         CallState::KeyFailed(e) => {
-            return match on_error(e) {
+            return match on_error(*e) {
                 Some(output) => output,
                 None => {
                     Slot::Pending(pin!(body))
@@ -330,7 +330,7 @@ where
     let output = body.await;
     let failure = match call.state {
         CallState::Bypass => None,
-        CallState::KeyFailed(e) => Some(e),
+        CallState::KeyFailed(e) => Some(*e),
         CallState::Active { manager, key } => match S::project(&output) {
             Some(value) if !unless(value) => match manager.set(&key, value, call.options.ttl).await
             {

@@ -728,3 +728,22 @@ macro_scenarios! {
     memory => Fixture::memory(),
     redis => Fixture::redis(),
 }
+
+/// A body with a 4 KiB state.
+#[cachette::cached(cache = cache, skip(cache), ttl = 60)]
+async fn big_body(cache: &cachette::CacheManager, x: u64) -> u64 {
+    let buf = [x as u8; 4096];
+    tokio::task::yield_now().await;
+    u64::from(buf[7])
+}
+
+/// Structural guard: the decorated function's future holds its body's state once (it is
+/// pinned in place and handed to the runtime by reference), plus the runtime's own state.
+/// Passed by value, the body was stored three times (a 4 KiB body made a 13 KiB future).
+#[test]
+fn a_decorated_function_holds_its_body_once() {
+    let cache = cachette::CacheManager::memory();
+    let call = big_body(&cache, 1);
+    let size = std::mem::size_of_val(&call);
+    assert!(size < 4096 + 2048, "{size} bytes");
+}
