@@ -376,84 +376,10 @@ impl Backend for CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{MemoryBackend, MemoryConfig};
-    use std::sync::atomic::AtomicBool;
+    use crate::backend::faulty::Faulty;
 
-    /// A backend that fails with a connection error while `down` is set.
-    #[derive(Debug)]
-    struct Flaky {
-        inner: MemoryBackend,
-        down: AtomicBool,
-        calls: AtomicU64,
-    }
-
-    impl Flaky {
-        fn check(&self) -> Result<()> {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            if self.down.load(Ordering::Relaxed) {
-                Err(Error::new(ErrorKind::Connection, "down"))
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    #[async_trait]
-    impl Backend for Flaky {
-        fn name(&self) -> &'static str {
-            "flaky"
-        }
-        async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-            self.check()?;
-            self.inner.get(key).await
-        }
-        async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-            self.check()?;
-            self.inner.set(key, value, ttl).await
-        }
-        async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
-            self.check()?;
-            self.inner.set_nx(key, value, ttl).await
-        }
-        async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-            self.check()?;
-            self.inner.delete_many(keys).await
-        }
-        async fn exists(&self, key: &str) -> Result<bool> {
-            self.check()?;
-            self.inner.exists(key).await
-        }
-        async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-            self.check()?;
-            self.inner.expire(key, ttl).await
-        }
-        async fn persist(&self, key: &str) -> Result<bool> {
-            self.check()?;
-            self.inner.persist(key).await
-        }
-        async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-            self.check()?;
-            self.inner.ttl(key).await
-        }
-        async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
-            self.check()?;
-            self.inner.scan(cursor, pattern, count).await
-        }
-        async fn info(&self) -> Result<ServerInfo> {
-            self.check()?;
-            self.inner.info().await
-        }
-        async fn ping(&self) -> Result<()> {
-            self.check()
-        }
-    }
-
-    fn flaky() -> Arc<Flaky> {
-        Arc::new(Flaky {
-            inner: MemoryBackend::new(MemoryConfig::default()),
-            down: AtomicBool::new(false),
-            calls: AtomicU64::new(0),
-        })
+    fn flaky() -> Arc<Faulty> {
+        Arc::new(Faulty::new())
     }
 
     #[tokio::test]
@@ -467,7 +393,7 @@ mod tests {
             .set("k", Bytes::from_static(b"1"), None)
             .await
             .unwrap();
-        backend.down.store(true, Ordering::Relaxed);
+        backend.set_down(true);
         for _ in 0..2 {
             assert!(breaker.get("k").await.unwrap_err().is_connection());
             assert_eq!(breaker.state(), CircuitState::Closed);
@@ -477,7 +403,7 @@ mod tests {
         assert_eq!(breaker.opens(), 1);
 
         // Open: the inner backend is not called, and the refusal is fast.
-        let calls = backend.calls.load(Ordering::Relaxed);
+        let calls = backend.calls.load(Ordering::SeqCst);
         let started = Instant::now();
         for _ in 0..1000 {
             let e = breaker.get("k").await.unwrap_err();
@@ -488,7 +414,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(backend.calls.load(Ordering::Relaxed), calls);
+        assert_eq!(backend.calls.load(Ordering::SeqCst), calls);
         assert_eq!(breaker.short_circuits(), 1000);
 
         // Half-open probe fails: open again.
@@ -498,7 +424,7 @@ mod tests {
         assert_eq!(breaker.opens(), 2);
 
         // Backend back: the next probe closes the circuit.
-        backend.down.store(false, Ordering::Relaxed);
+        backend.set_down(false);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(breaker.get("k").await.unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(breaker.state(), CircuitState::Closed);
@@ -513,9 +439,9 @@ mod tests {
             BreakerPolicy::new(2, Duration::from_secs(60)),
         );
         for _ in 0..5 {
-            backend.down.store(true, Ordering::Relaxed);
+            backend.set_down(true);
             assert!(breaker.get("k").await.is_err());
-            backend.down.store(false, Ordering::Relaxed);
+            backend.set_down(false);
             assert!(breaker.get("k").await.is_ok());
         }
         assert_eq!(breaker.state(), CircuitState::Closed);
@@ -538,7 +464,7 @@ mod tests {
             backend.clone(),
             BreakerPolicy::new(1, Duration::from_millis(10)),
         );
-        backend.down.store(true, Ordering::Relaxed);
+        backend.set_down(true);
         assert!(breaker.get("k").await.is_err());
         assert_eq!(breaker.state(), CircuitState::Open);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -548,7 +474,7 @@ mod tests {
             .await
             .is_err());
         assert_eq!(breaker.state(), CircuitState::Open);
-        backend.down.store(false, Ordering::Relaxed);
+        backend.set_down(false);
         assert!(breaker.get("k").await.is_ok());
         assert_eq!(breaker.state(), CircuitState::Closed);
     }
@@ -560,7 +486,7 @@ mod tests {
             backend.clone(),
             BreakerPolicy::new(0, Duration::from_secs(1)),
         );
-        backend.down.store(true, Ordering::Relaxed);
+        backend.set_down(true);
         for _ in 0..10 {
             assert!(breaker.get("k").await.unwrap_err().is_connection());
         }

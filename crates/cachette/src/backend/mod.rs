@@ -7,6 +7,8 @@
 //! backend overrides with single round trips.
 
 mod connection;
+#[cfg(test)]
+pub(crate) mod faulty;
 pub mod memory;
 pub mod null;
 pub mod redis;

@@ -5,100 +5,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
 use super::*;
-use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, ScanPage};
+use crate::backend::faulty::Faulty;
+use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::ServerInfo;
 use crate::{CacheManager, LoadOptions, Ttl};
 
 static DEFAULTS: LoadOptions = LoadOptions::new();
 
 /// The memory backend, with reads and/or writes failing while a switch is on.
-#[derive(Debug)]
-struct Flaky {
-    inner: MemoryBackend,
-    fail_reads: AtomicBool,
-    fail_writes: AtomicBool,
-}
-
-fn down() -> Error {
-    Error::new(ErrorKind::Connection, "test backend is down")
-}
-
-impl Flaky {
-    fn read(&self) -> Result<()> {
-        if self.fail_reads.load(Ordering::SeqCst) {
-            return Err(down());
-        }
-        Ok(())
-    }
-
-    fn write(&self) -> Result<()> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(down());
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Backend for Flaky {
-    fn name(&self) -> &'static str {
-        "flaky"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.read()?;
-        self.inner.get(key).await
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.write()?;
-        self.inner.set(key, value, ttl).await
-    }
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
-        self.write()?;
-        self.inner.set_nx(key, value, ttl).await
-    }
-    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
-        self.write()?;
-        self.inner.delete_many(keys).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool> {
-        self.read()?;
-        self.inner.exists(key).await
-    }
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.write()?;
-        self.inner.expire(key, ttl).await
-    }
-    async fn persist(&self, key: &str) -> Result<bool> {
-        self.write()?;
-        self.inner.persist(key).await
-    }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.read()?;
-        self.inner.ttl(key).await
-    }
-    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
-        self.read()?;
-        self.inner.scan(cursor, pattern, count).await
-    }
-    async fn info(&self) -> Result<ServerInfo> {
-        self.inner.info().await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.read()
-    }
-}
-
-fn flaky() -> (Arc<Flaky>, CacheManager) {
-    let backend = Arc::new(Flaky {
-        inner: MemoryBackend::new(MemoryConfig::default()),
-        fail_reads: AtomicBool::new(false),
-        fail_writes: AtomicBool::new(false),
-    });
+fn flaky() -> (Arc<Faulty>, CacheManager) {
+    let backend = Arc::new(Faulty::new());
     let manager = CacheManager::builder()
         .backend(backend.clone() as Arc<dyn Backend>)
         .build()
