@@ -91,28 +91,23 @@
 )]
 
 pub mod backend;
-pub mod breaker;
-mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod glob;
-pub mod info;
 pub mod key;
-mod leader;
 mod load;
-mod lock;
 mod manager;
-mod meta;
-#[cfg(feature = "metrics")]
-pub mod metrics;
-pub mod publish;
-mod refresh;
+mod observe;
 pub mod runtime;
-mod spawned;
 pub mod stats;
 mod ttl;
-mod warm;
+
+// Paths users have today, kept stable across the layout change.
+pub use backend::{breaker, info};
+#[cfg(feature = "metrics")]
+pub use observe::metrics;
+pub use observe::publish;
 
 pub use backend::{Backend, KeyTtl};
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState};
@@ -121,11 +116,10 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use info::ServerInfo;
 pub use load::{LoadError, LoadOptions, Outcome};
-pub use manager::{CacheManager, CacheManagerBuilder};
+pub use manager::{CacheManager, CacheManagerBuilder, Warm, WarmProgress, WarmReport};
 pub use publish::StatsPublisher;
 pub use stats::Stats;
 pub use ttl::Ttl;
-pub use warm::{Warm, WarmProgress, WarmReport};
 
 pub use cachette_macros::{cache_evict, cache_put, cached, cached_property};
 pub use runtime::{default_manager, install, CachedProperty};

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use crate::breaker::CircuitState;
+pub use crate::backend::breaker::CircuitState;
 
 /// Counters of one manager (or one decorated function).
 ///

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Backend, KeyTtl, MemoryBackend, MemoryConfig, ScanPage};
+use crate::backend::info::ServerInfo;
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::ServerInfo;
 
 #[derive(Debug)]
 pub(crate) struct Faulty {

@@ -6,10 +6,13 @@
 //! pattern operations have default implementations in terms of that core which the Redis
 //! backend overrides with single round trips.
 
-mod connection;
+pub mod breaker;
 #[cfg(test)]
 pub(crate) mod faulty;
+pub mod info;
 pub mod memory;
+#[cfg(feature = "metrics")]
+pub(crate) mod metered;
 pub mod null;
 pub mod redis;
 
@@ -20,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::backend::info::ServerInfo;
 use crate::error::Result;
-use crate::info::ServerInfo;
 
 pub use self::memory::{MemoryBackend, MemoryConfig};
 pub use self::null::NullBackend;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Backend, KeyTtl, ScanPage};
+use crate::backend::info::ServerInfo;
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::ServerInfo;
 
 /// Stores nothing: reads miss, writes succeed without effect, `ping` fails with
 /// [`ErrorKind::Disabled`].
@@ -50,7 +50,7 @@ impl Backend for NullBackend {
         let mut info = ServerInfo::default();
         info.sections.entry("server".into()).or_default().insert(
             "backend".into(),
-            crate::info::InfoValue::Text("disabled".into()),
+            crate::backend::info::InfoValue::Text("disabled".into()),
         );
         Ok(info)
     }

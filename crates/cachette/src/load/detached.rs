@@ -6,9 +6,9 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::coalesce::{Join, Shared};
 use crate::error::{Error, ErrorKind};
-use crate::leader::{Call, Read};
+use crate::load::coalesce::{Join, Shared};
+use crate::load::leader::{Call, Read};
 use crate::load::{LoadError, LoadOptions};
 use crate::manager::CacheManager;
 use crate::stats::Counters;

@@ -12,13 +12,13 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::coalesce::{Flight, Lead, Shared};
 use crate::error::{Error, ErrorKind};
+use crate::load::coalesce::{Flight, Lead, Shared};
+use crate::load::lease::{recheck_interval, HeldLease};
+use crate::load::meta::{Freshness, Meta};
+use crate::load::refresh;
 use crate::load::{LoadError, LoadOptions, Outcome};
-use crate::lock::{recheck_interval, HeldLease};
 use crate::manager::CacheManager;
-use crate::meta::{Freshness, Meta};
-use crate::refresh;
 use crate::stats::Counters;
 
 /// How a loader run ended.

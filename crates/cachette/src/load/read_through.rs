@@ -30,9 +30,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::coalesce::{Join, Shared};
 use crate::error::Error;
-use crate::leader::{Call, Read};
+use crate::load::coalesce::{Join, Shared};
+use crate::load::leader::{Call, Read};
 use crate::manager::CacheManager;
 use crate::stats::Counters;
 use crate::ttl::Ttl;

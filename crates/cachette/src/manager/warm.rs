@@ -35,10 +35,10 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::load::meta::{meta_key, Meta};
+use crate::load::refresh;
 use crate::load::LoadOptions;
 use crate::manager::CacheManager;
-use crate::meta::{meta_key, Meta};
-use crate::refresh;
 
 /// Default number of entries per `set_many` batch.
 const DEFAULT_BATCH: usize = 500;

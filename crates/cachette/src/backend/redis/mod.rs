@@ -9,6 +9,8 @@
 //! new connection (within a further command timeout), so a server restart costs callers at
 //! most one error.
 
+mod connection;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,10 +22,10 @@ use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisResult};
 
-use super::connection::{Attempt, Live, Reconnecting};
+use self::connection::{Attempt, Live, Reconnecting};
 use super::{Backend, KeyTtl, ScanPage};
+use crate::backend::info::ServerInfo;
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::ServerInfo;
 
 /// Settings of a [`RedisBackend`]; built by [`crate::Config`] in normal use.
 #[derive(Clone)]

@@ -93,9 +93,9 @@ use tokio::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Backend, KeyTtl, ScanPage};
+use crate::backend::info::{human_bytes, InfoValue, KeyspaceStats, ServerInfo};
 use crate::error::{Error, ErrorKind, Result};
 use crate::glob::Pattern;
-use crate::info::{human_bytes, InfoValue, KeyspaceStats, ServerInfo};
 
 /// The default [`MemoryConfig::max_entries`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;

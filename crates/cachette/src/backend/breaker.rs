@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::backend::info::ServerInfo;
 use crate::backend::{Backend, KeyTtl, ScanPage};
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::ServerInfo;
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

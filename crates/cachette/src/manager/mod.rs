@@ -1,5 +1,9 @@
 //! [`CacheManager`]: the typed, namespaced face of a backend.
 
+pub(crate) mod warm;
+
+pub use warm::{Warm, WarmProgress, WarmReport};
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,16 +12,16 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
+use crate::backend::info::ServerInfo;
 use crate::backend::{
     Backend, KeyTtl, MemoryBackend, MemoryConfig, NullBackend, RedisBackend, RedisOptions,
 };
-use crate::breaker::{BreakerPolicy, CircuitBreaker};
-use crate::coalesce::Flights;
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::info::ServerInfo;
-use crate::lock::Leases;
+use crate::load::coalesce::Flights;
+use crate::load::lease::Leases;
 use crate::stats::{Counters, Stats};
 use crate::ttl::Ttl;
 
@@ -217,10 +221,10 @@ impl CacheManagerBuilder {
 
     /// `true`: the backend records the latency, payload size and errors of every operation
     /// through the `metrics` facade (crate feature `metrics`; default `false`): it is wrapped
-    /// in a [`MeteredBackend`](crate::metrics::MeteredBackend) labelled with this manager's
+    /// in a [`MeteredBackend`](crate::observe::metrics::MeteredBackend) labelled with this manager's
     /// namespace (its key prefix). That costs a clock read, a histogram sample and a boxed
     /// future per operation, so it is opt-in; the hit/miss/... counters reach the recorder
-    /// through [`MetricsReporter`](crate::metrics::MetricsReporter) either way, at no cost to
+    /// through [`MetricsReporter`](crate::observe::metrics::MetricsReporter) either way, at no cost to
     /// cache calls.
     #[cfg(feature = "metrics")]
     pub fn metrics(mut self, on: bool) -> Self {
@@ -313,9 +317,11 @@ impl CacheManagerBuilder {
         };
         #[cfg(feature = "metrics")]
         let (backend, fast) = if self.metrics && config.enabled {
-            let metered: Arc<dyn Backend> = Arc::new(
-                crate::metrics::MeteredBackend::with_namespace(backend, &config.key_prefix),
-            );
+            let metered: Arc<dyn Backend> =
+                Arc::new(crate::observe::metrics::MeteredBackend::with_namespace(
+                    backend,
+                    &config.key_prefix,
+                ));
             (metered, FastPath::None)
         } else {
             (backend, fast)
@@ -429,7 +435,7 @@ impl CacheManager {
         stats
     }
 
-    /// A [`StatsPublisherBuilder`](crate::publish::StatsPublisherBuilder) for this manager's
+    /// A [`StatsPublisherBuilder`](crate::observe::publish::StatsPublisherBuilder) for this manager's
     /// Redis server and prefix, with its timeouts, that also publishes this manager's own
     /// counters (as `manager`). Start it with `.start()`; `cachette stats` then shows the
     /// hit rates of every decorated function in every process that publishes.
@@ -437,7 +443,7 @@ impl CacheManager {
     /// # Errors
     /// [`ErrorKind::Config`] when the manager does not run on a Redis server it was configured
     /// with (memory backend, or a backend of your own: use
-    /// [`StatsPublisher::builder`](crate::publish::StatsPublisher::builder)).
+    /// [`StatsPublisher::builder`](crate::observe::publish::StatsPublisher::builder)).
     ///
     /// # Examples
     /// ```no_run
@@ -449,7 +455,7 @@ impl CacheManager {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn stats_publisher(&self) -> Result<crate::publish::StatsPublisherBuilder> {
+    pub fn stats_publisher(&self) -> Result<crate::observe::publish::StatsPublisherBuilder> {
         let config = self.inner.redis_config.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,

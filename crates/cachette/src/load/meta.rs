@@ -27,8 +27,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::load::refresh;
 use crate::manager::CacheManager;
-use crate::refresh;
 
 /// Suffix of the metadata key.
 pub(crate) const META_SUFFIX: &str = "#meta";

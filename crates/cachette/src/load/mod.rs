@@ -1,0 +1,22 @@
+//! Read-through and stampede control: everything between "the value is not cached" and "the
+//! value is stored", layered over the manager's byte-level operations.
+//!
+//! - [`options`](self::options): [`LoadOptions`], [`LoadError`], [`Outcome`], the public knobs.
+//! - `read_through`: `CacheManager::get_or_load*`, the entry points.
+//! - `leader`: one call's path through a miss (lease, loader, store, stale fallback).
+//! - `coalesce`: in-process single flight (one loader per key per process).
+//! - `lease`: the cross-process lease (`SET NX PX` + token-checked release) and its pub/sub
+//!   wake-ups.
+//! - `refresh`: early-refresh (XFetch) probability and TTL jitter.
+//! - `meta`: the stale-copy metadata stored beside a value.
+//! - `detached`: refreshes that outlive their caller (spawned tasks).
+
+pub(crate) mod coalesce;
+mod detached;
+pub(crate) mod leader;
+pub(crate) mod lease;
+pub(crate) mod meta;
+pub(crate) mod read_through;
+pub(crate) mod refresh;
+
+pub use read_through::{LoadError, LoadOptions, Outcome};
