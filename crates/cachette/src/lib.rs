@@ -116,7 +116,9 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use info::ServerInfo;
 pub use load::{LoadError, LoadOptions, Outcome};
-pub use manager::{CacheManager, CacheManagerBuilder, Warm, WarmProgress, WarmReport};
+pub use manager::{
+    BackendLayer, CacheManager, CacheManagerBuilder, Warm, WarmProgress, WarmReport,
+};
 pub use publish::StatsPublisher;
 pub use stats::Stats;
 pub use ttl::Ttl;

@@ -130,8 +130,23 @@ pub struct CacheManagerBuilder {
     config: Config,
     backend: Option<Arc<dyn Backend>>,
     memory: Option<MemoryConfig>,
-    #[cfg(feature = "metrics")]
-    metrics: bool,
+    layers: Layers,
+}
+
+/// Wraps the backend a manager is built on (see [`CacheManagerBuilder::wrap_backend`]): given
+/// the backend and the manager's configuration, returns the backend the manager will use.
+pub type BackendLayer = Arc<dyn Fn(Arc<dyn Backend>, &Config) -> Arc<dyn Backend> + Send + Sync>;
+
+/// The named backend layers of a builder, applied in order; `Debug` prints their names.
+#[derive(Clone, Default)]
+struct Layers(Vec<(&'static str, BackendLayer)>);
+
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 impl Config {
@@ -141,8 +156,7 @@ impl Config {
             config: self,
             backend: None,
             memory: None,
-            #[cfg(feature = "metrics")]
-            metrics: false,
+            layers: Layers::default(),
         }
     }
 }
@@ -219,16 +233,44 @@ impl CacheManagerBuilder {
         self
     }
 
-    /// `true`: the backend records the latency, payload size and errors of every operation
-    /// through the `metrics` facade (crate feature `metrics`; default `false`): it is wrapped
-    /// in a [`MeteredBackend`](crate::observe::metrics::MeteredBackend) labelled with this manager's
-    /// namespace (its key prefix). That costs a clock read, a histogram sample and a boxed
-    /// future per operation, so it is opt-in; the hit/miss/... counters reach the recorder
-    /// through [`MetricsReporter`](crate::observe::metrics::MetricsReporter) either way, at no cost to
-    /// cache calls.
-    #[cfg(feature = "metrics")]
-    pub fn metrics(mut self, on: bool) -> Self {
-        self.metrics = on;
+    /// Wraps the backend in `layer` when the manager is built: the way observability and other
+    /// cross-cutting concerns attach to a manager from outside (the `metrics` feature's
+    /// [`MeteredBackend`](crate::metrics::MeteredBackend) is one). Layers apply in the order
+    /// they were added, outermost last, around the backend the configuration selects (after the
+    /// circuit breaker); a layer added again under the same `name` replaces the earlier one.
+    /// A wrapped manager reads through the layer, without the built-in backends' unboxed fast
+    /// path. A disabled manager (`enabled: false`) is never wrapped.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use cachette::{Backend, CacheManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachette::Error> {
+    /// let cache = CacheManager::builder()
+    ///     .wrap_backend("log", |backend: Arc<dyn Backend>, _config: &cachette::Config| {
+    ///         println!("building on {}", backend.name());
+    ///         backend
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(cache.backend_name(), "memory");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wrap_backend(
+        mut self,
+        name: &'static str,
+        layer: impl Fn(Arc<dyn Backend>, &Config) -> Arc<dyn Backend> + Send + Sync + 'static,
+    ) -> Self {
+        self.layers.0.retain(|(n, _)| *n != name);
+        self.layers.0.push((name, Arc::new(layer)));
+        self
+    }
+
+    /// Removes the layer added under `name`, if any.
+    pub fn unwrap_backend(mut self, name: &str) -> Self {
+        self.layers.0.retain(|(n, _)| *n != name);
         self
     }
 
@@ -315,16 +357,15 @@ impl CacheManagerBuilder {
                 "memory".to_owned(),
             )
         };
-        #[cfg(feature = "metrics")]
-        let (backend, fast) = if self.metrics && config.enabled {
-            let metered: Arc<dyn Backend> =
-                Arc::new(crate::observe::metrics::MeteredBackend::with_namespace(
-                    backend,
-                    &config.key_prefix,
-                ));
-            (metered, FastPath::None)
-        } else {
+        let (backend, fast) = if self.layers.0.is_empty() || !config.enabled {
             (backend, fast)
+        } else {
+            let wrapped = self
+                .layers
+                .0
+                .iter()
+                .fold(backend, |backend, (_, layer)| layer(backend, &config));
+            (wrapped, FastPath::None)
         };
         Ok(CacheManager {
             inner: Arc::new(Inner {
@@ -435,34 +476,10 @@ impl CacheManager {
         stats
     }
 
-    /// A [`StatsPublisherBuilder`](crate::observe::publish::StatsPublisherBuilder) for this manager's
-    /// Redis server and prefix, with its timeouts, that also publishes this manager's own
-    /// counters (as `manager`). Start it with `.start()`; `cachette stats` then shows the
-    /// hit rates of every decorated function in every process that publishes.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Config`] when the manager does not run on a Redis server it was configured
-    /// with (memory backend, or a backend of your own: use
-    /// [`StatsPublisher::builder`](crate::observe::publish::StatsPublisher::builder)).
-    ///
-    /// # Examples
-    /// ```no_run
-    /// # #[tokio::main]
-    /// # async fn main() -> Result<(), cachette::Error> {
-    /// let cache = cachette::CacheManager::from_env()?;
-    /// let publisher = cache.stats_publisher()?.start()?; // every 5 s, until dropped
-    /// # drop(publisher);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn stats_publisher(&self) -> Result<crate::observe::publish::StatsPublisherBuilder> {
-        let config = self.inner.redis_config.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                "statistics are published to Redis, and this manager does not run on one",
-            )
-        })?;
-        Ok(config.stats_publisher()?.manager("manager", self))
+    /// The configuration, when the manager runs on the Redis server it names (for
+    /// [`CacheManager::stats_publisher`]).
+    pub(crate) fn redis_config(&self) -> Option<&Config> {
+        self.inner.redis_config.as_ref()
     }
 
     /// The circuit breaker around the backend, if the manager has one (Redis built from the

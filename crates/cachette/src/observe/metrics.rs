@@ -199,3 +199,22 @@ fn emit(label: &'static str, value: String, s: &Stats) {
 }
 
 pub use crate::backend::metered::{metered, MeteredBackend};
+
+impl crate::CacheManagerBuilder {
+    /// `true`: the backend records the latency, payload size and errors of every operation
+    /// through the `metrics` facade (crate feature `metrics`; default `false`): it is wrapped
+    /// in a [`MeteredBackend`] labelled with this manager's namespace (its key prefix), through
+    /// [`wrap_backend`](crate::CacheManagerBuilder::wrap_backend) under the name `"metrics"`.
+    /// That costs a clock read, a histogram sample and a boxed future per operation, so it is
+    /// opt-in; the hit/miss/... counters reach the recorder through [`MetricsReporter`] either
+    /// way, at no cost to cache calls.
+    pub fn metrics(self, on: bool) -> Self {
+        if on {
+            self.wrap_backend("metrics", |backend, config| {
+                std::sync::Arc::new(MeteredBackend::with_namespace(backend, &config.key_prefix))
+            })
+        } else {
+            self.unwrap_backend("metrics")
+        }
+    }
+}

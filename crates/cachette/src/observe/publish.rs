@@ -133,6 +133,38 @@ impl fmt::Debug for StatsPublisherBuilder {
     }
 }
 
+impl CacheManager {
+    /// A [`StatsPublisherBuilder`](StatsPublisherBuilder) for this manager's
+    /// Redis server and prefix, with its timeouts, that also publishes this manager's own
+    /// counters (as `manager`). Start it with `.start()`; `cachette stats` then shows the
+    /// hit rates of every decorated function in every process that publishes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the manager does not run on a Redis server it was configured
+    /// with (memory backend, or a backend of your own: use
+    /// [`StatsPublisher::builder`](crate::observe::publish::StatsPublisher::builder)).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), cachette::Error> {
+    /// let cache = cachette::CacheManager::from_env()?;
+    /// let publisher = cache.stats_publisher()?.start()?; // every 5 s, until dropped
+    /// # drop(publisher);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats_publisher(&self) -> Result<StatsPublisherBuilder> {
+        let config = self.redis_config().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "statistics are published to Redis, and this manager does not run on one",
+            )
+        })?;
+        Ok(config.stats_publisher()?.manager("manager", self))
+    }
+}
+
 impl Config {
     /// A [`StatsPublisherBuilder`] for the Redis server and key prefix of this configuration,
     /// with its timeouts.

@@ -1,0 +1,234 @@
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::*;
+use crate::error::ErrorKind;
+use xxhash_rust::xxh3::xxh3_128;
+
+/// The hex hash of the given arguments.
+macro_rules! hx {
+    ($($arg:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut h = ArgsHasher::new();
+        $(h.arg($arg);)*
+        h.finish_hex().unwrap()
+    }};
+}
+
+fn hex_of_bytes(bytes: &[u8]) -> String {
+    format!("{:032x}", xxh3_128(bytes))
+}
+
+#[test]
+fn streaming_equals_one_shot_of_the_documented_bytes() {
+    // 42u64 → 03 + i128 LE
+    let mut bytes = vec![0x03];
+    bytes.extend_from_slice(&42i128.to_le_bytes());
+    assert_eq!(hx!(&42u64), hex_of_bytes(&bytes));
+    // "en" → 06 + len u64 LE + bytes
+    let mut bytes = vec![0x06];
+    bytes.extend_from_slice(&2u64.to_le_bytes());
+    bytes.extend_from_slice(b"en");
+    assert_eq!(hx!("en"), hex_of_bytes(&bytes));
+    // (1, true) as a tuple → 0a 03.. 02 0b ; as two args → 03.. 02
+    let mut tuple = vec![0x0a, 0x03];
+    tuple.extend_from_slice(&1i128.to_le_bytes());
+    tuple.extend_from_slice(&[0x02, 0x0b]);
+    assert_eq!(hx!(&(1u8, true)), hex_of_bytes(&tuple));
+    assert_eq!(hx!(), hex_of_bytes(b""));
+    // Past the inline buffer, the stream continues: still the hash of the same bytes.
+    let long = "x".repeat(1000);
+    let mut bytes = vec![0x03];
+    bytes.extend_from_slice(&7i128.to_le_bytes());
+    bytes.push(0x06);
+    bytes.extend_from_slice(&1000u64.to_le_bytes());
+    bytes.extend_from_slice(long.as_bytes());
+    assert_eq!(hx!(&7u8, long.as_str()), hex_of_bytes(&bytes));
+    for len in [100, 110, 111, 112, 127, 128, 129, 300] {
+        let s = "y".repeat(len);
+        let mut bytes = vec![0x06];
+        bytes.extend_from_slice(&(len as u64).to_le_bytes());
+        bytes.extend_from_slice(s.as_bytes());
+        assert_eq!(hx!(s.as_str()), hex_of_bytes(&bytes), "{len}");
+    }
+}
+
+/// Golden values: these must never change within format version 1.
+#[test]
+fn golden_hashes() {
+    assert_eq!(KEY_FORMAT_VERSION, 1);
+    assert_eq!(hx!(), "99aa06d3014798d86001c324468d497f");
+    assert_eq!(hx!(&42u64), "a81db0d4a908caac9ed4ed07560b0030");
+    assert_eq!(hx!(&1u64, &false), "19c8af124f1a32f34ef566eb56a9fbc5");
+    assert_eq!(hx!("ada@example.com"), "eb0e1e0632312a9f76b238a5fe4cd0f8");
+    #[derive(Serialize)]
+    struct Filter {
+        page: u32,
+        tags: Vec<&'static str>,
+        min: Option<f64>,
+    }
+    assert_eq!(
+        hx!(&Filter {
+            page: 2,
+            tags: vec!["a", "b"],
+            min: Some(1.5)
+        }),
+        "e7484823d4423f1d7fc6305feace0707"
+    );
+}
+
+#[test]
+fn equal_values_hash_equally() {
+    assert_eq!(hx!(&1u8), hx!(&1i64));
+    assert_eq!(hx!(&1u128), hx!(&1i32));
+    assert_eq!(hx!("x"), hx!(&'x'));
+    assert_eq!(hx!(&String::from("x")), hx!(&"x"));
+    assert_eq!(hx!(&0.0f64), hx!(&-0.0f64));
+    assert_eq!(hx!(&f64::NAN), hx!(&-f64::NAN));
+    assert_eq!(hx!(&1.5f32), hx!(&1.5f64));
+    assert_eq!(hx!(&vec![1, 2]), hx!(&[1u8, 2]));
+    // Newtypes are transparent.
+    #[derive(Serialize)]
+    struct UserId(u64);
+    assert_eq!(hx!(&UserId(5)), hx!(&5u64));
+}
+
+#[test]
+fn distinct_values_hash_differently() {
+    let all = [
+        hx!(),
+        hx!(&()),
+        hx!(&None::<u8>),
+        hx!(&Some(())),
+        hx!(&0u8),
+        hx!(&u128::MAX),
+        hx!(&-1i8),
+        hx!(&false),
+        hx!(""),
+        hx!(&Vec::<u8>::new()),
+        hx!(&vec![Vec::<u8>::new()]),
+        hx!(&(1u8, 2u8)),
+        hx!(&1u8, &2u8),
+        hx!(&("ab", "c")),
+        hx!(&("a", "bc")),
+        hx!(&HashMap::<u8, u8>::new()),
+        hx!(&BTreeMap::from([(1u8, 2u8)])),
+        hx!(&BTreeMap::from([(2u8, 1u8)])),
+        hx!(serde_bytes_like()),
+    ];
+    let mut unique = all.to_vec();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "{all:#?}");
+}
+
+fn serde_bytes_like() -> &'static str {
+    "\u{0}"
+}
+
+#[test]
+fn maps_are_order_independent() {
+    let a: HashMap<String, Vec<u32>> = (0..50).map(|i| (format!("k{i}"), vec![i, i * 2])).collect();
+    let b: HashMap<String, Vec<u32>> = (0..50)
+        .rev()
+        .map(|i| (format!("k{i}"), vec![i, i * 2]))
+        .collect();
+    let c: BTreeMap<String, Vec<u32>> = a.clone().into_iter().collect();
+    let ha = hx!(&a);
+    assert_eq!(ha, hx!(&b));
+    assert_eq!(ha, hx!(&c));
+    // The value still matters.
+    let mut d = a.clone();
+    d.insert("k0".into(), vec![9]);
+    assert_ne!(ha, hx!(&d));
+}
+
+#[test]
+fn enums_and_structs() {
+    #[derive(Serialize)]
+    enum Role {
+        Admin,
+        Scoped(u32),
+        Pair(u8, u8),
+        Named { level: u8 },
+    }
+    let variants = [
+        hx!(&Role::Admin),
+        hx!(&Role::Scoped(1)),
+        hx!(&Role::Pair(1, 2)),
+        hx!(&Role::Named { level: 1 }),
+    ];
+    let mut unique = variants.to_vec();
+    unique.dedup();
+    assert_eq!(unique.len(), 4);
+
+    #[derive(Serialize)]
+    struct A {
+        x: u8,
+    }
+    #[derive(Serialize)]
+    struct B {
+        y: u8,
+    }
+    assert_ne!(hx!(&A { x: 1 }), hx!(&B { y: 1 }));
+}
+
+#[test]
+fn failing_serialize_is_an_encode_error() {
+    struct Bad;
+    impl Serialize for Bad {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("nope"))
+        }
+    }
+    let mut h = ArgsHasher::new();
+    h.arg(&1u8).arg(&Bad).arg(&2u8);
+    let e = h.finish().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encode);
+    assert!(e.to_string().contains("nope"), "{e}");
+}
+
+#[test]
+fn golden_default_keys() {
+    assert_eq!(
+        DefaultKey::function("my_app::users", "get_user")
+            .arg(&42u64)
+            .build()
+            .unwrap(),
+        "my_app.users:get_user:a81db0d4a908caac9ed4ed07560b0030"
+    );
+    assert_eq!(
+        DefaultKey::method("my_app::users", "UserService", "count")
+            .build()
+            .unwrap(),
+        "my_app.users:UserService.count:99aa06d3014798d86001c324468d497f"
+    );
+    assert_eq!(
+        default_key("top", None, "f", 0xff),
+        "top:f:000000000000000000000000000000ff"
+    );
+}
+
+#[test]
+fn type_labels() {
+    struct Svc<T>(T);
+    assert_eq!(type_label::<Svc<HashMap<u8, u8>>>(), "Svc");
+    assert_eq!(type_label::<u64>(), "u64");
+    assert_eq!(type_label::<&mut String>(), "String");
+    assert_eq!(label_of("a::b::C<d::E>"), "C");
+    assert_eq!(label_of("&a::C"), "C");
+}
+
+#[test]
+fn template_escaping() {
+    let mut k = KeyTemplate::key(0);
+    k.lit("u:{x}:").value(&"%:*").value(&7);
+    assert_eq!(k.finish(), "u:{x}:%25%3A*7");
+    let mut p = KeyTemplate::pattern(0);
+    p.lit("u:*:").value(&r"a*b?[c]\d%:");
+    let p = p.finish();
+    assert_eq!(p, r"u:*:a\*b\?\[c\]\\d%25%3A");
+    assert!(crate::glob::matches(&p, r"u:x:a*b?[c]\d%25%3A"));
+    assert!(!crate::glob::matches(&p, r"u:x:aXb?[c]\d%25%3A"));
+}
