@@ -80,6 +80,12 @@
 //! `Decode` naming the key, `Config` naming the source and field, ...). Nothing in this crate
 //! panics on I/O or bad data, and no error or `Debug` output contains a password.
 //!
+//! # Layout
+//!
+//! How the crate is organised (layers, what each folder may and may never do, and the path of
+//! one `#[cached]` call from the macro to the wire and back) is in [`architecture`], the
+//! repository's `ARCHITECTURE.md`.
+//!
 //! # Crate features
 //!
 //! - `msgpack`: `Codec::MessagePack` through `rmp-serde`.
@@ -133,6 +139,9 @@ pub mod __private {
     pub use crate::runtime::*;
     pub use crate::{CacheManager, Error, LoadOptions, Ttl};
 }
+
+#[doc = include_str!("../../../ARCHITECTURE.md")]
+pub mod architecture {}
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
