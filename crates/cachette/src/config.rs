@@ -7,15 +7,17 @@
 //! | field | `config.json` `"redis"` key | environment | default |
 //! |---|---|---|---|
 //! | enabled | `enabled` | `REDIS_ENABLED` | `true` |
-//! | url | `url` | `REDIS_URL` | none |
-//! | host | `host` | `REDIS_HOST` | none (`localhost` if only a port is named) |
-//! | port | `port` | `REDIS_PORT` | `6379` |
-//! | db | `db` | `REDIS_DB` | `0` |
-//! | username (ACL) | `username` | `REDIS_USERNAME` | none |
-//! | password | `password` | `REDIS_PASSWORD` | none |
+//! | url (decomposed into the parts below) | `url` | `REDIS_URL` | none |
+//! | host | `host` (or the URL's) | `REDIS_HOST` (or the URL's) | none (`localhost` if only a port is named) |
+//! | port | `port` (or the URL's) | `REDIS_PORT` (or the URL's) | `6379` |
+//! | tls | the URL's scheme (`rediss://`) | the URL's scheme | `false` |
+//! | socket | the URL's path (`redis+unix://`) | the URL's path | none |
+//! | db | `db` (or the URL's path) | `REDIS_DB` (or the URL's path) | `0` |
+//! | username (ACL) | `username` (or the URL's) | `REDIS_USERNAME` (or the URL's) | none |
+//! | password | `password` (or the URL's) | `REDIS_PASSWORD` (or the URL's) | none |
 //! | max_connections | `max_connections` | `REDIS_MAX_CONNECTIONS` | `50` |
 //! | default_ttl (s; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
-//! | key_prefix | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
+//! | key_prefix (never empty here) | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
 //! | connect timeout (ms) | `connect_timeout_ms` | `REDIS_CONNECT_TIMEOUT_MS` | `1000` |
 //! | command timeout (ms) | `command_timeout_ms` | `REDIS_COMMAND_TIMEOUT_MS` | `500` |
 //! | codec | `codec` | `CACHETTE_CODEC` | `"json"` |
@@ -24,10 +26,28 @@
 //! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //!
-//! A `url` wins over `host`/`port`/`db`/`username`/`password` set in the same or a lower layer;
-//! a `host` set in a higher layer than the `url` wins over it. Empty environment variables are
-//! treated as unset. Every invalid value is an [`ErrorKind::Config`](crate::ErrorKind::Config)
-//! error that names its source and field. Passwords never appear in `Debug` output or errors.
+//! **Resolution, part by part.** Each layer (file, then environment, then code) changes only
+//! the fields it names. A URL ([`crate::endpoint`] lists the accepted forms) is parsed where
+//! it enters and decomposed into host, port, tls, socket, db, username and password, replacing
+//! all of them; in the same layer, a part named separately (`REDIS_DB` beside `REDIS_URL`,
+//! `"db"` beside `"url"`) overrides the URL's part. So with a URL in `config.json`,
+//! `REDIS_DB`, `REDIS_PASSWORD`, `REDIS_USERNAME`, `REDIS_HOST` and `REDIS_PORT` each replace
+//! just that part and keep the rest, and the loaded [`Config`] reports what is used (its
+//! `url` is `None`). A host or port replaces a Unix socket. In code, a [`Config::url`] set
+//! directly wins over every part; `CacheManagerBuilder::url` decomposes like the file does.
+//!
+//! **Empty and invalid values.** An empty (or blank) environment variable is unset, all of
+//! them (`REDIS_PASSWORD` counts only `""` as empty: a password of spaces is kept). An empty
+//! `key_prefix` in the file is an error: an empty prefix shares the database with every other
+//! client, so it is only chosen in code (`CacheManagerBuilder::key_prefix("")`), and then
+//! `clear` refuses (see `CacheManager::delete_pattern_forced`). Every invalid value is an
+//! [`ErrorKind::Config`](crate::ErrorKind::Config) error at load time naming its source (the
+//! variable, or the file's path) and field: a URL that does not parse (naming the part:
+//! scheme, host, port, database, ..., without echoing the URL), a host with a space, a file
+//! whose top level is not an object, an unknown key in the `"redis"` section (with the closest
+//! known key: `did you mean "host"?`). Other top-level keys of the file are left to the
+//! application, and a UTF-8 byte order mark is skipped. Credentials (user name and password)
+//! never appear in `Debug` output, descriptions or errors.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -155,10 +175,13 @@ impl fmt::Debug for Config {
             .field("enabled", &self.enabled)
             .field(
                 "url",
-                &self.url.as_deref().map(|url| match RedisEndpoint::parse(url) {
-                    Ok(endpoint) => endpoint.to_string(),
-                    Err(_) => "<invalid URL>".to_owned(),
-                }),
+                &self
+                    .url
+                    .as_deref()
+                    .map(|url| match RedisEndpoint::parse(url) {
+                        Ok(endpoint) => endpoint.to_string(),
+                        Err(_) => "<invalid URL>".to_owned(),
+                    }),
             )
             .field("host", &self.host)
             .field("port", &self.port)
@@ -966,7 +989,10 @@ mod tests {
         };
         let (c, e) = load(&[]);
         assert_eq!(c.url, None, "a loaded URL is decomposed");
-        assert_eq!((c.host.as_deref(), c.port, c.db), (Some("filehost"), Some(6390), 5));
+        assert_eq!(
+            (c.host.as_deref(), c.port, c.db),
+            (Some("filehost"), Some(6390), 5)
+        );
         assert_eq!(e.username.as_deref(), Some("fileuser"));
         assert_eq!(e.password.as_ref().map(Secret::expose), Some("filepw"));
 
@@ -1050,9 +1076,21 @@ mod tests {
         for (json, field, what) in [
             ("[]", "JSON", "top level must be an object"),
             ("42", "JSON", "top level must be an object"),
-            (r#"{"redis": {"hots": "h"}}"#, "redis.hots", "did you mean \"host\""),
-            (r#"{"redis": {"key_prefx": "a:"}}"#, "redis.key_prefx", "\"key_prefix\""),
-            (r#"{"redis": {"zzzzzz": 1}}"#, "redis.zzzzzz", "known: enabled"),
+            (
+                r#"{"redis": {"hots": "h"}}"#,
+                "redis.hots",
+                "did you mean \"host\"",
+            ),
+            (
+                r#"{"redis": {"key_prefx": "a:"}}"#,
+                "redis.key_prefx",
+                "\"key_prefix\"",
+            ),
+            (
+                r#"{"redis": {"zzzzzz": 1}}"#,
+                "redis.zzzzzz",
+                "known: enabled",
+            ),
             (r#"{"redis": {"url": "redis://h:0"}}"#, "redis.url", "port"),
             (r#"{"redis": {"url": 5}}"#, "redis.url", "string"),
             (r#"{"redis": {"host": "a b"}}"#, "redis.host", "host"),
@@ -1076,7 +1114,10 @@ mod tests {
         assert_eq!(closest("hots", JSON_FIELDS), Some("host"));
         assert_eq!(closest("PORT", JSON_FIELDS), Some("port"));
         assert_eq!(closest("passwort", JSON_FIELDS), Some("password"));
-        assert_eq!(closest("max_conections", JSON_FIELDS), Some("max_connections"));
+        assert_eq!(
+            closest("max_conections", JSON_FIELDS),
+            Some("max_connections")
+        );
         assert_eq!(closest("qqqqqqqq", JSON_FIELDS), None);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
@@ -1097,7 +1138,8 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             arbitrary_text().prop_map(Value::String),
         ];
         leaf.prop_recursive(2, 8, 4, |inner| {

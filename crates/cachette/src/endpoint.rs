@@ -231,7 +231,9 @@ pub(crate) fn check_port(port: &str) -> std::result::Result<u16, &'static str> {
         return Err("the port is not a number");
     }
     match port.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => u16::try_from(p).map_err(|_| "the port is out of range (1-65535)"),
+        Ok(p) if (1..=65535).contains(&p) => {
+            u16::try_from(p).map_err(|_| "the port is out of range (1-65535)")
+        }
         _ => Err("the port is out of range (1-65535)"),
     }
 }
@@ -337,7 +339,9 @@ fn parse(url: &str) -> std::result::Result<RedisEndpoint, String> {
             None => before_query,
         };
         if !path.starts_with('/') || path.len() < 2 {
-            return Err("the socket path must be absolute: redis+unix:///path/to/socket".to_owned());
+            return Err(
+                "the socket path must be absolute: redis+unix:///path/to/socket".to_owned(),
+            );
         }
         let path = decode(path, "socket path")?;
         let mut endpoint = RedisEndpoint {
@@ -351,10 +355,13 @@ fn parse(url: &str) -> std::result::Result<RedisEndpoint, String> {
             match key {
                 "db" => endpoint.db = check_db(value)?,
                 "user" => endpoint.username = non_empty(decode(value, "user name")?),
-                "pass" => endpoint.password = non_empty(decode(value, "password")?).map(Secret::new),
+                "pass" => {
+                    endpoint.password = non_empty(decode(value, "password")?).map(Secret::new)
+                }
                 _ => {
-                    return Err("unknown query parameter (a socket URL takes db, user and pass)"
-                        .to_owned())
+                    return Err(
+                        "unknown query parameter (a socket URL takes db, user and pass)".to_owned(),
+                    )
                 }
             }
         }

@@ -220,10 +220,7 @@ impl StatsPublisherBuilder {
                 "a StatsPublisher must be started inside a tokio runtime",
             )
         })?;
-        let client = self
-            .endpoint
-            .map_err(|e| e.without_source())?
-            .client()?;
+        let client = self.endpoint.map_err(|e| e.without_source())?.client()?;
         let mut sources = self.extra;
         if self.functions {
             sources.insert(0, Arc::new(function_snapshot));

@@ -27,11 +27,7 @@ fn encode(s: &str) -> String {
 
 /// A credential: arbitrary text around a marker, so that a partial leak shows too.
 fn credential(marker: &'static str) -> impl Strategy<Value = String> {
-    let text = prop_oneof![
-        "[ -~]{0,8}",
-        "[@#%:/ \"'\\\\]{0,6}",
-        "\\PC{0,6}",
-    ];
+    let text = prop_oneof!["[ -~]{0,8}", "[@#%:/ \"'\\\\]{0,6}", "\\PC{0,6}",];
     (text.clone(), text).prop_map(move |(a, b)| format!("{a}{marker}{b}"))
 }
 
@@ -276,7 +272,10 @@ async fn an_empty_prefix_refuses_to_clear_the_database() {
         .build()
         .unwrap();
     for cache in [&memory, &redis] {
-        cache.set("user:1", &1, Duration::from_secs(60)).await.unwrap();
+        cache
+            .set("user:1", &1, Duration::from_secs(60))
+            .await
+            .unwrap();
         let e = cache.clear().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("empty key prefix"), "{e}");
@@ -286,7 +285,11 @@ async fn an_empty_prefix_refuses_to_clear_the_database() {
         }
         assert_eq!(cache.delete_pattern("nothing:*").await.unwrap(), 0);
         assert_eq!(cache.delete_pattern("user:*").await.unwrap(), 1);
-        assert_eq!(other.get::<i64>("k").await.unwrap(), Some(1), "another app's key survives");
+        assert_eq!(
+            other.get::<i64>("k").await.unwrap(),
+            Some(1),
+            "another app's key survives"
+        );
     }
     // Forced: everything goes, the other application's key too (that is what it means).
     assert_eq!(redis.delete_pattern_forced("*").await.unwrap(), 1);
