@@ -6,22 +6,23 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cachette::backend::SCAN_BATCH;
-use cachette::{CacheManager, Config};
+use cachette::{CacheManager, Config, RedisEndpoint};
 
 use crate::args::Global;
 use crate::exit;
 
-/// Where the CLI connects when no source names a Redis server (as `redis-cli` does).
-pub(crate) const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// Where the CLI connects when no source names a Redis server (as `redis-cli` does):
+/// `redis://127.0.0.1:6379`.
+pub(crate) const DEFAULT_HOST: (&str, u16) = ("127.0.0.1", 6379);
 
 /// The configured cache, as every command sees it.
 #[derive(Debug)]
 pub(crate) struct Context {
     pub(crate) cache: CacheManager,
-    /// The connection URL, credentials included (never printed).
-    url: String,
+    /// The server, parsed from the URL where it entered (never printed with credentials).
+    endpoint: RedisEndpoint,
     config: Config,
-    /// Whether the URL is [`DEFAULT_URL`] because nothing named a server.
+    /// Whether the server is [`DEFAULT_HOST`] because nothing named one.
     pub(crate) defaulted: bool,
 }
 
@@ -37,7 +38,9 @@ impl Context {
         }
         .context("cannot load the configuration")?;
         if let Some(url) = &global.url {
-            config.url = Some(url.clone());
+            // Parsed here, not by clap: a clap error would echo the URL, password included.
+            let endpoint = RedisEndpoint::parse_from(url, "the command line", "--url")?;
+            config.apply_endpoint(endpoint);
         }
         if let Some(prefix) = &global.prefix {
             config.key_prefix = prefix.clone();
@@ -52,10 +55,11 @@ impl Context {
         config.enabled = true;
         let defaulted = !config.uses_redis();
         if defaulted {
-            config.url = Some(DEFAULT_URL.to_owned());
+            config.apply_endpoint(RedisEndpoint::tcp(DEFAULT_HOST.0, DEFAULT_HOST.1));
         }
-        let url = config
-            .redis_url()
+        let endpoint = config
+            .endpoint()
+            .context("invalid configuration")?
             .ok_or_else(|| exit::usage("no Redis server configured"))?;
         let cache = config
             .clone()
@@ -64,7 +68,7 @@ impl Context {
             .context("invalid configuration")?;
         Ok(Context {
             cache,
-            url,
+            endpoint,
             config,
             defaulted,
         })
@@ -81,9 +85,7 @@ impl Context {
 
     /// The database number the URL selects.
     pub(crate) fn db(&self) -> i64 {
-        redis::Client::open(self.url.as_str())
-            .map(|c| c.get_connection_info().redis_settings().db())
-            .unwrap_or(self.config.db)
+        self.endpoint.db()
     }
 
     /// The key prefix.
@@ -139,7 +141,9 @@ impl Context {
     /// A plain `redis` connection for commands the cache API does not wrap (`HGETALL` of the
     /// published statistics), with the configured timeouts.
     pub(crate) async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.url.as_str())
+        let client = self
+            .endpoint
+            .client()
             .map_err(|_| exit::usage(format!("invalid Redis URL {}", self.server())))?;
         let options = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.config.connect_timeout))

@@ -7,15 +7,17 @@
 //! | field | `config.json` `"redis"` key | environment | default |
 //! |---|---|---|---|
 //! | enabled | `enabled` | `REDIS_ENABLED` | `true` |
-//! | url | `url` | `REDIS_URL` | none |
-//! | host | `host` | `REDIS_HOST` | none (`localhost` if only a port is named) |
-//! | port | `port` | `REDIS_PORT` | `6379` |
-//! | db | `db` | `REDIS_DB` | `0` |
-//! | username (ACL) | `username` | `REDIS_USERNAME` | none |
-//! | password | `password` | `REDIS_PASSWORD` | none |
+//! | url (decomposed into the parts below) | `url` | `REDIS_URL` | none |
+//! | host | `host` (or the URL's) | `REDIS_HOST` (or the URL's) | none (`localhost` if only a port is named) |
+//! | port | `port` (or the URL's) | `REDIS_PORT` (or the URL's) | `6379` |
+//! | tls | the URL's scheme (`rediss://`) | the URL's scheme | `false` |
+//! | socket | the URL's path (`redis+unix://`) | the URL's path | none |
+//! | db | `db` (or the URL's path) | `REDIS_DB` (or the URL's path) | `0` |
+//! | username (ACL) | `username` (or the URL's) | `REDIS_USERNAME` (or the URL's) | none |
+//! | password | `password` (or the URL's) | `REDIS_PASSWORD` (or the URL's) | none |
 //! | max_connections | `max_connections` | `REDIS_MAX_CONNECTIONS` | `50` |
 //! | default_ttl (s; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
-//! | key_prefix | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
+//! | key_prefix (never empty here) | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
 //! | connect timeout (ms) | `connect_timeout_ms` | `REDIS_CONNECT_TIMEOUT_MS` | `1000` |
 //! | command timeout (ms) | `command_timeout_ms` | `REDIS_COMMAND_TIMEOUT_MS` | `500` |
 //! | codec | `codec` | `CACHETTE_CODEC` | `"json"` |
@@ -24,10 +26,28 @@
 //! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //!
-//! A `url` wins over `host`/`port`/`db`/`username`/`password` set in the same or a lower layer;
-//! a `host` set in a higher layer than the `url` wins over it. Empty environment variables are
-//! treated as unset. Every invalid value is an [`ErrorKind::Config`](crate::ErrorKind::Config)
-//! error that names its source and field. Passwords never appear in `Debug` output or errors.
+//! **Resolution, part by part.** Each layer (file, then environment, then code) changes only
+//! the fields it names. A URL ([`crate::endpoint`] lists the accepted forms) is parsed where
+//! it enters and decomposed into host, port, tls, socket, db, username and password, replacing
+//! all of them; in the same layer, a part named separately (`REDIS_DB` beside `REDIS_URL`,
+//! `"db"` beside `"url"`) overrides the URL's part. So with a URL in `config.json`,
+//! `REDIS_DB`, `REDIS_PASSWORD`, `REDIS_USERNAME`, `REDIS_HOST` and `REDIS_PORT` each replace
+//! just that part and keep the rest, and the loaded [`Config`] reports what is used (its
+//! `url` is `None`). A host or port replaces a Unix socket. In code, a [`Config::url`] set
+//! directly wins over every part; `CacheManagerBuilder::url` decomposes like the file does.
+//!
+//! **Empty and invalid values.** An empty (or blank) environment variable is unset, all of
+//! them (`REDIS_PASSWORD` counts only `""` as empty: a password of spaces is kept). An empty
+//! `key_prefix` in the file is an error: an empty prefix shares the database with every other
+//! client, so it is only chosen in code (`CacheManagerBuilder::key_prefix("")`), and then
+//! `clear` refuses (see `CacheManager::delete_pattern_forced`). Every invalid value is an
+//! [`ErrorKind::Config`](crate::ErrorKind::Config) error at load time naming its source (the
+//! variable, or the file's path) and field: a URL that does not parse (naming the part:
+//! scheme, host, port, database, ..., without echoing the URL), a host with a space, a file
+//! whose top level is not an object, an unknown key in the `"redis"` section (with the closest
+//! known key: `did you mean "host"?`). Other top-level keys of the file are left to the
+//! application, and a UTF-8 byte order mark is skipped. Credentials (user name and password)
+//! never appear in `Debug` output, descriptions or errors.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,6 +56,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::codec::Codec;
+use crate::endpoint::{check_host, RedisEndpoint, Transport};
 use crate::error::{Error, Result};
 
 /// Default number of seconds a value lives.
@@ -69,18 +90,29 @@ impl fmt::Debug for Secret {
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
-    /// `false` turns caching off: decorated functions run uncached and direct operations
-    /// return [`ErrorKind::Disabled`](crate::ErrorKind::Disabled) errors.
+    /// `false` turns caching off: decorated functions run their bodies uncached, and the
+    /// manager's operations succeed without effect (reads miss, writes store nothing, `clear`
+    /// deletes nothing); only [`CacheManager::ping`](crate::CacheManager::ping) reports it
+    /// (`false`, through an [`ErrorKind::Disabled`](crate::ErrorKind::Disabled) error of the
+    /// backend's `ping`).
     pub enabled: bool,
-    /// A full connection URL (`redis://`, `rediss://`, `redis+unix://`). May hold credentials.
+    /// A connection URL set in code (`redis://`, `rediss://`, `redis+unix://`; see
+    /// [`crate::endpoint`]): when set it wins over every part below. [`Config::load`] never
+    /// leaves one here: a URL from the file or the environment is decomposed into the parts
+    /// (`host`, `port`, `db`, `username`, `password`, `tls`, `socket`), so that they report
+    /// what is used. Never printed (`Debug` shows it without credentials).
     pub url: Option<String>,
-    /// Redis host.
+    /// Redis host (`localhost` when only a port is named).
     pub host: Option<String>,
-    /// Redis port.
+    /// Redis port (`6379` when `None`).
     pub port: Option<u16>,
+    /// Whether the TCP connection uses TLS (`rediss://`; crate feature `tls`).
+    pub tls: bool,
+    /// A Unix socket to connect to instead of `host`/`port` (`redis+unix://`).
+    pub socket: Option<PathBuf>,
     /// Database number.
     pub db: i64,
-    /// ACL user name.
+    /// ACL user name (never printed, like the password).
     pub username: Option<String>,
     /// Password (never printed).
     pub password: Option<Secret>,
@@ -118,6 +150,8 @@ impl Default for Config {
             url: None,
             host: None,
             port: None,
+            tls: false,
+            socket: None,
             db: 0,
             username: None,
             password: None,
@@ -139,11 +173,22 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("enabled", &self.enabled)
-            .field("url", &self.url.as_deref().map(crate::error::redact))
+            .field(
+                "url",
+                &self
+                    .url
+                    .as_deref()
+                    .map(|url| match RedisEndpoint::parse(url) {
+                        Ok(endpoint) => endpoint.to_string(),
+                        Err(_) => "<invalid URL>".to_owned(),
+                    }),
+            )
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("socket", &self.socket)
             .field("db", &self.db)
-            .field("username", &self.username)
+            .field("username", &self.username.as_ref().map(|_| Secret::new("")))
             .field("password", &self.password)
             .field("max_connections", &self.max_connections)
             .field("default_ttl", &self.default_ttl)
@@ -221,16 +266,37 @@ impl Config {
     /// Applies the `"redis"` section of a JSON document (a missing section changes nothing).
     pub fn apply_json(&mut self, path: &Path, text: &str) -> Result<()> {
         let source = format!("config file {}", path.display());
+        // A UTF-8 byte order mark (Windows editors write one) is not part of the JSON.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let doc: Value =
             serde_json::from_str(text).map_err(|e| Error::config(&source, "JSON", e))?;
+        let Some(doc) = doc.as_object() else {
+            return Err(Error::config(
+                &source,
+                "JSON",
+                "the top level must be an object ({\"redis\": {...}})",
+            ));
+        };
         let Some(section) = doc.get("redis") else {
             return Ok(());
         };
         let Some(section) = section.as_object() else {
             return Err(Error::config(&source, "redis", "must be an object"));
         };
-        let mut sets_url = false;
-        let mut sets_host = false;
+        // The URL first: the separate parts of the same layer override its parts.
+        match section.get("url") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(url)) => {
+                self.apply_endpoint(RedisEndpoint::parse_from(url, &source, "redis.url")?);
+            }
+            Some(_) => {
+                return Err(Error::config(
+                    &source,
+                    "redis.url",
+                    "expected a string or null",
+                ))
+            }
+        }
         for (field, value) in section {
             let bad = |what: &str| Error::config(&source, &format!("redis.{field}"), what);
             match field.as_str() {
@@ -239,13 +305,13 @@ impl Config {
                         .as_bool()
                         .ok_or_else(|| bad("expected true or false"))?
                 }
-                "url" => {
-                    self.url = opt_string(value).map_err(|_| bad("expected a string or null"))?;
-                    sets_url = self.url.is_some();
-                }
+                "url" => {}
                 "host" => {
-                    self.host = opt_string(value).map_err(|_| bad("expected a string or null"))?;
-                    sets_host = self.host.is_some();
+                    let host = opt_string(value).map_err(|_| bad("expected a string or null"))?;
+                    if let Some(host) = host {
+                        self.host = Some(check_host(&host).map_err(&bad)?);
+                        self.socket = None;
+                    }
                 }
                 "port" => {
                     let port = value
@@ -253,7 +319,7 @@ impl Config {
                         .and_then(|p| u16::try_from(p).ok())
                         .filter(|p| *p > 0);
                     self.port = Some(port.ok_or_else(|| bad("expected a port number 1-65535"))?);
-                    sets_host = true;
+                    self.socket = None;
                 }
                 "db" => {
                     self.db = value
@@ -290,10 +356,15 @@ impl Config {
                     }
                 }
                 "key_prefix" => {
-                    self.key_prefix = value
-                        .as_str()
-                        .ok_or_else(|| bad("expected a string"))?
-                        .to_owned()
+                    let prefix = value.as_str().ok_or_else(|| bad("expected a string"))?;
+                    if prefix.is_empty() {
+                        return Err(bad(
+                            "must not be empty (an empty prefix shares the database with every \
+                             other application: choose it in code with \
+                             CacheManagerBuilder::key_prefix(\"\"))",
+                        ));
+                    }
+                    self.key_prefix = prefix.to_owned();
                 }
                 "connect_timeout_ms" => {
                     self.connect_timeout = positive_ms(value.as_u64())
@@ -328,11 +399,14 @@ impl Config {
                         .ok_or_else(|| bad("expected a positive number of milliseconds"))?
                 }
                 other => {
-                    tracing::warn!(field = other, source = %source, "ignoring unknown cachette setting")
+                    let hint = match closest(other, JSON_FIELDS) {
+                        Some(known) => format!("unknown field (did you mean \"{known}\"?)"),
+                        None => format!("unknown field (known: {})", JSON_FIELDS.join(", ")),
+                    };
+                    return Err(bad(&hint));
                 }
             }
         }
-        self.resolve_endpoint_layer(sets_url, sets_host);
         Ok(())
     }
 
@@ -342,19 +416,18 @@ impl Config {
         let bad = |name: &str, what: &str| {
             Error::config(&format!("environment variable {name}"), name, what)
         };
-        let mut sets_url = false;
-        let mut sets_host = false;
         if let Some(v) = get("REDIS_ENABLED") {
             self.enabled =
                 parse_bool(&v).ok_or_else(|| bad("REDIS_ENABLED", "expected true/false/1/0"))?;
         }
+        // The URL first: the separate parts of the same layer override its parts.
         if let Some(v) = get("REDIS_URL") {
-            self.url = Some(v);
-            sets_url = true;
+            let source = "environment variable REDIS_URL";
+            self.apply_endpoint(RedisEndpoint::parse_from(&v, source, "REDIS_URL")?);
         }
         if let Some(v) = get("REDIS_HOST") {
-            self.host = Some(v);
-            sets_host = true;
+            self.host = Some(check_host(&v).map_err(|m| bad("REDIS_HOST", m))?);
+            self.socket = None;
         }
         if let Some(v) = get("REDIS_PORT") {
             let port = v.trim().parse::<u16>().ok().filter(|p| *p > 0);
@@ -364,7 +437,7 @@ impl Config {
                     &format!("expected a port number 1-65535, got {v:?}"),
                 )
             })?);
-            sets_host = true;
+            self.socket = None;
         }
         if let Some(v) = get("REDIS_DB") {
             self.db = v
@@ -382,6 +455,7 @@ impl Config {
         if let Some(v) = get("REDIS_USERNAME") {
             self.username = Some(v);
         }
+        // A password is taken as is (spaces included); only an empty one is unset.
         if let Some(v) = env("REDIS_PASSWORD").filter(|v| !v.is_empty()) {
             self.password = Some(Secret(v));
         }
@@ -407,7 +481,9 @@ impl Config {
             })?;
             self.default_ttl = ttl_from_secs(secs).map_err(|m| bad("REDIS_DEFAULT_TTL", m))?;
         }
-        if let Some(v) = env("REDIS_KEY_PREFIX") {
+        // Empty (or blank) is unset like every variable: an empty prefix is a choice made in
+        // code only (`CacheManagerBuilder::key_prefix("")`).
+        if let Some(v) = get("REDIS_KEY_PREFIX") {
             self.key_prefix = v;
         }
         if let Some(v) = get("REDIS_CONNECT_TIMEOUT_MS") {
@@ -468,15 +544,76 @@ impl Config {
                 )
             })?;
         }
-        self.resolve_endpoint_layer(sets_url, sets_host);
         Ok(())
     }
 
-    /// Within one layer a URL wins; a host or port named in a layer above a URL wins over it.
-    pub(crate) fn resolve_endpoint_layer(&mut self, sets_url: bool, sets_host: bool) {
-        if sets_host && !sets_url {
-            self.url = None;
+    /// Replaces every part of the endpoint (transport, host, port, db, credentials) by those
+    /// of `endpoint`, and clears [`Config::url`]: this is how a URL from any source is applied.
+    pub fn apply_endpoint(&mut self, endpoint: RedisEndpoint) {
+        self.url = None;
+        match endpoint.transport {
+            Transport::Tcp { host, port, tls } => {
+                self.host = Some(host);
+                self.port = Some(port);
+                self.tls = tls;
+                self.socket = None;
+            }
+            Transport::Unix(path) => {
+                self.host = None;
+                self.port = None;
+                self.tls = false;
+                self.socket = Some(path);
+            }
         }
+        self.db = endpoint.db;
+        self.username = endpoint.username;
+        self.password = endpoint.password;
+    }
+
+    /// Parses a [`Config::url`] set in code into the parts (it then wins over every part).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the part of the URL that is wrong.
+    pub(crate) fn decompose_url(&mut self) -> Result<()> {
+        if let Some(url) = self.url.take() {
+            self.apply_endpoint(RedisEndpoint::parse_from(&url, "code", "url")?);
+        }
+        Ok(())
+    }
+
+    /// The Redis server this configuration names (from [`Config::url`] if it is set, else from
+    /// the parts), or `None` for the memory backend.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an invalid URL or host set in code.
+    pub fn endpoint(&self) -> Result<Option<RedisEndpoint>> {
+        if let Some(url) = &self.url {
+            return RedisEndpoint::parse_from(url, "code", "url").map(Some);
+        }
+        if !self.uses_redis() {
+            return Ok(None);
+        }
+        let transport = match &self.socket {
+            Some(path) => Transport::Unix(path.clone()),
+            None => Transport::Tcp {
+                host: match &self.host {
+                    Some(h) => check_host(h).map_err(|m| Error::config("code", "host", m))?,
+                    None => "localhost".to_owned(),
+                },
+                port: match self.port {
+                    Some(0) => return Err(Error::config("code", "port", "must be 1-65535")),
+                    Some(p) => p,
+                    None => crate::endpoint::DEFAULT_PORT,
+                },
+                tls: self.tls,
+            },
+        };
+        let mut endpoint = RedisEndpoint::tcp("localhost", crate::endpoint::DEFAULT_PORT);
+        endpoint.transport = transport;
+        endpoint.db = self.db;
+        endpoint.username = self.username.clone();
+        endpoint.password = self.password.clone();
+        Ok(Some(endpoint))
     }
 
     /// Checks the values that no parser checked (e.g. those set in code).
@@ -513,25 +650,38 @@ impl Config {
 
     /// Whether a Redis server is named (URL, host or port); otherwise the memory backend runs.
     pub fn uses_redis(&self) -> bool {
-        self.url.is_some() || self.host.is_some() || self.port.is_some()
+        self.url.is_some() || self.host.is_some() || self.port.is_some() || self.socket.is_some()
     }
 
-    /// The connection URL, credentials included (keep it out of logs), when Redis is named.
+    /// The connection URL, credentials included, when Redis is named.
+    #[deprecated(
+        since = "0.1.0",
+        note = "a URL string carries the password into whatever formats it: use Config::endpoint"
+    )]
     pub fn redis_url(&self) -> Option<String> {
-        if let Some(url) = &self.url {
-            return Some(url.clone());
-        }
-        if !self.uses_redis() {
-            return None;
-        }
-        let host = self.host.as_deref().unwrap_or("localhost");
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
+        let endpoint = self.endpoint().ok()??;
+        let (scheme, host, port) = match &endpoint.transport {
+            Transport::Tcp { host, port, tls } => (
+                if *tls { "rediss" } else { "redis" },
+                if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                },
+                *port,
+            ),
+            Transport::Unix(path) => {
+                let mut url = format!("redis+unix://{}?db={}", path.display(), endpoint.db);
+                if let Some(u) = &endpoint.username {
+                    url.push_str(&format!("&user={}", encode_userinfo(u)));
+                }
+                if let Some(p) = &endpoint.password {
+                    url.push_str(&format!("&pass={}", encode_userinfo(p.expose())));
+                }
+                return Some(url);
+            }
         };
-        let port = self.port.unwrap_or(6379);
-        let auth = match (&self.username, &self.password) {
+        let auth = match (&endpoint.username, &endpoint.password) {
             (Some(u), Some(p)) => {
                 format!("{}:{}@", encode_userinfo(u), encode_userinfo(p.expose()))
             }
@@ -539,16 +689,69 @@ impl Config {
             (Some(u), None) => format!("{}@", encode_userinfo(u)),
             (None, None) => String::new(),
         };
-        Some(format!("redis://{auth}{host}:{port}/{}", self.db))
+        Some(format!("{scheme}://{auth}{host}:{port}/{}", endpoint.db))
     }
 
-    /// A one-line description without credentials (`redis://127.0.0.1:6379/0`, `memory`).
+    /// A one-line description without credentials (`redis://***@127.0.0.1:6379/0`, `memory`).
     pub fn describe_backend(&self) -> String {
-        match self.redis_url() {
-            Some(url) => crate::error::redact(&url),
-            None => "memory".to_owned(),
+        match self.endpoint() {
+            Ok(Some(endpoint)) => endpoint.to_string(),
+            Ok(None) => "memory".to_owned(),
+            Err(_) => "an invalid Redis endpoint".to_owned(),
         }
     }
+}
+
+/// The keys of the `"redis"` section of `config.json`.
+pub const JSON_FIELDS: &[&str] = &[
+    "enabled",
+    "url",
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "max_connections",
+    "default_ttl",
+    "key_prefix",
+    "connect_timeout_ms",
+    "command_timeout_ms",
+    "codec",
+    "memory_max_entries",
+    "memory_max_bytes",
+    "breaker_failures",
+    "breaker_open_ms",
+];
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&word, c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars (transpositions count as 2).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 const CODEC_EXPECTED: &str = if cfg!(feature = "msgpack") {
@@ -608,6 +811,7 @@ fn encode_userinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -628,7 +832,7 @@ mod tests {
     fn defaults_use_memory_backend() {
         let c = Config::load_from(None, env(&[])).unwrap();
         assert!(!c.uses_redis());
-        assert_eq!(c.redis_url(), None);
+        assert_eq!(c.endpoint().unwrap(), None);
         assert_eq!(c.key_prefix, "cache:");
         assert_eq!(c.default_ttl, Some(Duration::from_secs(3600)));
         assert_eq!(c.describe_backend(), "memory");
@@ -643,7 +847,7 @@ mod tests {
                 "password": null, "max_connections": 10, "default_ttl": 60, "key_prefix": "xcore:"}}"#,
         );
         let c = Config::load_from(Some((path.clone(), true)), env(&[])).unwrap();
-        assert_eq!(c.redis_url().unwrap(), "redis://filehost:6380/2");
+        assert_eq!(c.describe_backend(), "redis://filehost:6380/2");
         assert_eq!(c.key_prefix, "xcore:");
         assert_eq!(c.default_ttl, Some(Duration::from_secs(60)));
         assert_eq!(c.max_connections, 10);
@@ -657,10 +861,9 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(
-            c.redis_url().unwrap(),
-            "redis://:p%40ss%3Aw%2Frd@filehost:7000/2"
-        );
+        assert_eq!(c.describe_backend(), "redis://***@filehost:7000/2");
+        let endpoint = c.endpoint().unwrap().unwrap();
+        assert_eq!(endpoint.password.unwrap().expose(), "p@ss:w/rd");
         assert_eq!(c.default_ttl, None);
 
         let c = Config::load_from(
@@ -668,7 +871,7 @@ mod tests {
             env(&[("REDIS_URL", "redis://envhost:1/3")]),
         )
         .unwrap();
-        assert_eq!(c.redis_url().unwrap(), "redis://envhost:1/3");
+        assert_eq!(c.describe_backend(), "redis://envhost:1/3");
     }
 
     #[test]
@@ -676,7 +879,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, r#"{"redis": {"url": "redis://fileurl:1/0"}}"#);
         let c = Config::load_from(Some((path, true)), env(&[("REDIS_HOST", "envhost")])).unwrap();
-        assert_eq!(c.redis_url().unwrap(), "redis://envhost:6379/0");
+        // Only the host changes: the URL's port (and db, credentials) stay.
+        assert_eq!(c.describe_backend(), "redis://envhost:1/0");
     }
 
     #[test]
@@ -765,8 +969,245 @@ mod tests {
         )
         .unwrap();
         assert!(!c.enabled);
-        assert_eq!(c.redis_url().unwrap(), "redis://localhost:7001/0");
+        assert_eq!(c.describe_backend(), "redis://localhost:7001/0");
         let e = Config::load_from(None, env(&[("REDIS_ENABLED", "maybe")])).unwrap_err();
         assert!(e.to_string().contains("REDIS_ENABLED"));
+    }
+
+    /// Issue 9 item 8: environment > file holds part by part beside a URL in the file.
+    #[test]
+    fn env_parts_override_a_file_url_part_by_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            r#"{"redis": {"url": "redis://fileuser:filepw@filehost:6390/5"}}"#,
+        );
+        let load = |vars: &[(&str, &str)]| {
+            let c = Config::load_from(Some((path.clone(), true)), env(vars)).unwrap();
+            let e = c.endpoint().unwrap().unwrap();
+            (c, e)
+        };
+        let (c, e) = load(&[]);
+        assert_eq!(c.url, None, "a loaded URL is decomposed");
+        assert_eq!(
+            (c.host.as_deref(), c.port, c.db),
+            (Some("filehost"), Some(6390), 5)
+        );
+        assert_eq!(e.username.as_deref(), Some("fileuser"));
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("filepw"));
+
+        let (c, e) = load(&[("REDIS_DB", "3")]);
+        assert_eq!(c.db, 3);
+        assert_eq!(e.db, 3);
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("filepw"));
+        assert_eq!(c.describe_backend(), "redis://***@filehost:6390/3");
+
+        let (_, e) = load(&[("REDIS_PASSWORD", "envpw")]);
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("envpw"));
+        assert_eq!((e.username.as_deref(), e.db), (Some("fileuser"), 5));
+
+        let (_, e) = load(&[("REDIS_USERNAME", "envuser")]);
+        assert_eq!(e.username.as_deref(), Some("envuser"));
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("filepw"));
+
+        let (c, e) = load(&[("REDIS_PORT", "7000")]);
+        assert_eq!(c.describe_backend(), "redis://***@filehost:7000/5");
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("filepw"));
+
+        let (c, _) = load(&[("REDIS_HOST", "envhost")]);
+        assert_eq!(c.describe_backend(), "redis://***@envhost:6390/5");
+
+        // A URL in the environment replaces the file's endpoint as a whole; the parts named
+        // beside it in the environment override its parts.
+        let (c, e) = load(&[("REDIS_URL", "redis://envurl:1/2"), ("REDIS_DB", "4")]);
+        assert_eq!(c.describe_backend(), "redis://envurl:1/4");
+        assert_eq!((e.username, e.password), (None, None));
+
+        // Within the file too: separate parts override the file's URL.
+        let path2 = write(
+            &dir,
+            r#"{"redis": {"url": "redis://:pw@h:1/5", "db": 6, "port": 2}}"#,
+        );
+        let c = Config::load_from(Some((path2, true)), env(&[])).unwrap();
+        assert_eq!(c.describe_backend(), "redis://***@h:2/6");
+    }
+
+    /// Issue 9 item 3: an empty (or blank) variable is unset, REDIS_KEY_PREFIX included; an
+    /// empty prefix cannot come from the file.
+    #[test]
+    fn empty_variables_are_unset_and_the_file_cannot_empty_the_prefix() {
+        let all_empty: Vec<(&str, &str)> = ENV_VARS.iter().map(|v| (*v, "")).collect();
+        let c = Config::load_from(None, env(&all_empty)).unwrap();
+        assert_eq!(c, Config::default());
+        let c = Config::load_from(None, env(&[("REDIS_KEY_PREFIX", "  ")])).unwrap();
+        assert_eq!(c.key_prefix, "cache:");
+        let c = Config::load_from(None, env(&[("REDIS_KEY_PREFIX", "app:")])).unwrap();
+        assert_eq!(c.key_prefix, "app:");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, r#"{"redis": {"key_prefix": ""}}"#);
+        let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
+        assert!(e.is_config());
+        assert!(e.to_string().contains("redis.key_prefix"), "{e}");
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
+
+    /// Issue 9 item 9: invalid values are errors at load time naming the source and field.
+    #[test]
+    fn load_errors_name_the_source_and_field() {
+        for (var, value, what) in [
+            ("REDIS_URL", "not a url", "not a URL"),
+            ("REDIS_URL", "http://h:1/0", "scheme"),
+            ("REDIS_URL", "redis://h:99999/0", "port"),
+            ("REDIS_URL", "redis://h:1/zero", "database"),
+            ("REDIS_HOST", "a b", "host"),
+            ("REDIS_HOST", "h/x", "host"),
+        ] {
+            let e = Config::load_from(None, env(&[(var, value)])).unwrap_err();
+            let text = e.to_string();
+            assert!(e.is_config(), "{text}");
+            assert!(
+                text.contains(&format!("environment variable {var}")),
+                "{text}"
+            );
+            assert!(text.contains(what), "{var}={value}: {text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (json, field, what) in [
+            ("[]", "JSON", "top level must be an object"),
+            ("42", "JSON", "top level must be an object"),
+            (
+                r#"{"redis": {"hots": "h"}}"#,
+                "redis.hots",
+                "did you mean \"host\"",
+            ),
+            (
+                r#"{"redis": {"key_prefx": "a:"}}"#,
+                "redis.key_prefx",
+                "\"key_prefix\"",
+            ),
+            (
+                r#"{"redis": {"zzzzzz": 1}}"#,
+                "redis.zzzzzz",
+                "known: enabled",
+            ),
+            (r#"{"redis": {"url": "redis://h:0"}}"#, "redis.url", "port"),
+            (r#"{"redis": {"url": 5}}"#, "redis.url", "string"),
+            (r#"{"redis": {"host": "a b"}}"#, "redis.host", "host"),
+        ] {
+            let path = write(&dir, json);
+            let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
+            let text = e.to_string();
+            assert!(e.is_config(), "{text}");
+            assert!(text.contains("config.json"), "{json}: {text}");
+            assert!(text.contains(field), "{json}: {text}");
+            assert!(text.contains(what), "{json}: {text}");
+        }
+        // Other top-level keys belong to the application; a BOM is not an error.
+        let path = write(&dir, "\u{feff}{\"app\": 1, \"redis\": {\"port\": 7000}}");
+        let c = Config::load_from(Some((path, true)), env(&[])).unwrap();
+        assert_eq!(c.port, Some(7000));
+    }
+
+    #[test]
+    fn suggestions_pick_the_closest_field() {
+        assert_eq!(closest("hots", JSON_FIELDS), Some("host"));
+        assert_eq!(closest("PORT", JSON_FIELDS), Some("port"));
+        assert_eq!(closest("passwort", JSON_FIELDS), Some("password"));
+        assert_eq!(
+            closest("max_conections", JSON_FIELDS),
+            Some("max_connections")
+        );
+        assert_eq!(closest("qqqqqqqq", JSON_FIELDS), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    fn arbitrary_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::string::string_regex("[ -~]{0,24}").unwrap(),
+            proptest::string::string_regex("[0-9 :/@%-]{0,12}").unwrap(),
+            proptest::prelude::any::<String>(),
+        ]
+    }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            arbitrary_text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map(arbitrary_text(), inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Fuzzing the environment: any values never panic, and a rejection names the variable
+        /// it came from.
+        #[test]
+        fn any_environment_loads_or_names_the_variable(
+            values in proptest::collection::vec(
+                (proptest::sample::select(ENV_VARS), arbitrary_text()), 0..6)
+        ) {
+            let vars: Vec<(&str, &str)> =
+                values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match Config::load_from(None, env(&vars)) {
+                Ok(c) => { let _ = (format!("{c:?}"), c.describe_backend(), c.endpoint()); }
+                Err(e) => {
+                    proptest::prop_assert!(e.is_config());
+                    let text = e.to_string();
+                    proptest::prop_assert!(
+                        values.iter().any(|(k, _)| text.contains(&format!("environment variable {k}"))),
+                        "{}", text
+                    );
+                }
+            }
+        }
+
+        /// Fuzzing the file: any JSON (known and unknown fields of any type) never panics, and
+        /// a rejection names the file and the field.
+        #[test]
+        fn any_config_file_loads_or_names_the_field(
+            fields in proptest::collection::vec(
+                (proptest::prop_oneof![
+                    proptest::sample::select(JSON_FIELDS).prop_map(str::to_owned),
+                    arbitrary_text(),
+                ], arbitrary_json()), 0..5),
+            top in arbitrary_json(),
+            wrap in proptest::prelude::any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let doc = if wrap {
+                let section: serde_json::Map<String, Value> = fields.into_iter().collect();
+                serde_json::json!({ "redis": section }).to_string()
+            } else {
+                top.to_string()
+            };
+            let path = write(&dir, &doc);
+            match Config::load_from(Some((path, true)), env(&[])) {
+                Ok(c) => { let _ = (format!("{c:?}"), c.describe_backend(), c.endpoint()); }
+                Err(e) => {
+                    proptest::prop_assert!(e.is_config());
+                    let text = e.to_string();
+                    proptest::prop_assert!(text.contains("config.json"), "{}", text);
+                    proptest::prop_assert!(
+                        text.contains("invalid redis") || text.contains("invalid JSON"),
+                        "{}", text
+                    );
+                }
+            }
+        }
     }
 }

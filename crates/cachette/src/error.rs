@@ -150,6 +150,11 @@ impl Error {
         )
     }
 
+    /// The same kind and message, without the source (for errors kept to be returned later).
+    pub(crate) fn without_source(&self) -> Self {
+        Error::new(self.kind, self.message.clone())
+    }
+
     pub(crate) fn decode(
         key: &str,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -220,25 +225,23 @@ impl From<redis::RedisError> for Error {
     }
 }
 
-/// Removes `user:password@` from anything that looks like a URL.
+/// Removes `user:password@` from anything that looks like a URL: everything from a `://` to
+/// the last `@` before the next `://` becomes `***` (a password may hold any character, so no
+/// character is trusted to end it; this over-redacts rather than under-redacts).
 pub(crate) fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
+        let end = tail.find("://").unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
             Some(at) => {
                 out.push_str("***@");
-                out.push_str(&authority[at + 1..]);
+                rest = &tail[at + 1..];
             }
-            None => out.push_str(authority),
+            None => rest = tail,
         }
-        rest = &tail[end..];
     }
     out.push_str(rest);
     out

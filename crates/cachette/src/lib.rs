@@ -99,6 +99,7 @@
 pub mod backend;
 pub mod codec;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod glob;
 pub mod key;
@@ -119,6 +120,7 @@ pub use backend::{Backend, KeyTtl};
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState};
 pub use codec::Codec;
 pub use config::Config;
+pub use endpoint::RedisEndpoint;
 pub use error::{Error, ErrorKind, Result};
 pub use info::ServerInfo;
 pub use load::{LoadError, LoadOptions, Outcome};

@@ -13,6 +13,7 @@ use assert_cmd::Command;
 use cachette_test_support::RedisServer;
 use predicates::prelude::*;
 use predicates::str::contains;
+use proptest::strategy::Strategy as _;
 
 fn server() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
@@ -560,4 +561,125 @@ fn a_closed_stdout_is_not_an_error() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn server_with_other_password() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        RedisServer::builder()
+            .password("the-right-one")
+            .spawn()
+            .expect("redis-server")
+    })
+}
+
+/// stdout + stderr of `cachette --url URL args...`, and its exit code.
+fn run_with_url(url: &str, args: &[&str]) -> (String, Option<i32>) {
+    let out = bare()
+        .args(["--url", url, "--timeout", "300"])
+        .args(args)
+        .output()
+        .expect("cachette runs");
+    (
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        out.status.code(),
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Issue 9 item 1: whatever the user name and password (spaces, tabs, `/`, quotes, `@`,
+    /// `#`, `%`, `:`, non-ASCII), raw or percent-encoded in `--url`, neither appears in the
+    /// output of `ping` against a closed port or a server that wants another password.
+    #[test]
+    fn the_url_credentials_never_appear_in_the_output(
+        user in "[ -~]{0,6}Us3rMarker[@#%:/ \t\"'\\PC]{0,6}",
+        password in "[ -~]{0,6}Pa55Marker[@#%:/ \t\"'\\PC]{0,6}",
+    ) {
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let forms = [user.clone(), password.clone(), encode(&user), encode(&password),
+            "Us3rMarker".to_owned(), "Pa55Marker".to_owned()];
+        for port in [closed, server_with_other_password().port()] {
+            for url in [
+                format!("redis://{}:{}@127.0.0.1:{port}/0", encode(&user), encode(&password)),
+                format!("redis://:{password}@127.0.0.1:{port}/0"),
+            ] {
+                let (output, code) = run_with_url(&url, &["ping"]);
+                proptest::prop_assert!(matches!(code, Some(2 | 3)), "{:?}: {}", code, output);
+                proptest::prop_assert!(!output.contains("panicked"), "{}", output);
+                for form in &forms {
+                    proptest::prop_assert!(!output.contains(form.as_str()), "leaks {:?}: {}", form, output);
+                }
+            }
+        }
+    }
+
+    /// Fuzzing the command line: arbitrary arguments never panic; a rejection is a usage error
+    /// (exit 2) or a failure to reach the (closed) server (exit 3).
+    #[test]
+    fn arbitrary_arguments_never_panic(
+        args in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "ping", "info", "keys", "get", "set", "del", "ttl", "expire", "delete-pattern",
+                "clear", "stats", "--url", "--prefix", "--timeout", "--config", "--json", "-n",
+                "--ttl", "--yes", "*", "", "0", "-1", "18446744073709551616", "redis://h:0",
+            ]).prop_map(str::to_owned),
+            "\\PC{0,12}",
+        ], 0..6),
+    ) {
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let out = bare()
+            .env("REDIS_URL", format!("redis://127.0.0.1:{closed}/0"))
+            .args(["--timeout", "200"])
+            .args(&args)
+            .output()
+            .expect("cachette runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        proptest::prop_assert!(!stderr.contains("panicked"), "{:?}: {}", args, stderr);
+        proptest::prop_assert!(matches!(out.status.code(), Some(0..=4)), "{:?}: {:?} {}", args, out.status, stderr);
+        if out.status.code() == Some(2) {
+            proptest::prop_assert!(!stderr.trim().is_empty(), "{:?}: a usage error says why", args);
+        }
+    }
+}
+
+/// Issue 9 item 9: an invalid `--url` is a usage error naming the option and the part.
+#[test]
+fn an_invalid_url_names_the_option_and_the_part() {
+    for (url, part) in [
+        ("not a url", "not a URL"),
+        ("http://127.0.0.1:1", "scheme"),
+        ("redis://127.0.0.1:99999", "port"),
+        ("redis://a b:1", "host"),
+    ] {
+        bare()
+            .args(["--url", url, "ping"])
+            .assert()
+            .code(2)
+            .stderr(contains("--url").and(contains(part)));
+    }
 }

@@ -243,14 +243,14 @@ pub(crate) enum Leases {
 }
 
 impl Leases {
-    /// Leases whose releases are announced through Redis at `url`.
+    /// Leases whose releases are announced through Redis at `endpoint`.
     pub(crate) fn redis(
-        url: &str,
+        endpoint: &crate::RedisEndpoint,
         prefix: &str,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Leases {
-        match redis::Client::open(url) {
+        match endpoint.client() {
             Ok(client) => Leases::Redis(Arc::new(RedisNotifier::new(
                 client,
                 format!("{prefix}{LOCK_SUFFIX}"),

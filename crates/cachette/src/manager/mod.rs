@@ -14,11 +14,10 @@ use serde::Serialize;
 
 use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
 use crate::backend::info::ServerInfo;
-use crate::backend::{
-    Backend, KeyTtl, MemoryBackend, MemoryConfig, NullBackend, RedisBackend, RedisOptions,
-};
+use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, NullBackend, RedisBackend};
 use crate::codec::Codec;
 use crate::config::Config;
+use crate::endpoint::RedisEndpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::coalesce::Flights;
 use crate::load::lease::Leases;
@@ -128,6 +127,8 @@ impl fmt::Debug for CacheManager {
 #[must_use]
 pub struct CacheManagerBuilder {
     config: Config,
+    /// An invalid [`CacheManagerBuilder::url`], reported by `build` (without the URL).
+    url_error: Option<Arc<Error>>,
     backend: Option<Arc<dyn Backend>>,
     memory: Option<MemoryConfig>,
     layers: Layers,
@@ -154,6 +155,7 @@ impl Config {
     pub fn builder(self) -> CacheManagerBuilder {
         CacheManagerBuilder {
             config: self,
+            url_error: None,
             backend: None,
             memory: None,
             layers: Layers::default(),
@@ -162,9 +164,26 @@ impl Config {
 }
 
 impl CacheManagerBuilder {
-    /// Connects to Redis at `url` (`redis://[user[:password]@]host:port/db`).
+    /// Connects to Redis at `url` (`redis://[user[:password]@]host:port/db`, `rediss://`,
+    /// `redis+unix://`; see [`crate::endpoint`]). The URL is parsed here into its parts, which
+    /// replace every part set before (host, port, db, credentials); setters called after it
+    /// override single parts. An invalid URL makes [`build`](Self::build) fail with an error
+    /// naming the wrong part, never showing the URL.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.config.url = Some(url.into());
+        match RedisEndpoint::parse(&url.into()) {
+            Ok(endpoint) => {
+                self.config.apply_endpoint(endpoint);
+                self.url_error = None;
+            }
+            Err(e) => self.url_error = Some(Arc::new(e)),
+        }
+        self
+    }
+
+    /// Connects to the Redis server `endpoint` (as [`url`](Self::url), already parsed).
+    pub fn endpoint(mut self, endpoint: RedisEndpoint) -> Self {
+        self.config.apply_endpoint(endpoint);
+        self.url_error = None;
         self
     }
 
@@ -173,6 +192,8 @@ impl CacheManagerBuilder {
         self.config.url = None;
         self.config.host = None;
         self.config.port = None;
+        self.config.socket = None;
+        self.url_error = None;
         self
     }
 
@@ -189,6 +210,11 @@ impl CacheManagerBuilder {
     }
 
     /// The prefix of every key (default `cache:`).
+    ///
+    /// `""` is allowed here, and only here (the file and the environment cannot set it): the
+    /// cache then shares the key space with every other client of the database, and
+    /// [`CacheManager::clear`] and a [`CacheManager::delete_pattern`] that could match every
+    /// key refuse; [`CacheManager::delete_pattern_forced`] is the explicit way around that.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.key_prefix = prefix.into();
         self
@@ -294,8 +320,13 @@ impl CacheManagerBuilder {
     /// # Errors
     /// [`ErrorKind::Config`] for an invalid configuration or URL, or outside a tokio runtime.
     pub fn build(self) -> Result<CacheManager> {
-        let config = self.config;
+        if let Some(e) = self.url_error {
+            return Err(e.without_source());
+        }
+        let mut config = self.config;
+        config.decompose_url()?;
         config.validate()?;
+        let endpoint = config.endpoint()?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -311,17 +342,16 @@ impl CacheManagerBuilder {
         } else if let Some(backend) = self.backend {
             let name = backend.name().to_owned();
             (backend, FastPath::None, name)
-        } else if let Some(url) = config.redis_url() {
-            let options = RedisOptions {
-                url,
-                connections: config.max_connections.min(MULTIPLEXED_CONNECTIONS),
-                connect_timeout: config.connect_timeout,
-                command_timeout: config.command_timeout,
-            };
-            let redis = RedisBackend::connect_lazy(&options)?;
+        } else if let Some(endpoint) = endpoint {
+            let redis = RedisBackend::connect_endpoint(
+                &endpoint,
+                config.max_connections.min(MULTIPLEXED_CONNECTIONS),
+                config.connect_timeout,
+                config.command_timeout,
+            )?;
             redis_config = Some(config.clone());
             leases = Leases::redis(
-                &options.url,
+                &endpoint,
                 &config.key_prefix,
                 config.connect_timeout,
                 config.command_timeout,
@@ -335,13 +365,13 @@ impl CacheManagerBuilder {
                 (
                     b.clone() as Arc<dyn Backend>,
                     FastPath::Guarded(b, redis),
-                    config.describe_backend(),
+                    endpoint.to_string(),
                 )
             } else {
                 (
                     Arc::new(redis.clone()),
                     FastPath::Redis(redis),
-                    config.describe_backend(),
+                    endpoint.to_string(),
                 )
             }
         } else {
@@ -711,7 +741,27 @@ impl CacheManager {
     /// Removes every key under this prefix that matches the Redis glob `pattern`
     /// (`user:*`, `post:?`, `id:[0-9]`, `\*` for a literal star); returns how many.
     /// Runs as incremental `SCAN` + batched `UNLINK` on Redis: never `KEYS`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the prefix is empty and `pattern` does not start with
+    /// a literal character (`*`, `?*`, `[a-z]*`, ...): it could match keys of every
+    /// application in the database. Use [`delete_pattern_forced`](Self::delete_pattern_forced)
+    /// if that is what you mean.
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        if self.inner.prefix.is_empty() && !starts_with_literal(pattern) {
+            return Err(Error::invalid(format!(
+                "refusing to delete keys matching {pattern:?} with an empty key prefix: it could \
+                 delete every key of the database, not only this cache's \
+                 (use delete_pattern_forced if you mean it)"
+            )));
+        }
+        self.delete_pattern_forced(pattern).await
+    }
+
+    /// [`delete_pattern`](Self::delete_pattern) without the empty-prefix guard: with an empty
+    /// prefix, `delete_pattern_forced("*")` deletes every key of the database (still never
+    /// `FLUSHDB`).
+    pub async fn delete_pattern_forced(&self, pattern: &str) -> Result<u64> {
         let result = self
             .inner
             .backend
@@ -738,6 +788,11 @@ impl CacheManager {
 
     /// Removes every key under this manager's prefix, and nothing else (never `FLUSHDB`);
     /// returns how many.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] when the prefix is empty (that would be every key of the
+    /// database); [`delete_pattern_forced("*")`](Self::delete_pattern_forced) does that
+    /// explicitly.
     pub async fn clear(&self) -> Result<u64> {
         self.delete_pattern("*").await
     }
@@ -800,6 +855,17 @@ impl CacheManager {
         self.count(result)
     }
 }
+/// Whether a glob pattern starts with a literal character (so that it cannot match every key).
+fn starts_with_literal(pattern: &str) -> bool {
+    let mut chars = pattern.chars();
+    match chars.next() {
+        None => true, // matches only the empty key
+        Some('*' | '?' | '[') => false,
+        Some('\\') => chars.next().is_some(),
+        Some(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

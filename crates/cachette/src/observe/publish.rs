@@ -112,7 +112,8 @@ type Source = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 /// the cache) or [`StatsPublisher::builder`] (an explicit URL).
 #[must_use]
 pub struct StatsPublisherBuilder {
-    url: String,
+    /// The server, parsed where the URL entered; a parse error is returned by `start`.
+    endpoint: std::result::Result<crate::RedisEndpoint, Arc<Error>>,
     prefix: String,
     interval: Duration,
     connect_timeout: Duration,
@@ -124,7 +125,13 @@ pub struct StatsPublisherBuilder {
 impl fmt::Debug for StatsPublisherBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatsPublisherBuilder")
-            .field("url", &crate::error::redact(&self.url))
+            .field(
+                "url",
+                &match &self.endpoint {
+                    Ok(endpoint) => endpoint.to_string(),
+                    Err(_) => "<invalid URL>".to_owned(),
+                },
+            )
             .field("prefix", &self.prefix)
             .field("interval", &self.interval)
             .field("functions", &self.functions)
@@ -173,13 +180,13 @@ impl Config {
     /// [`ErrorKind::Config`] when the configuration names no Redis server (the memory backend
     /// lives in one process: read [`crate::runtime::function_stats`] there instead).
     pub fn stats_publisher(&self) -> Result<StatsPublisherBuilder> {
-        let url = self.redis_url().ok_or_else(|| {
+        let endpoint = self.endpoint()?.ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,
                 "statistics are published to Redis, and no Redis server is configured",
             )
         })?;
-        Ok(StatsPublisher::builder(url)
+        Ok(StatsPublisher::builder_for(endpoint)
             .prefix(self.key_prefix.clone())
             .timeouts(self.connect_timeout, self.command_timeout))
     }
@@ -245,15 +252,7 @@ impl StatsPublisherBuilder {
                 "a StatsPublisher must be started inside a tokio runtime",
             )
         })?;
-        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
-            Error::new(
-                ErrorKind::Config,
-                format!(
-                    "invalid Redis URL {} for the statistics publisher",
-                    crate::error::redact(&self.url)
-                ),
-            )
-        })?;
+        let client = self.endpoint.map_err(|e| e.without_source())?.client()?;
         let mut sources = self.extra;
         if self.functions {
             sources.insert(0, Arc::new(function_snapshot));
@@ -318,9 +317,24 @@ impl fmt::Debug for StatsPublisher {
 
 impl StatsPublisher {
     /// A builder publishing to the Redis server at `url` (credentials allowed; never printed).
+    ///
+    /// The URL is parsed here (see [`crate::endpoint`]); an invalid one is reported by
+    /// [`StatsPublisherBuilder::start`], without its text.
     pub fn builder(url: impl Into<String>) -> StatsPublisherBuilder {
+        let endpoint = crate::RedisEndpoint::parse(&url.into()).map_err(Arc::new);
+        StatsPublisher::builder_with(endpoint)
+    }
+
+    /// A builder publishing to `endpoint`.
+    pub fn builder_for(endpoint: crate::RedisEndpoint) -> StatsPublisherBuilder {
+        StatsPublisher::builder_with(Ok(endpoint))
+    }
+
+    fn builder_with(
+        endpoint: std::result::Result<crate::RedisEndpoint, Arc<Error>>,
+    ) -> StatsPublisherBuilder {
         StatsPublisherBuilder {
-            url: url.into(),
+            endpoint,
             prefix: crate::config::DEFAULT_PREFIX.to_owned(),
             interval: DEFAULT_INTERVAL,
             connect_timeout: Duration::from_millis(1000),

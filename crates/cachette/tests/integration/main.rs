@@ -12,6 +12,7 @@
 //! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
 //!   copies, jitter.
 //! - `warm`: cache warming in `set_many` batches.
+//! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
@@ -24,6 +25,7 @@ mod macros_stampede;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod redis_failure;
+mod secrets;
 mod stampede;
 mod support;
 mod warm;

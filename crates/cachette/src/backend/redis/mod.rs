@@ -44,7 +44,7 @@ pub struct RedisOptions {
 impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
-            .field("url", &crate::error::redact(&self.url))
+            .field("url", &crate::endpoint::describe_url(&self.url))
             .field("connections", &self.connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
@@ -86,16 +86,36 @@ impl RedisBackend {
     ///
     /// Must be called inside a tokio runtime.
     pub fn connect_lazy(options: &RedisOptions) -> Result<Self> {
-        let client = redis::Client::open(options.url.as_str()).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!(
-                    "invalid Redis URL {}: {e}",
-                    crate::error::redact(&options.url)
-                ),
-            )
-        })?;
-        let db = client.get_connection_info().redis_settings().db();
+        let endpoint = crate::RedisEndpoint::parse_from(&options.url, "RedisOptions", "url")?;
+        RedisBackend::connect_endpoint(
+            &endpoint,
+            options.connections,
+            options.connect_timeout,
+            options.command_timeout,
+        )
+    }
+
+    /// [`RedisBackend::connect_lazy`] to a parsed endpoint: `connections` multiplexed
+    /// connections, each bounded by the two timeouts.
+    ///
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the client refuses the endpoint.
+    pub fn connect_endpoint(
+        endpoint: &crate::RedisEndpoint,
+        connections: usize,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Result<Self> {
+        let options = RedisOptions {
+            url: String::new(),
+            connections,
+            connect_timeout,
+            command_timeout,
+        };
+        let client = endpoint.client()?;
+        let db = endpoint.db();
         // Our own deadline bounds each operation (including a pending reconnect), so the
         // driver's per-response timer would only double the cost.
         let config = AsyncConnectionConfig::new()
@@ -117,7 +137,7 @@ impl RedisBackend {
                 next: AtomicUsize::new(0),
                 command_timeout: options.command_timeout,
                 db,
-                display_url: crate::error::redact(&options.url),
+                display_url: endpoint.to_string(),
             }),
         })
     }
