@@ -937,6 +937,7 @@ impl Inner {
                     return ScanPage {
                         cursor: ((shard as u64) << 32) | pos as u64,
                         keys,
+                        non_utf8_keys: Vec::new(),
                     };
                 }
                 work += 1;
@@ -950,7 +951,11 @@ impl Inner {
             shard += 1;
             pos = 0;
         }
-        ScanPage { cursor: 0, keys }
+        ScanPage {
+            cursor: 0,
+            keys,
+            non_utf8_keys: Vec::new(),
+        }
     }
 
     fn purge_expired(&self, now: Instant) -> u64 {
