@@ -558,3 +558,126 @@ impl Backend for RedisBackend {
         self.pipeline::<()>(&pipe, payload).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind as K, RedisError, ServerErrorKind as S};
+    use std::io;
+
+    fn general(kind: K) -> RedisError {
+        RedisError::from((kind, "test"))
+    }
+
+    /// Every `redis` error kind, sorted: only a broken or unreachable connection is
+    /// `Connection` (discarded, retried, counted), an I/O timeout is `Timeout`; every answer of
+    /// the server, every reply that does not convert and every client-side refusal keeps the
+    /// connection and is never counted by the breaker.
+    #[test]
+    fn every_redis_error_kind_is_sorted_explicitly() {
+        use Failure::*;
+        let table: Vec<(RedisError, Failure, ErrorKind)> = vec![
+            (general(K::Io), Broken, ErrorKind::Connection),
+            (
+                io::Error::from(io::ErrorKind::ConnectionReset).into(),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                io::Error::from(io::ErrorKind::ConnectionRefused).into(),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                io::Error::from(io::ErrorKind::UnexpectedEof).into(),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                io::Error::from(io::ErrorKind::TimedOut).into(),
+                TimedOut,
+                ErrorKind::Timeout,
+            ),
+            (general(K::AuthenticationFailed), Broken, ErrorKind::Connection),
+            (
+                general(K::ClusterConnectionNotFound),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                general(K::MasterNameNotFoundBySentinel),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                general(K::NoValidReplicasFoundBySentinel),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (general(K::EmptySentinelList), Broken, ErrorKind::Connection),
+            (general(K::Parse), BadReply, ErrorKind::Backend),
+            (general(K::UnexpectedReturnType), BadReply, ErrorKind::Backend),
+            (general(K::InvalidClientConfig), Client, ErrorKind::Config),
+            (general(K::Client), Client, ErrorKind::Backend),
+            (general(K::RESP3NotSupported), Client, ErrorKind::Backend),
+            (general(K::Extension), Refused, ErrorKind::Backend),
+            (
+                redis::make_extension_error("WRONGTYPE".into(), Some("list".into())),
+                Refused,
+                ErrorKind::Backend,
+            ),
+            (
+                redis::make_extension_error("OOM".into(), None),
+                Refused,
+                ErrorKind::Backend,
+            ),
+        ];
+        for (error, failure, kind) in table {
+            assert_eq!(classify(&error), failure, "{error:?}");
+            assert_eq!(Error::from(error.clone()).kind(), kind, "{error:?}");
+        }
+        for server in [
+            S::ResponseError,
+            S::ExecAbort,
+            S::BusyLoading,
+            S::NoScript,
+            S::Moved,
+            S::Ask,
+            S::TryAgain,
+            S::ClusterDown,
+            S::CrossSlot,
+            S::MasterDown,
+            S::ReadOnly,
+            S::NotBusy,
+            S::NoSub,
+            S::NoPerm,
+        ] {
+            let error = general(K::Server(server));
+            assert_eq!(classify(&error), Refused, "{server:?}");
+            assert_eq!(Error::from(error).kind(), ErrorKind::Backend);
+        }
+    }
+
+    /// What a reply that does not convert (a key that is not UTF-8 read as a `String`)
+    /// becomes: a bad reply, not a broken connection.
+    #[test]
+    fn a_reply_that_does_not_convert_is_a_bad_reply() {
+        let value = redis::Value::BulkString(vec![b'k', 0xff]);
+        let parse = redis::from_redis_value::<String>(value).unwrap_err();
+        let error = RedisError::from(parse);
+        assert_eq!(classify(&error), Failure::BadReply);
+        let value = redis::Value::SimpleString("PONG".into());
+        let parse = redis::from_redis_value::<i64>(value).unwrap_err();
+        assert_eq!(classify(&RedisError::from(parse)), Failure::BadReply);
+    }
+
+    #[test]
+    fn only_a_large_upload_is_taken_for_a_refusal() {
+        let reset: RedisError = io::Error::from(io::ErrorKind::ConnectionReset).into();
+        assert!(refused_upload(0, &reset).is_none());
+        assert!(refused_upload(REFUSABLE_PAYLOAD, &reset).is_none());
+        let e = refused_upload(REFUSABLE_PAYLOAD + 1, &reset).unwrap();
+        assert_eq!(e.kind(), ErrorKind::Backend);
+        assert!(e.to_string().contains("1048577-byte"), "{e}");
+    }
+}
