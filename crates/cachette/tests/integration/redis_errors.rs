@@ -271,11 +271,11 @@ async fn a_write_the_server_refuses_for_its_size_is_not_resent_and_does_not_open
         .url(server.url())
         .circuit_breaker(5, Duration::from_secs(60))
         .command_timeout(Duration::from_secs(2))
-        .max_value_bytes(8 * 1024 * 1024)
+        .max_value_bytes(64 * 1024 * 1024)
         .build()
         .unwrap();
     cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
-    let over = Bytes::from(vec![b'x'; 2 * 1024 * 1024]);
+    let over = Bytes::from(vec![b'x'; 48 * 1024 * 1024]);
     const N: u64 = 8;
     let before = connections(&server);
     for _ in 0..N {
