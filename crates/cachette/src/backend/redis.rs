@@ -512,8 +512,10 @@ impl Backend for RedisBackend {
     }
 
     async fn info(&self) -> Result<ServerInfo> {
-        let text: String = self.query(&redis::cmd("INFO")).await?;
-        Ok(ServerInfo::parse(&text))
+        // As bytes: a reply that is not UTF-8 must not fail the call (nor look like a broken
+        // connection); the parser gets it with replacement characters.
+        let raw: Vec<u8> = self.query(&redis::cmd("INFO")).await?;
+        Ok(ServerInfo::parse(&String::from_utf8_lossy(&raw)))
     }
 
     async fn ping(&self) -> Result<()> {
