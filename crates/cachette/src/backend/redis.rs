@@ -600,7 +600,11 @@ mod tests {
                 TimedOut,
                 ErrorKind::Timeout,
             ),
-            (general(K::AuthenticationFailed), Broken, ErrorKind::Connection),
+            (
+                general(K::AuthenticationFailed),
+                Broken,
+                ErrorKind::Connection,
+            ),
             (
                 general(K::ClusterConnectionNotFound),
                 Broken,
@@ -618,7 +622,11 @@ mod tests {
             ),
             (general(K::EmptySentinelList), Broken, ErrorKind::Connection),
             (general(K::Parse), BadReply, ErrorKind::Backend),
-            (general(K::UnexpectedReturnType), BadReply, ErrorKind::Backend),
+            (
+                general(K::UnexpectedReturnType),
+                BadReply,
+                ErrorKind::Backend,
+            ),
             (general(K::InvalidClientConfig), Client, ErrorKind::Config),
             (general(K::Client), Client, ErrorKind::Backend),
             (general(K::RESP3NotSupported), Client, ErrorKind::Backend),

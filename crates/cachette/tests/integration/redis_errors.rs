@@ -226,7 +226,10 @@ async fn a_value_over_max_value_bytes_is_refused_before_sending_on_every_backend
             let e = cache.set_nx("big", &big, Ttl::Never).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
             let e = cache
-                .set_many([("a", "small".to_owned()), ("big", big.clone())], Ttl::Never)
+                .set_many(
+                    [("a", "small".to_owned()), ("big", big.clone())],
+                    Ttl::Never,
+                )
                 .await
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
@@ -293,5 +296,8 @@ async fn a_write_the_server_refuses_for_its_size_is_not_resent_and_does_not_open
     // Each refused write costs its connection (the server closes it) but is not uploaded
     // again on a new one: at most one connection per write, plus the final INFO's own.
     let opened = connections(&server) - before;
-    assert!(opened <= N + 1, "{opened} connections for {N} refused writes");
+    assert!(
+        opened <= N + 1,
+        "{opened} connections for {N} refused writes"
+    );
 }
