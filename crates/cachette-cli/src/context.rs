@@ -152,8 +152,17 @@ impl Context {
             .get_multiplexed_async_connection_with_config(&options)
             .await
             .map_err(|e| {
-                anyhow::anyhow!("{}", e.kind_and_detail())
-                    .context(format!("cannot reach Redis at {}", self.server()))
+                let reachable = !matches!(
+                    cachette::Error::from(e.clone()).kind(),
+                    cachette::ErrorKind::Connection | cachette::ErrorKind::Timeout
+                );
+                let e = anyhow::anyhow!("{}", e.kind_and_detail());
+                if reachable {
+                    // The server answered (e.g. an ACL or a handshake error reply).
+                    e.context(format!("Redis at {} refused the connection", self.server()))
+                } else {
+                    e.context(format!("cannot reach Redis at {}", self.server()))
+                }
             })
     }
 }

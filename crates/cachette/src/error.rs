@@ -209,17 +209,8 @@ impl std::error::Error for Error {
 
 impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
-        let kind = if err.is_timeout() {
-            ErrorKind::Timeout
-        } else if err.is_io_error()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.is_unrecoverable_error()
-        {
-            ErrorKind::Connection
-        } else {
-            ErrorKind::Backend
-        };
+        // One classification for the kind, the retry decision and the breaker.
+        let kind = crate::backend::redis::classify(&err).kind(&err);
         // redis errors never contain the password, but may contain the host; that is fine.
         Error::new(kind, redact(&err.to_string()))
     }

@@ -12,9 +12,12 @@ pub(crate) async fn run(ctx: &Context, args: &KeysArgs) -> anyhow::Result<u8> {
     let prefix = ctx.prefix().to_owned();
     let limit = args.count.unwrap_or(u64::MAX);
     let mut printed = 0u64;
+    // Keys found, printed or not (`--count 0` prints none, but must not claim none match).
+    let mut matched = 0u64;
     let stdout = std::io::stdout();
     ctx.scan_pages(&full, |page| {
         let mut out = stdout.lock();
+        matched += page.len() as u64;
         for key in page {
             if printed >= limit {
                 break;
@@ -25,10 +28,11 @@ pub(crate) async fn run(ctx: &Context, args: &KeysArgs) -> anyhow::Result<u8> {
         }
         // One flush per SCAN page: keys appear as they are found.
         out.flush()?;
-        Ok(printed < limit)
+        // Go on while keys are wanted, or (with `--count 0`) until one is found.
+        Ok(printed < limit || matched == 0)
     })
     .await?;
-    if printed == 0 {
+    if matched == 0 {
         eprintln!("cachette: note: no keys match {full:?}");
     }
     Ok(exit::OK)

@@ -16,10 +16,14 @@ pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> anyhow::Result<u8> {
     let key = stats_key(ctx.prefix());
     let mut conn = ctx.redis().await?;
     if args.reset {
-        let removed: u64 = redis::cmd("DEL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
+        let removed: u64 = ctx
+            .reach(
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(cachette::Error::from),
+            )
             .with_context(|| format!("cannot delete {key:?}"))?;
         output::line(if removed > 0 {
             "OK"
@@ -28,10 +32,16 @@ pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> anyhow::Result<u8> {
         })?;
         return Ok(exit::OK);
     }
-    let fields: Vec<(String, String)> = redis::cmd("HGETALL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
+    // Through `cachette::Error` (one line, no source): a `redis` server error also reports
+    // itself as its own source, so `WRONGTYPE` would be printed twice.
+    let fields: Vec<(String, String)> = ctx
+        .reach(
+            redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(cachette::Error::from),
+        )
         .with_context(|| format!("cannot read {key:?}"))?;
     let mut published = Published::parse(fields);
     if let Some(filter) = &args.filter {

@@ -683,3 +683,39 @@ fn an_invalid_url_names_the_option_and_the_part() {
             .stderr(contains("--url").and(contains(part)));
     }
 }
+
+#[test]
+fn keys_with_count_zero_prints_nothing_but_does_not_claim_no_keys_match() {
+    let p = "t_keys0:";
+    server().cli(["SET", "t_keys0:user:1", "1"]);
+    cli(p, &["keys", "user:*", "-n", "0"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(contains("no keys match").not());
+    cli(p, &["keys", "nothing:*", "-n", "0"])
+        .assert()
+        .success()
+        .stderr(contains("no keys match"));
+}
+
+#[test]
+fn a_server_error_is_reported_once_and_not_as_unreachable() {
+    let p = "t_stwt:";
+    server().cli(["LPUSH", "t_stwt:__cachette:stats", "x"]);
+    let out = cli(p, &["stats"]).assert().failure().get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("WRONGTYPE").count(), 1, "{stderr}");
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+    // A key of another client that is not UTF-8 is neither a failure nor "unreachable".
+    server().cli(["SET", "t_stwt:user:1", "1"]);
+    {
+        use std::os::unix::ffi::OsStrExt;
+        server().cli([
+            std::ffi::OsStr::from_bytes(b"SET"),
+            std::ffi::OsStr::from_bytes(b"t_stwt:user:\xff"),
+            std::ffi::OsStr::from_bytes(b"1"),
+        ]);
+    }
+    assert_eq!(stdout_of(p, &["keys", "user:*"]), "user:1\n");
+}

@@ -320,6 +320,10 @@ impl Backend for CircuitBreaker {
         self.call(|| self.inner.delete_many(keys)).await
     }
 
+    async fn delete_raw(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        self.call(|| self.inner.delete_raw(keys)).await
+    }
+
     async fn exists(&self, key: &str) -> Result<bool> {
         self.call(|| self.inner.exists(key)).await
     }

@@ -223,4 +223,61 @@ mod tests {
         assert_eq!(human_bytes(512), "512B");
         assert_eq!(human_bytes(1_070_232), "1.02M");
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines that look like `INFO`: section headers, `field:value` pairs (keyspace ones
+        /// included, well-formed or not), blanks, and noise.
+        fn info_line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "# ?[A-Za-z]{0,12}",
+                "[a-z_]{1,16}:[ -~]{0,24}",
+                "db[0-9]{1,3}:keys=[0-9-]{0,20},expires=[0-9]{0,20},avg_ttl=[0-9x]{0,20}",
+                "db[0-9]{0,3}:[=,a-z0-9]{0,30}",
+                "[ \t\r]{0,3}",
+                "\\PC{0,40}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Arbitrary text never makes the parser panic, and every accessor answers.
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+                let info = ServerInfo::parse(&text);
+                let _ = (info.used_memory(), info.used_memory_human(), info.version());
+                let _ = info.keys_in_db(0);
+                prop_assert_eq!(info.raw.as_str(), text.as_str());
+            }
+
+            /// Arbitrary bytes (as a reply decoded lossily) never make it panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let text = String::from_utf8_lossy(&bytes);
+                let info = ServerInfo::parse(&text);
+                let _ = (info.used_memory(), info.version(), info.keys_in_db(u32::MAX));
+            }
+
+            /// INFO-shaped text: never panics, and a `field:value` line in a section is found.
+            #[test]
+            fn info_shaped_text_parses(
+                lines in proptest::collection::vec(info_line(), 0..40),
+                value in "[1-9][0-9]{0,12}",
+            ) {
+                let mut text = lines.join("\r\n");
+                text.push_str("\r\n# Fuzz\r\nfuzz_field:");
+                text.push_str(&value);
+                text.push_str("\r\n");
+                let info = ServerInfo::parse(&text);
+                let got = info.field("fuzz", "fuzz_field").map(|v| v.to_string());
+                prop_assert_eq!(got.as_deref(), Some(value.as_str()));
+                for db in 0..4 {
+                    let _ = info.keys_in_db(db);
+                }
+            }
+        }
+    }
 }

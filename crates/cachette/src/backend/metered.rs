@@ -269,6 +269,11 @@ impl<B: Backend> Backend for MeteredBackend<B> {
     async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
         metered!(self, "delete_pattern", self.inner.delete_pattern(pattern))
     }
+
+    async fn delete_raw(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        // Counted as `delete`, like `delete_many`: the same operation on keys that are not UTF-8.
+        metered!(self, "delete", self.inner.delete_raw(keys))
+    }
 }
 
 impl<B: Backend> From<B> for MeteredBackend<B> {

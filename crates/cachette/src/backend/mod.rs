@@ -67,6 +67,11 @@ pub struct ScanPage {
     /// Keys found in this step (full keys, prefix included). May contain keys seen before when
     /// the keyspace changes during the iteration, as with Redis.
     pub keys: Vec<String>,
+    /// Keys found in this step that are not valid UTF-8 (written by another client), as raw
+    /// bytes. They cannot be named through the `&str` API: [`Backend::delete_pattern`] removes
+    /// them with [`Backend::delete_raw`], and [`Backend::keys`] leaves them out (with a
+    /// warning). Always empty on backends whose keys are strings (memory).
+    pub non_utf8_keys: Vec<Vec<u8>>,
 }
 
 /// A storage engine that cachette can run on.
@@ -148,17 +153,46 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         Ok(())
     }
 
+    /// Removes keys given as raw bytes (the [`ScanPage::non_utf8_keys`] of a scan); returns
+    /// how many existed. Default, for backends whose keys are all strings: `Ok(0)` for no keys,
+    /// an [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error otherwise.
+    async fn delete_raw(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        if keys.is_empty() {
+            Ok(0)
+        } else {
+            Err(crate::error::Error::invalid(format!(
+                "the {} backend has no keys that are not UTF-8",
+                self.name()
+            )))
+        }
+    }
+
     /// Every key matching `pattern` (full keys, deduplicated, unordered).
+    ///
+    /// Keys that are not valid UTF-8 (only another client can write them) are left out, since
+    /// no `&str` can name them; a warning reports how many (with the first one escaped, as
+    /// `redis-cli` shows it). [`delete_pattern`](Self::delete_pattern) does remove them.
     async fn keys(&self, pattern: &str) -> Result<Vec<String>> {
         let mut seen = std::collections::HashSet::new();
+        let mut foreign = std::collections::HashSet::new();
         let mut cursor = 0;
         loop {
             let page = self.scan(cursor, pattern, SCAN_BATCH).await?;
             seen.extend(page.keys);
+            foreign.extend(page.non_utf8_keys);
             if page.cursor == 0 {
                 break;
             }
             cursor = page.cursor;
+        }
+        if let Some(example) = foreign.iter().next() {
+            tracing::warn!(
+                skipped = foreign.len(),
+                example = %example.escape_ascii(),
+                pattern,
+                "cachette: keys that are not UTF-8 match the pattern; they are not listed \
+                 (delete_pattern and clear remove them)"
+            );
         }
         Ok(seen.into_iter().collect())
     }
@@ -172,6 +206,9 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
             let page = self.scan(cursor, pattern, SCAN_BATCH).await?;
             for chunk in page.keys.chunks(SCAN_BATCH) {
                 removed += self.delete_many(chunk).await?;
+            }
+            for chunk in page.non_utf8_keys.chunks(SCAN_BATCH) {
+                removed += self.delete_raw(chunk).await?;
             }
             if page.cursor == 0 {
                 break;
@@ -199,6 +236,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     async fn delete_many(&self, keys: &[String]) -> Result<u64> {
         (**self).delete_many(keys).await
+    }
+    async fn delete_raw(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        (**self).delete_raw(keys).await
     }
     async fn exists(&self, key: &str) -> Result<bool> {
         (**self).exists(key).await

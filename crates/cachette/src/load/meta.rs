@@ -167,6 +167,10 @@ impl CacheManager {
         ttl: Option<Duration>,
         meta: Option<(Meta, Duration)>,
     ) -> Result<()> {
+        if let Err(e) = self.check_value_size(full, bytes.len()) {
+            self.counters().error();
+            return Err(e);
+        }
         let result = match (ttl, meta) {
             (Some(ttl), Some((meta, stale_ttl))) => {
                 let doc = meta.encode(&bytes);

@@ -56,8 +56,11 @@ const MULTIPLEXED_CONNECTIONS: usize = 1;
 ///
 /// Every operation returns [`Error`]: [`ErrorKind::Timeout`] or [`ErrorKind::Connection`] when
 /// the backend is slow or down (bounded by the command timeout), [`ErrorKind::Decode`] naming
-/// the key when a stored value does not decode, [`ErrorKind::InvalidInput`] for an empty key or
-/// a zero TTL. Nothing panics.
+/// the key when a stored value does not decode, [`ErrorKind::InvalidInput`] for an empty key,
+/// a zero TTL or a value larger than [`Config::max_value_bytes`] (naming the key and both
+/// sizes; nothing is sent). A server's error reply (`WRONGTYPE`, `NOPERM`, `OOM`, ...) or a
+/// reply of an unexpected type is [`ErrorKind::Backend`]: it never drops the connection and
+/// never counts toward the circuit breaker. Nothing panics.
 #[derive(Clone)]
 pub struct CacheManager {
     inner: Arc<Inner>,
@@ -83,6 +86,8 @@ struct Inner {
     /// The configuration, when the manager runs on the Redis server it names (for
     /// [`CacheManager::stats_publisher`]).
     redis_config: Option<Config>,
+    /// [`Config::max_value_bytes`], checked before every write.
+    max_value_bytes: usize,
 }
 
 enum FastPath {
@@ -241,6 +246,13 @@ impl CacheManagerBuilder {
     /// Time allowed to connect (default 1 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest encoded value a write may store ([`Config::max_value_bytes`], default
+    /// 32 MiB); a larger one fails with [`ErrorKind::InvalidInput`] before anything is sent.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_value_bytes = bytes;
         self
     }
 
@@ -412,6 +424,7 @@ impl CacheManagerBuilder {
                 leases,
                 breaker,
                 redis_config,
+                max_value_bytes: config.max_value_bytes,
             }),
         })
     }
@@ -455,6 +468,7 @@ impl CacheManager {
                 leases: Leases::Local,
                 breaker: None,
                 redis_config: None,
+                max_value_bytes: config.max_value_bytes,
             }),
         }
     }
@@ -551,6 +565,19 @@ impl CacheManager {
         Ok(self.full_key(key))
     }
 
+    /// Refuses a value larger than [`Config::max_value_bytes`] before it is sent: an
+    /// [`ErrorKind::InvalidInput`] error naming the key and both sizes.
+    pub(crate) fn check_value_size(&self, full: &str, len: usize) -> Result<()> {
+        let max = self.inner.max_value_bytes;
+        if len > max {
+            return Err(Error::invalid(format!(
+                "value of {len} bytes is larger than max_value_bytes ({max} bytes)"
+            ))
+            .with_key(full));
+        }
+        Ok(())
+    }
+
     /// Resolves a TTL policy against the default; rejects a zero TTL.
     pub fn resolve_ttl(&self, ttl: impl Into<Ttl>) -> Result<Option<Duration>> {
         match ttl.into().resolve(self.inner.default_ttl) {
@@ -636,6 +663,7 @@ impl CacheManager {
     }
 
     async fn write_raw(&self, full: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.check_value_size(&full, value.len())?;
         let result = self
             .inner
             .backend
@@ -658,6 +686,7 @@ impl CacheManager {
         let full = self.checked_key(key)?;
         let ttl = self.resolve_ttl(ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
+        self.check_value_size(&full, bytes.len())?;
         let result = self
             .inner
             .backend
@@ -844,6 +873,7 @@ impl CacheManager {
             .map(|(k, v)| {
                 let full = self.checked_key(k.as_ref())?;
                 let bytes = self.inner.codec.encode(&full, &v)?;
+                self.check_value_size(&full, bytes.len())?;
                 Ok((full, Bytes::from(bytes)))
             })
             .collect::<Result<Vec<_>>>()?;

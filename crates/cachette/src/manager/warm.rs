@@ -197,6 +197,7 @@ impl<'a> Warm<'a> {
             for (key, value) in chunk {
                 let item = self.cache.checked_key(key.as_ref()).and_then(|full| {
                     let bytes = self.cache.codec().encode(&full, &value)?;
+                    self.cache.check_value_size(&full, bytes.len())?;
                     Ok((full, Bytes::from(bytes)))
                 });
                 match item {

@@ -3,6 +3,9 @@
 //! - `conformance`: the behaviour of `CacheManager`, written once and run against every
 //!   backend (`memory`, `redis`), each Redis test on its own spawned `redis-server`.
 //! - `redis_failure`: server down at start, killed and restarted, paused.
+//! - `redis_errors`: errors that are not connection problems (a key that is not UTF-8,
+//!   `WRONGTYPE`, `NOPERM`, `OOM`, `ERR`, oversized values) keep the connection and the
+//!   circuit breaker closed.
 //! - `macros`: the attribute macros on every backend (the spec's usage examples);
 //!   `macros_keys`: golden keys; `macros_default`: the process-wide default manager;
 //!   `macros_failures`: `fallback_on_error` against a dead server; `macros_stampede`: the
@@ -24,6 +27,7 @@ mod macros_keys;
 mod macros_stampede;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod redis_errors;
 mod redis_failure;
 mod secrets;
 mod stampede;

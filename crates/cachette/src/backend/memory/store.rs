@@ -372,6 +372,7 @@ impl Inner {
                     return ScanPage {
                         cursor: ((shard as u64) << 32) | pos as u64,
                         keys,
+                        non_utf8_keys: Vec::new(),
                     };
                 }
                 work += 1;
@@ -385,7 +386,11 @@ impl Inner {
             shard += 1;
             pos = 0;
         }
-        ScanPage { cursor: 0, keys }
+        ScanPage {
+            cursor: 0,
+            keys,
+            non_utf8_keys: Vec::new(),
+        }
     }
 
     pub(super) fn info(&self) -> ServerInfo {

@@ -7,7 +7,9 @@
 //! timer per command, so a command gives up between 1x and about 1.25x the timeout (TLS
 //! connections keep a timer per command). A command that failed because the connection broke is retried once on a
 //! new connection (within a further command timeout), so a server restart costs callers at
-//! most one error.
+//! most one error. A command the server answered with an error (or with a reply of an
+//! unexpected type) is never retried and leaves the connection alone; see `classify` for how
+//! each `redis` error is sorted.
 
 mod connection;
 
@@ -167,14 +169,20 @@ impl RedisBackend {
     /// Runs one command, bounded by the command timeout, retrying once on a new connection if
     /// the connection had broken.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        self.exec("redis command", |mut conn| async move {
+        self.query_sized(cmd, 0).await
+    }
+
+    /// [`query`](Self::query) for a command that uploads a value of `payload` bytes (see
+    /// [`REFUSABLE_PAYLOAD`]).
+    async fn query_sized<T: FromRedisValue>(&self, cmd: &Cmd, payload: usize) -> Result<T> {
+        self.exec("redis command", payload, |mut conn| async move {
             cmd.query_async::<T>(&mut conn).await
         })
         .await
     }
 
-    async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
-        self.exec("redis pipeline", |mut conn| async move {
+    async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline, payload: usize) -> Result<T> {
+        self.exec("redis pipeline", payload, |mut conn| async move {
             pipe.query_async::<T>(&mut conn).await
         })
         .await
@@ -192,15 +200,19 @@ impl RedisBackend {
     /// future by value: every such layer copies the future (measured: a 64-way GET load spent
     /// 5 % of its time in `memmove` with three layers). The slow paths are boxed: they are
     /// rare, and keeping them out of line keeps this future small.
+    ///
+    /// `payload` is the size of the largest value the command uploads (0 for reads): a
+    /// command with a payload above [`REFUSABLE_PAYLOAD`] whose connection broke is never
+    /// resent (see [`refused_upload`]).
     #[inline]
-    async fn exec<T, F, Fut>(&self, what: &'static str, send: F) -> Result<T>
+    async fn exec<T, F, Fut>(&self, what: &'static str, payload: usize, send: F) -> Result<T>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let link = self.connection();
         let Some(live) = link.current() else {
-            return Box::pin(self.connect_then_send(what, link, &send)).await;
+            return Box::pin(self.connect_then_send(what, link, payload, &send)).await;
         };
         let attempt = match live.watch() {
             Some(watch) => {
@@ -213,7 +225,7 @@ impl RedisBackend {
                     .await
             }
         };
-        self.settle(what, link, live, attempt, &send).await
+        self.settle(what, link, live, payload, attempt, &send).await
     }
 
     /// What a finished attempt becomes: its result, a timeout (the connection is discarded),
@@ -223,6 +235,7 @@ impl RedisBackend {
         what: &'static str,
         link: &Reconnecting,
         live: Arc<Live>,
+        payload: usize,
         attempt: Attempt<T>,
         send: &F,
     ) -> Result<T>
@@ -231,9 +244,21 @@ impl RedisBackend {
         Fut: Future<Output = RedisResult<T>>,
     {
         match attempt {
-            Attempt::Done(Err(e)) if retryable(&e) => {
-                Box::pin(self.retry(what, link, live, e, send)).await
-            }
+            Attempt::Done(Err(e)) => match classify(&e) {
+                Failure::Broken => {
+                    if let Some(refused) = refused_upload(payload, &e) {
+                        link.discard(live.generation);
+                        return Err(refused);
+                    }
+                    Box::pin(self.retry(what, link, live, payload, e, send)).await
+                }
+                Failure::TimedOut => {
+                    link.discard(live.generation);
+                    Err(Error::from(e))
+                }
+                // The server answered: the connection is fine, and the command is not resent.
+                Failure::Refused | Failure::BadReply | Failure::Client => Err(Error::from(e)),
+            },
             Attempt::Done(result) => result.map_err(Error::from),
             Attempt::TimedOut => {
                 link.discard(live.generation);
@@ -248,6 +273,7 @@ impl RedisBackend {
         &self,
         what: &'static str,
         link: &Reconnecting,
+        payload: usize,
         send: &F,
     ) -> Result<T>
     where
@@ -263,6 +289,10 @@ impl RedisBackend {
         let attempt = live.timed(left, send(live.conn.clone())).await;
         match attempt {
             // A connection that breaks right after it was made is not retried.
+            Attempt::Done(Err(e)) if classify(&e) == Failure::Broken => {
+                link.discard(live.generation);
+                Err(refused_upload(payload, &e).unwrap_or_else(|| Error::from(e)))
+            }
             Attempt::Done(result) => result.map_err(Error::from),
             Attempt::TimedOut => {
                 link.discard(live.generation);
@@ -279,6 +309,7 @@ impl RedisBackend {
         what: &'static str,
         link: &Reconnecting,
         broken: Arc<Live>,
+        payload: usize,
         error: redis::RedisError,
         send: &F,
     ) -> Result<T>
@@ -289,12 +320,96 @@ impl RedisBackend {
         tracing::debug!(error = %error, "cachette: Redis connection broke; retrying on a new one");
         link.discard(broken.generation);
         drop(broken);
-        self.connect_then_send(what, link, send).await
+        self.connect_then_send(what, link, payload, send).await
     }
 }
 
-fn retryable(e: &redis::RedisError) -> bool {
-    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error()
+/// The largest value no Redis server can refuse for its size: `proto-max-bulk-len` cannot be
+/// set below 1 MiB.
+const REFUSABLE_PAYLOAD: usize = 1024 * 1024;
+
+/// A connection that broke while a command uploaded more than [`REFUSABLE_PAYLOAD`] bytes
+/// was most likely closed by the server because of that size (a value above its
+/// `proto-max-bulk-len` gets `-ERR Protocol error` and a closed connection). Resending would
+/// upload the value again for the same answer, and counting it would let one oversized value
+/// open the circuit breaker: such a failure is reported as [`ErrorKind::Backend`] and not
+/// retried (the broken connection is still replaced). `None` for smaller commands.
+fn refused_upload(payload: usize, e: &redis::RedisError) -> Option<Error> {
+    (payload > REFUSABLE_PAYLOAD).then(|| {
+        Error::new(
+            ErrorKind::Backend,
+            format!(
+                "Redis closed the connection while receiving a {payload}-byte value (above its \
+                 proto-max-bulk-len?); not resent: {}",
+                crate::error::redact(&e.to_string())
+            ),
+        )
+    })
+}
+
+/// What a failed `redis` call means: the single place where a [`redis::RedisError`] is
+/// sorted, for [`ErrorKind`], for the retry/reconnect decision and so for the circuit breaker
+/// (which counts only [`ErrorKind::Connection`] and [`ErrorKind::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The connection is unusable or could not be made (I/O error, dropped, refused, failed
+    /// handshake): [`ErrorKind::Connection`]. The connection is discarded and the command
+    /// retried once on a new one.
+    Broken,
+    /// An I/O timeout: [`ErrorKind::Timeout`]. The connection is discarded (not retried).
+    TimedOut,
+    /// The server answered with an error reply (`WRONGTYPE`, `NOPERM`, `OOM`, `ERR ...`,
+    /// `LOADING`, `READONLY`, ...): [`ErrorKind::Backend`]. The connection is healthy: kept,
+    /// not retried, not counted.
+    Refused,
+    /// The server answered, but not with a reply of the expected type, or one that could not
+    /// be parsed or decoded (a non-UTF-8 string, an integer out of range):
+    /// [`ErrorKind::Backend`]. Kept, not retried, not counted.
+    BadReply,
+    /// Refused on the client before anything was sent (an invalid command or client
+    /// setting): [`ErrorKind::Config`] for a client setting, [`ErrorKind::Backend`] otherwise.
+    /// Kept, not retried, not counted.
+    Client,
+}
+
+/// Sorts a [`redis::RedisError`] (see [`Failure`]). Exhaustive over the `redis` crate's
+/// error kinds that exist today; a kind added later is treated as a server answer (never a
+/// broken connection), so it can never take a healthy connection down or trip the breaker.
+pub(crate) fn classify(e: &redis::RedisError) -> Failure {
+    use redis::ErrorKind as K;
+    match e.kind() {
+        K::Io if e.is_timeout() => Failure::TimedOut,
+        K::Io => Failure::Broken,
+        // The handshake (AUTH/HELLO/SELECT) failed: no connection was made.
+        K::AuthenticationFailed => Failure::Broken,
+        // Topology errors (sentinel, cluster): no server to talk to.
+        K::ClusterConnectionNotFound
+        | K::MasterNameNotFoundBySentinel
+        | K::NoValidReplicasFoundBySentinel
+        | K::EmptySentinelList => Failure::Broken,
+        // `Parse` is what a reply conversion reports (`Vec<String>` from a non-UTF-8 key), not
+        // only a garbled stream; a garbled stream ends the driver, and the next command then
+        // sees a dropped connection (`Broken`) and is retried on a new one.
+        K::Parse | K::UnexpectedReturnType => Failure::BadReply,
+        K::Server(_) | K::Extension => Failure::Refused,
+        K::InvalidClientConfig | K::Client | K::RESP3NotSupported => Failure::Client,
+        _ => Failure::Refused,
+    }
+}
+
+impl Failure {
+    /// The [`ErrorKind`] a failure of this class becomes.
+    pub(crate) fn kind(self, e: &redis::RedisError) -> ErrorKind {
+        match self {
+            Failure::Broken => ErrorKind::Connection,
+            Failure::TimedOut => ErrorKind::Timeout,
+            Failure::Refused | Failure::BadReply => ErrorKind::Backend,
+            Failure::Client if e.kind() == redis::ErrorKind::InvalidClientConfig => {
+                ErrorKind::Config
+            }
+            Failure::Client => ErrorKind::Backend,
+        }
+    }
 }
 
 fn millis(ttl: Duration) -> u64 {
@@ -322,13 +437,14 @@ impl Backend for RedisBackend {
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.query::<()>(&set_cmd(key, &value, ttl)).await
+        self.query_sized::<()>(&set_cmd(key, &value, ttl), value.len())
+            .await
     }
 
     async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         let mut cmd = set_cmd(key, &value, ttl);
         cmd.arg("NX");
-        let reply: Option<String> = self.query(&cmd).await?;
+        let reply: Option<String> = self.query_sized(&cmd, value.len()).await?;
         Ok(reply.is_some())
     }
 
@@ -338,6 +454,13 @@ impl Backend for RedisBackend {
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(redis::cmd("UNLINK").arg(keys)).await
+    }
+
+    async fn delete_raw(&self, keys: &[Vec<u8>]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
@@ -384,7 +507,8 @@ impl Backend for RedisBackend {
     }
 
     async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
-        let (cursor, keys): (u64, Vec<String>) = self
+        // Keys as bytes: another client may have written keys that are not UTF-8.
+        let (cursor, raw): (u64, Vec<Vec<u8>>) = self
             .query(
                 redis::cmd("SCAN")
                     .arg(cursor)
@@ -394,12 +518,26 @@ impl Backend for RedisBackend {
                     .arg(count),
             )
             .await?;
-        Ok(ScanPage { cursor, keys })
+        let mut keys = Vec::with_capacity(raw.len());
+        let mut non_utf8_keys = Vec::new();
+        for key in raw {
+            match String::from_utf8(key) {
+                Ok(key) => keys.push(key),
+                Err(e) => non_utf8_keys.push(e.into_bytes()),
+            }
+        }
+        Ok(ScanPage {
+            cursor,
+            keys,
+            non_utf8_keys,
+        })
     }
 
     async fn info(&self) -> Result<ServerInfo> {
-        let text: String = self.query(&redis::cmd("INFO")).await?;
-        Ok(ServerInfo::parse(&text))
+        // As bytes: a reply that is not UTF-8 must not fail the call (nor look like a broken
+        // connection); the parser gets it with replacement characters.
+        let raw: Vec<u8> = self.query(&redis::cmd("INFO")).await?;
+        Ok(ServerInfo::parse(&String::from_utf8_lossy(&raw)))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -440,6 +578,138 @@ impl Backend for RedisBackend {
         for (key, value) in items {
             pipe.add_command(set_cmd(key, value, ttl)).ignore();
         }
-        self.pipeline::<()>(&pipe).await
+        let payload = items.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+        self.pipeline::<()>(&pipe, payload).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind as K, RedisError, ServerErrorKind as S};
+    use std::io;
+
+    fn general(kind: K) -> RedisError {
+        RedisError::from((kind, "test"))
+    }
+
+    /// Every `redis` error kind, sorted: only a broken or unreachable connection is
+    /// `Connection` (discarded, retried, counted), an I/O timeout is `Timeout`; every answer of
+    /// the server, every reply that does not convert and every client-side refusal keeps the
+    /// connection and is never counted by the breaker.
+    #[test]
+    fn every_redis_error_kind_is_sorted_explicitly() {
+        use Failure::*;
+        let table: Vec<(RedisError, Failure, ErrorKind)> = vec![
+            (general(K::Io), Broken, ErrorKind::Connection),
+            (
+                io::Error::from(io::ErrorKind::ConnectionReset).into(),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                io::Error::from(io::ErrorKind::ConnectionRefused).into(),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                io::Error::from(io::ErrorKind::UnexpectedEof).into(),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                io::Error::from(io::ErrorKind::TimedOut).into(),
+                TimedOut,
+                ErrorKind::Timeout,
+            ),
+            (
+                general(K::AuthenticationFailed),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                general(K::ClusterConnectionNotFound),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                general(K::MasterNameNotFoundBySentinel),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (
+                general(K::NoValidReplicasFoundBySentinel),
+                Broken,
+                ErrorKind::Connection,
+            ),
+            (general(K::EmptySentinelList), Broken, ErrorKind::Connection),
+            (general(K::Parse), BadReply, ErrorKind::Backend),
+            (
+                general(K::UnexpectedReturnType),
+                BadReply,
+                ErrorKind::Backend,
+            ),
+            (general(K::InvalidClientConfig), Client, ErrorKind::Config),
+            (general(K::Client), Client, ErrorKind::Backend),
+            (general(K::RESP3NotSupported), Client, ErrorKind::Backend),
+            (general(K::Extension), Refused, ErrorKind::Backend),
+            (
+                redis::make_extension_error("WRONGTYPE".into(), Some("list".into())),
+                Refused,
+                ErrorKind::Backend,
+            ),
+            (
+                redis::make_extension_error("OOM".into(), None),
+                Refused,
+                ErrorKind::Backend,
+            ),
+        ];
+        for (error, failure, kind) in table {
+            assert_eq!(classify(&error), failure, "{error:?}");
+            assert_eq!(Error::from(error.clone()).kind(), kind, "{error:?}");
+        }
+        for server in [
+            S::ResponseError,
+            S::ExecAbort,
+            S::BusyLoading,
+            S::NoScript,
+            S::Moved,
+            S::Ask,
+            S::TryAgain,
+            S::ClusterDown,
+            S::CrossSlot,
+            S::MasterDown,
+            S::ReadOnly,
+            S::NotBusy,
+            S::NoSub,
+            S::NoPerm,
+        ] {
+            let error = general(K::Server(server));
+            assert_eq!(classify(&error), Refused, "{server:?}");
+            assert_eq!(Error::from(error).kind(), ErrorKind::Backend);
+        }
+    }
+
+    /// What a reply that does not convert (a key that is not UTF-8 read as a `String`)
+    /// becomes: a bad reply, not a broken connection.
+    #[test]
+    fn a_reply_that_does_not_convert_is_a_bad_reply() {
+        let value = redis::Value::BulkString(vec![b'k', 0xff]);
+        let parse = redis::from_redis_value::<String>(value).unwrap_err();
+        let error = RedisError::from(parse);
+        assert_eq!(classify(&error), Failure::BadReply);
+        let value = redis::Value::SimpleString("PONG".into());
+        let parse = redis::from_redis_value::<i64>(value).unwrap_err();
+        assert_eq!(classify(&RedisError::from(parse)), Failure::BadReply);
+    }
+
+    #[test]
+    fn only_a_large_upload_is_taken_for_a_refusal() {
+        let reset: RedisError = io::Error::from(io::ErrorKind::ConnectionReset).into();
+        assert!(refused_upload(0, &reset).is_none());
+        assert!(refused_upload(REFUSABLE_PAYLOAD, &reset).is_none());
+        let e = refused_upload(REFUSABLE_PAYLOAD + 1, &reset).unwrap();
+        assert_eq!(e.kind(), ErrorKind::Backend);
+        assert!(e.to_string().contains("1048577-byte"), "{e}");
     }
 }
