@@ -207,15 +207,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<redis::RedisError> for Error {
-    fn from(err: redis::RedisError) -> Self {
-        // One classification for the kind, the retry decision and the breaker.
-        let kind = crate::backend::redis::classify(&err).kind(&err);
-        // redis errors never contain the password, but may contain the host; that is fine.
-        Error::new(kind, redact(&err.to_string()))
-    }
-}
-
 /// Removes `user:password@` from anything that looks like a URL: everything from a `://` to
 /// the last `@` before the next `://` becomes `***` (a password may hold any character, so no
 /// character is trusted to end it; this over-redacts rather than under-redacts).

@@ -99,7 +99,6 @@
 pub mod backend;
 pub mod codec;
 pub mod config;
-pub mod endpoint;
 pub mod error;
 pub mod glob;
 pub mod key;
@@ -120,7 +119,7 @@ pub use backend::{Backend, KeyTtl};
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState};
 pub use codec::Codec;
 pub use config::Config;
-pub use endpoint::RedisEndpoint;
+pub use config::RedisEndpoint;
 pub use error::{Error, ErrorKind, Result};
 pub use info::ServerInfo;
 pub use load::{LoadError, LoadOptions, Outcome};

@@ -17,7 +17,7 @@ use crate::backend::info::ServerInfo;
 use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, NullBackend, RedisBackend};
 use crate::codec::Codec;
 use crate::config::Config;
-use crate::endpoint::RedisEndpoint;
+use crate::config::RedisEndpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::coalesce::Flights;
 use crate::load::lease::Leases;

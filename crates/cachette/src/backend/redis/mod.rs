@@ -46,7 +46,7 @@ pub struct RedisOptions {
 impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
-            .field("url", &crate::endpoint::describe_url(&self.url))
+            .field("url", &crate::config::endpoint::describe_url(&self.url))
             .field("connections", &self.connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
@@ -580,6 +580,15 @@ impl Backend for RedisBackend {
         }
         let payload = items.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
         self.pipeline::<()>(&pipe, payload).await
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        // One classification for the kind, the retry decision and the breaker.
+        let kind = classify(&err).kind(&err);
+        // redis errors never contain the password, but may contain the host; that is fine.
+        Error::new(kind, crate::error::redact(&err.to_string()))
     }
 }
 

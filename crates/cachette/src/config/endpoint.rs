@@ -26,11 +26,11 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use crate::config::Secret;
+use super::Secret;
 use crate::error::{Error, Result};
 
 /// The default Redis port.
-pub const DEFAULT_PORT: u16 = 6379;
+pub(crate) const DEFAULT_PORT: u16 = 6379;
 
 /// How the server is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,458 @@
+//! Configuration: built-in defaults < `config.json` `"redis"` section < environment < code.
+//!
+//! [`Config::load`] reads `./config.json` (or the file named by `CACHETTE_CONFIG`) and the
+//! environment; the builder methods of [`crate::CacheManagerBuilder`] apply on top. When neither
+//! a URL, a host nor a port is named anywhere, the manager runs on the embedded memory backend.
+//!
+//! | field | `config.json` `"redis"` key | environment | default |
+//! |---|---|---|---|
+//! | enabled | `enabled` | `REDIS_ENABLED` | `true` |
+//! | url (decomposed into the parts below) | `url` | `REDIS_URL` | none |
+//! | host | `host` (or the URL's) | `REDIS_HOST` (or the URL's) | none (`localhost` if only a port is named) |
+//! | port | `port` (or the URL's) | `REDIS_PORT` (or the URL's) | `6379` |
+//! | tls | the URL's scheme (`rediss://`) | the URL's scheme | `false` |
+//! | socket | the URL's path (`redis+unix://`) | the URL's path | none |
+//! | db | `db` (or the URL's path) | `REDIS_DB` (or the URL's path) | `0` |
+//! | username (ACL) | `username` (or the URL's) | `REDIS_USERNAME` (or the URL's) | none |
+//! | password | `password` (or the URL's) | `REDIS_PASSWORD` (or the URL's) | none |
+//! | max_connections | `max_connections` | `REDIS_MAX_CONNECTIONS` | `50` |
+//! | default_ttl (s; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
+//! | key_prefix (never empty here) | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
+//! | connect timeout (ms) | `connect_timeout_ms` | `REDIS_CONNECT_TIMEOUT_MS` | `1000` |
+//! | command timeout (ms) | `command_timeout_ms` | `REDIS_COMMAND_TIMEOUT_MS` | `500` |
+//! | codec | `codec` | `CACHETTE_CODEC` | `"json"` |
+//! | memory backend entry bound | `memory_max_entries` | `CACHETTE_MEMORY_MAX_ENTRIES` | `100000` |
+//! | memory backend byte bound | `memory_max_bytes` | `CACHETTE_MEMORY_MAX_BYTES` | none |
+//! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
+//! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
+//! | largest value a write may store (bytes) | `max_value_bytes` | `CACHETTE_MAX_VALUE_BYTES` | `33554432` (32 MiB) |
+//!
+//! **Resolution, part by part.** Each layer (file, then environment, then code) changes only
+//! the fields it names. A URL ([`RedisEndpoint`] lists the accepted forms) is parsed where
+//! it enters and decomposed into host, port, tls, socket, db, username and password, replacing
+//! all of them; in the same layer, a part named separately (`REDIS_DB` beside `REDIS_URL`,
+//! `"db"` beside `"url"`) overrides the URL's part. So with a URL in `config.json`,
+//! `REDIS_DB`, `REDIS_PASSWORD`, `REDIS_USERNAME`, `REDIS_HOST` and `REDIS_PORT` each replace
+//! just that part and keep the rest, and the loaded [`Config`] reports what is used (its
+//! `url` is `None`). A host or port replaces a Unix socket. In code, a [`Config::url`] set
+//! directly wins over every part; `CacheManagerBuilder::url` decomposes like the file does.
+//!
+//! **Empty and invalid values.** An empty (or blank) environment variable is unset, all of
+//! them (`REDIS_PASSWORD` counts only `""` as empty: a password of spaces is kept). An empty
+//! `key_prefix` in the file is an error: an empty prefix shares the database with every other
+//! client, so it is only chosen in code (`CacheManagerBuilder::key_prefix("")`), and then
+//! `clear` refuses (see `CacheManager::delete_pattern_forced`). Every invalid value is an
+//! [`ErrorKind::Config`](crate::ErrorKind::Config) error at load time naming its source (the
+//! variable, or the file's path) and field: a URL that does not parse (naming the part:
+//! scheme, host, port, database, ..., without echoing the URL), a host with a space, a file
+//! whose top level is not an object, an unknown key in the `"redis"` section (with the closest
+//! known key: `did you mean "host"?`). Other top-level keys of the file are left to the
+//! application, and a UTF-8 byte order mark is skipped. Credentials (user name and password)
+//! never appear in `Debug` output, descriptions or errors.
+
+pub(crate) mod endpoint;
+mod secret;
+mod sources;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use self::endpoint::RedisEndpoint;
+use self::endpoint::{check_host, Transport};
+pub use self::secret::Secret;
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+
+/// Default number of seconds a value lives.
+pub const DEFAULT_TTL_SECS: u64 = 3600;
+/// Default key prefix.
+pub const DEFAULT_PREFIX: &str = "cache:";
+
+/// Everything a [`crate::CacheManager`] is built from.
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `false` turns caching off: decorated functions run their bodies uncached, and the
+    /// manager's operations succeed without effect (reads miss, writes store nothing, `clear`
+    /// deletes nothing); only [`CacheManager::ping`](crate::CacheManager::ping) reports it
+    /// (`false`, through an [`ErrorKind::Disabled`](crate::ErrorKind::Disabled) error of the
+    /// backend's `ping`).
+    pub enabled: bool,
+    /// A connection URL set in code (`redis://`, `rediss://`, `redis+unix://`; see
+    /// [`RedisEndpoint`]): when set it wins over every part below. [`Config::load`] never
+    /// leaves one here: a URL from the file or the environment is decomposed into the parts
+    /// (`host`, `port`, `db`, `username`, `password`, `tls`, `socket`), so that they report
+    /// what is used. Never printed (`Debug` shows it without credentials).
+    pub url: Option<String>,
+    /// Redis host (`localhost` when only a port is named).
+    pub host: Option<String>,
+    /// Redis port (`6379` when `None`).
+    pub port: Option<u16>,
+    /// Whether the TCP connection uses TLS (`rediss://`; crate feature `tls`).
+    pub tls: bool,
+    /// A Unix socket to connect to instead of `host`/`port` (`redis+unix://`).
+    pub socket: Option<PathBuf>,
+    /// Database number.
+    pub db: i64,
+    /// ACL user name (never printed, like the password).
+    pub username: Option<String>,
+    /// Password (never printed).
+    pub password: Option<Secret>,
+    /// Upper bound on connections to Redis. cachette multiplexes every call over a few
+    /// connections: it opens `min(max_connections, 2)`.
+    pub max_connections: usize,
+    /// TTL of writes that do not name one; `None` stores them without expiry.
+    pub default_ttl: Option<Duration>,
+    /// Prepended to every key.
+    pub key_prefix: String,
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for one operation, including a pending reconnect. Enforced per Redis
+    /// connection by a watchdog that samples every eighth of it, so an operation gives up
+    /// between 1x and about 1.25x this long; one whose connection broke is retried once
+    /// within one more timeout.
+    pub command_timeout: Duration,
+    /// Value encoding.
+    pub codec: Codec,
+    /// Entry bound of the memory backend.
+    pub memory_max_entries: Option<u64>,
+    /// Byte bound of the memory backend.
+    pub memory_max_bytes: Option<u64>,
+    /// Consecutive Redis failures (connection errors, timeouts) after which the circuit
+    /// breaker opens and cache calls fail fast; `0` turns the breaker off.
+    pub breaker_failures: u32,
+    /// How long the circuit stays open before one call probes the server again.
+    pub breaker_open: Duration,
+    /// The largest encoded value a write may store, in bytes (default
+    /// [`DEFAULT_MAX_VALUE_BYTES`], 32 MiB). Every write path (`set`, `set_raw`, `set_nx`,
+    /// `set_many`, warming, read-through stores) checks it before sending, on every backend:
+    /// a larger value fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// naming the key and both sizes, and nothing is sent.
+    pub max_value_bytes: usize,
+}
+
+/// The default of [`Config::max_value_bytes`]: 32 MiB. A sixteenth of Redis's default
+/// `proto-max-bulk-len` (512 MiB, above which the server refuses a value and closes the
+/// connection), and small enough to upload within the default 500 ms command timeout on a
+/// 1 Gbit/s link (~270 ms); a larger upload would end as a misleading timeout there.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 32 * 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            url: None,
+            host: None,
+            port: None,
+            tls: false,
+            socket: None,
+            db: 0,
+            username: None,
+            password: None,
+            max_connections: 50,
+            default_ttl: Some(Duration::from_secs(DEFAULT_TTL_SECS)),
+            key_prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: Duration::from_millis(1000),
+            command_timeout: Duration::from_millis(500),
+            codec: Codec::Json,
+            memory_max_entries: Some(100_000),
+            memory_max_bytes: None,
+            breaker_failures: 5,
+            breaker_open: Duration::from_millis(1000),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("enabled", &self.enabled)
+            .field(
+                "url",
+                &self
+                    .url
+                    .as_deref()
+                    .map(|url| match RedisEndpoint::parse(url) {
+                        Ok(endpoint) => endpoint.to_string(),
+                        Err(_) => "<invalid URL>".to_owned(),
+                    }),
+            )
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("socket", &self.socket)
+            .field("db", &self.db)
+            .field("username", &self.username.as_ref().map(|_| Secret::new("")))
+            .field("password", &self.password)
+            .field("max_connections", &self.max_connections)
+            .field("default_ttl", &self.default_ttl)
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("codec", &self.codec)
+            .field("memory_max_entries", &self.memory_max_entries)
+            .field("memory_max_bytes", &self.memory_max_bytes)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_open", &self.breaker_open)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish()
+    }
+}
+
+/// The environment variables [`Config::load`] reads.
+pub const ENV_VARS: &[&str] = &[
+    "REDIS_ENABLED",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_DB",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_MAX_CONNECTIONS",
+    "REDIS_DEFAULT_TTL",
+    "REDIS_KEY_PREFIX",
+    "REDIS_CONNECT_TIMEOUT_MS",
+    "REDIS_COMMAND_TIMEOUT_MS",
+    "CACHETTE_CODEC",
+    "CACHETTE_MEMORY_MAX_ENTRIES",
+    "CACHETTE_MEMORY_MAX_BYTES",
+    "CACHETTE_BREAKER_FAILURES",
+    "CACHETTE_BREAKER_OPEN_MS",
+    "CACHETTE_MAX_VALUE_BYTES",
+];
+
+impl Config {
+    /// Defaults, then `config.json` (`./config.json`, or the path in `CACHETTE_CONFIG`, which
+    /// must then exist), then the environment.
+    ///
+    /// # Errors
+    /// A malformed file or an invalid value, naming its source and field.
+    pub fn load() -> Result<Config> {
+        let file = match std::env::var_os("CACHETTE_CONFIG") {
+            Some(path) if !path.is_empty() => Some((PathBuf::from(path), true)),
+            _ => Some((PathBuf::from("config.json"), false)),
+        };
+        Config::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with an explicit file (`(path, must_exist)`) and environment lookup,
+    /// for tests and for programs that keep their settings elsewhere.
+    pub fn load_from(
+        file: Option<(PathBuf, bool)>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let mut config = Config::default();
+        if let Some((path, must_exist)) = file {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => config.apply_json(&path, &text)?,
+                Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::config(
+                        &format!("config file {}", path.display()),
+                        "file",
+                        e,
+                    ))
+                }
+            }
+        }
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    /// Replaces every part of the endpoint (transport, host, port, db, credentials) by those
+    /// of `endpoint`, and clears [`Config::url`]: this is how a URL from any source is applied.
+    pub fn apply_endpoint(&mut self, endpoint: RedisEndpoint) {
+        self.url = None;
+        match endpoint.transport {
+            Transport::Tcp { host, port, tls } => {
+                self.host = Some(host);
+                self.port = Some(port);
+                self.tls = tls;
+                self.socket = None;
+            }
+            Transport::Unix(path) => {
+                self.host = None;
+                self.port = None;
+                self.tls = false;
+                self.socket = Some(path);
+            }
+        }
+        self.db = endpoint.db;
+        self.username = endpoint.username;
+        self.password = endpoint.password;
+    }
+
+    /// Parses a [`Config::url`] set in code into the parts (it then wins over every part).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the part of the URL that is wrong.
+    pub(crate) fn decompose_url(&mut self) -> Result<()> {
+        if let Some(url) = self.url.take() {
+            self.apply_endpoint(RedisEndpoint::parse_from(&url, "code", "url")?);
+        }
+        Ok(())
+    }
+
+    /// The Redis server this configuration names (from [`Config::url`] if it is set, else from
+    /// the parts), or `None` for the memory backend.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an invalid URL or host set in code.
+    pub fn endpoint(&self) -> Result<Option<RedisEndpoint>> {
+        if let Some(url) = &self.url {
+            return RedisEndpoint::parse_from(url, "code", "url").map(Some);
+        }
+        if !self.uses_redis() {
+            return Ok(None);
+        }
+        let transport = match &self.socket {
+            Some(path) => Transport::Unix(path.clone()),
+            None => Transport::Tcp {
+                host: match &self.host {
+                    Some(h) => check_host(h).map_err(|m| Error::config("code", "host", m))?,
+                    None => "localhost".to_owned(),
+                },
+                port: match self.port {
+                    Some(0) => return Err(Error::config("code", "port", "must be 1-65535")),
+                    Some(p) => p,
+                    None => self::endpoint::DEFAULT_PORT,
+                },
+                tls: self.tls,
+            },
+        };
+        let mut endpoint = RedisEndpoint::tcp("localhost", self::endpoint::DEFAULT_PORT);
+        endpoint.transport = transport;
+        endpoint.db = self.db;
+        endpoint.username = self.username.clone();
+        endpoint.password = self.password.clone();
+        Ok(Some(endpoint))
+    }
+
+    /// Checks the values that no parser checked (e.g. those set in code).
+    pub fn validate(&self) -> Result<()> {
+        if self.default_ttl == Some(Duration::ZERO) {
+            return Err(Error::config(
+                "code",
+                "default_ttl",
+                "must be positive (use None for no expiry)",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::config("code", "max_connections", "must be positive"));
+        }
+        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::config(
+                "code",
+                "timeout",
+                "timeouts must be positive",
+            ));
+        }
+        if self.breaker_failures > 0 && self.breaker_open.is_zero() {
+            return Err(Error::config(
+                "code",
+                "breaker_open",
+                "must be positive while the breaker is on",
+            ));
+        }
+        if self.db < 0 {
+            return Err(Error::config("code", "db", "must be non-negative"));
+        }
+        if self.max_value_bytes == 0 {
+            return Err(Error::config("code", "max_value_bytes", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Whether a Redis server is named (URL, host or port); otherwise the memory backend runs.
+    pub fn uses_redis(&self) -> bool {
+        self.url.is_some() || self.host.is_some() || self.port.is_some() || self.socket.is_some()
+    }
+
+    /// The connection URL, credentials included, when Redis is named.
+    #[deprecated(
+        since = "0.1.0",
+        note = "a URL string carries the password into whatever formats it: use Config::endpoint"
+    )]
+    pub fn redis_url(&self) -> Option<String> {
+        let endpoint = self.endpoint().ok()??;
+        let (scheme, host, port) = match &endpoint.transport {
+            Transport::Tcp { host, port, tls } => (
+                if *tls { "rediss" } else { "redis" },
+                if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                },
+                *port,
+            ),
+            Transport::Unix(path) => {
+                let mut url = format!("redis+unix://{}?db={}", path.display(), endpoint.db);
+                if let Some(u) = &endpoint.username {
+                    url.push_str(&format!("&user={}", encode_userinfo(u)));
+                }
+                if let Some(p) = &endpoint.password {
+                    url.push_str(&format!("&pass={}", encode_userinfo(p.expose())));
+                }
+                return Some(url);
+            }
+        };
+        let auth = match (&endpoint.username, &endpoint.password) {
+            (Some(u), Some(p)) => {
+                format!("{}:{}@", encode_userinfo(u), encode_userinfo(p.expose()))
+            }
+            (None, Some(p)) => format!(":{}@", encode_userinfo(p.expose())),
+            (Some(u), None) => format!("{}@", encode_userinfo(u)),
+            (None, None) => String::new(),
+        };
+        Some(format!("{scheme}://{auth}{host}:{port}/{}", endpoint.db))
+    }
+
+    /// A one-line description without credentials (`redis://***@127.0.0.1:6379/0`, `memory`).
+    pub fn describe_backend(&self) -> String {
+        match self.endpoint() {
+            Ok(Some(endpoint)) => endpoint.to_string(),
+            Ok(None) => "memory".to_owned(),
+            Err(_) => "an invalid Redis endpoint".to_owned(),
+        }
+    }
+}
+
+/// The keys of the `"redis"` section of `config.json`.
+pub const JSON_FIELDS: &[&str] = &[
+    "enabled",
+    "url",
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "max_connections",
+    "default_ttl",
+    "key_prefix",
+    "connect_timeout_ms",
+    "command_timeout_ms",
+    "codec",
+    "memory_max_entries",
+    "memory_max_bytes",
+    "breaker_failures",
+    "breaker_open_ms",
+    "max_value_bytes",
+];
+
+/// Percent-encodes the characters that would break the userinfo part of a URL.
+fn encode_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
