@@ -53,6 +53,7 @@
 
 mod binary;
 mod builder;
+mod cluster;
 mod error;
 mod process;
 mod resp;
@@ -61,6 +62,7 @@ mod url;
 
 pub use binary::redis_available;
 pub use builder::RedisServerBuilder;
+pub use cluster::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 pub use error::{SpawnError, SpawnErrorKind};
 pub use server::RedisServer;
 

@@ -301,3 +301,78 @@ fn server_dies_with_the_test_process() {
         dir.display()
     );
 }
+
+/// A 3-primary cluster comes up within the budget with every slot served, each node answers
+/// as a cluster node, a key written through one node's owner is read back from it, and a
+/// killed node comes back into the cluster.
+#[test]
+fn cluster_starts_serves_every_slot_and_survives_a_restart() {
+    if !redis_available() {
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let started = Instant::now();
+    let cluster = crate::RedisCluster::new();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "cluster start took {took:?}"
+    );
+    assert_eq!(cluster.nodes().len(), 3);
+    assert_eq!(cluster.primaries(), vec![0, 1, 2]);
+    for i in 0..3 {
+        let info = cluster.cli(i, ["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_state:ok"), "{info}");
+        assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
+        assert!(cluster.node(i).port() < 55535);
+    }
+    // Slot 0 and slot 16383 are owned by different primaries.
+    let first = cluster.owner_of_slot(0).unwrap();
+    let last = cluster.owner_of_slot(16383).unwrap();
+    assert_ne!(first, last);
+    // "{a}" hashes to slot 15495; the owner accepts it, another node redirects.
+    let owner = cluster.owner_of_slot(15495).unwrap();
+    assert_eq!(cluster.cli(owner, ["SET", "{a}x", "1"]), "OK");
+    let other = (owner + 1) % 3;
+    assert!(cluster
+        .cli(other, ["GET", "{a}x"])
+        .starts_with("MOVED 15495"));
+    // A killed node is gone; restarted, it rejoins (empty) and the cluster is ok again.
+    let pid = cluster.node(owner).pid().unwrap();
+    cluster.node(owner).kill();
+    assert!(!is_alive(pid));
+    cluster.node(owner).restart();
+    cluster.wait_ok(Duration::from_secs(10)).unwrap();
+    assert_eq!(cluster.cli(owner, ["GET", "{a}x"]), "");
+    let pids: Vec<u32> = cluster.nodes().iter().map(|n| n.pid().unwrap()).collect();
+    drop(cluster);
+    assert!(
+        pids.iter().all(|&p| !is_alive(p)),
+        "every node is killed on drop"
+    );
+}
+
+/// The 3+3 variant: three primaries, three replicas, and a replica takes over a killed primary.
+#[test]
+fn cluster_with_replicas_promotes_a_replica() {
+    if !redis_available() {
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let cluster = crate::RedisCluster::with_replicas();
+    assert_eq!(cluster.nodes().len(), 6);
+    let primaries = cluster.primaries();
+    assert_eq!(primaries.len(), 3);
+    let victim = primaries[0];
+    cluster.node(victim).kill();
+    let recovered = cluster.wait_recovered(Duration::from_secs(15));
+    let survivor = (victim + 1) % 6;
+    assert!(
+        recovered,
+        "no replica took over: {}",
+        cluster.cli(survivor, ["CLUSTER", "NODES"])
+    );
+    let now = cluster.primaries();
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(!now.contains(&victim));
+}

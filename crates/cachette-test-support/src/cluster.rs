@@ -1,0 +1,365 @@
+//! [`RedisCluster`]: a real local Redis Cluster made of [`RedisServer`]s.
+
+use std::fmt;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{SpawnError, SpawnErrorKind};
+use crate::server::RedisServer;
+
+/// The cluster node timeout given to every node (ms): failures are detected, and replicas
+/// promoted, about this long after a primary dies.
+pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 2000;
+
+/// How long [`RedisCluster::spawn`] waits for `cluster_state:ok` on every node.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many times a node is started again when its port (or its bus port) was taken.
+const NODE_ATTEMPTS: usize = 4;
+
+/// A local Redis Cluster on `127.0.0.1`: `primaries` primaries and `replicas` replicas of each,
+/// every node a [`RedisServer`] (its own process, port below 55535 so that the bus port
+/// `port + 10000` exists, its own temporary directory holding its `nodes.conf`), started with
+/// `--cluster-enabled yes --cluster-node-timeout 2000`, joined with
+/// `redis-cli --cluster create ... --cluster-yes`, and returned once every node reports
+/// `cluster_state:ok` with all 16384 slots assigned. Dropping it kills every node.
+///
+/// Each node can be killed, restarted (same port, same `nodes.conf`: it rejoins the cluster,
+/// without data) or paused through [`RedisCluster::node`].
+///
+/// ```no_run
+/// use cachette_test_support::RedisCluster;
+///
+/// let cluster = RedisCluster::new(); // 3 primaries
+/// let seeds = cluster.seeds_csv(); // "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
+/// assert_eq!(cluster.cli(0, ["CLUSTER", "INFO"]).contains("cluster_state:ok"), true);
+/// # let _ = seeds;
+/// ```
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    replicas: usize,
+}
+
+impl RedisCluster {
+    /// Starts `primaries` primaries with `replicas` replicas each and waits until the cluster
+    /// is up (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// A node cannot start (see [`RedisServer::spawn`]), `redis-cli --cluster create` fails
+    /// ([`SpawnErrorKind::ExitedEarly`], with its output), or the cluster is not `ok` on every
+    /// node within 20 s ([`SpawnErrorKind::Timeout`], with the first node's log).
+    pub fn spawn(primaries: usize, replicas: usize) -> Result<Self, SpawnError> {
+        if primaries < 3 {
+            return Err(SpawnError::new(
+                SpawnErrorKind::InvalidConfig,
+                "a Redis Cluster needs at least 3 primaries",
+            ));
+        }
+        let count = primaries * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
+            nodes.push(spawn_node()?);
+        }
+        let cluster = RedisCluster { nodes, replicas };
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(cluster.seeds());
+        args.extend([
+            "--cluster-replicas".into(),
+            replicas.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        let out = cluster.nodes[0]
+            .cli_output(&args)
+            .map_err(|e| SpawnError::io("running redis-cli --cluster create", e))?;
+        if !out.status.success() {
+            return Err(SpawnError::new(
+                SpawnErrorKind::ExitedEarly,
+                format!(
+                    "redis-cli --cluster create failed ({}): {}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ));
+        }
+        cluster.wait_ok(READY_TIMEOUT)?;
+        Ok(cluster)
+    }
+
+    /// Three primaries, no replicas; panics with the error (for tests).
+    ///
+    /// # Panics
+    ///
+    /// If the cluster cannot be started.
+    #[must_use]
+    #[allow(clippy::new_without_default)] // `Default` spawning processes would surprise.
+    pub fn new() -> Self {
+        match Self::spawn(3, 0) {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("cachette-test-support: could not start a Redis Cluster: {e}"),
+        }
+    }
+
+    /// Three primaries with one replica each; panics with the error (for tests).
+    ///
+    /// # Panics
+    ///
+    /// If the cluster cannot be started.
+    #[must_use]
+    pub fn with_replicas() -> Self {
+        match Self::spawn(3, 1) {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("cachette-test-support: could not start a Redis Cluster: {e}"),
+        }
+    }
+
+    /// Every node, in the order given to `redis-cli --cluster create` (primaries first, as that
+    /// command assigns them; [`primaries`](Self::primaries) tells who is primary now).
+    #[must_use]
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Node `i` (see [`nodes`](Self::nodes)).
+    ///
+    /// # Panics
+    ///
+    /// If there is no node `i`.
+    #[must_use]
+    pub fn node(&self, i: usize) -> &RedisServer {
+        &self.nodes[i]
+    }
+
+    /// Replicas per primary this cluster was created with.
+    #[must_use]
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// `"127.0.0.1:PORT"` of every node.
+    #[must_use]
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
+    /// [`seeds`](Self::seeds) joined with commas (the `REDIS_CLUSTER_NODES` form).
+    #[must_use]
+    pub fn seeds_csv(&self) -> String {
+        self.seeds().join(",")
+    }
+
+    /// `redis-cli` on node `i` (see [`RedisServer::cli`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::cli`].
+    pub fn cli<I>(&self, i: usize, args: I) -> String
+    where
+        I: IntoIterator,
+        I::Item: AsRef<std::ffi::OsStr>,
+    {
+        self.nodes[i].cli(args)
+    }
+
+    /// Indices of the running nodes that are primaries now (`ROLE` says `master`).
+    #[must_use]
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.role(i).as_deref() == Some("master"))
+            .collect()
+    }
+
+    /// The index of the running node that owns `slot` now, from that node's own view.
+    #[must_use]
+    pub fn owner_of_slot(&self, slot: u16) -> Option<usize> {
+        self.primaries().into_iter().find(|&i| self.owns(i, slot))
+    }
+
+    /// Node `i`'s cluster id (`CLUSTER MYID`).
+    ///
+    /// # Panics
+    ///
+    /// If the node does not answer.
+    #[must_use]
+    pub fn node_id(&self, i: usize) -> String {
+        self.cli(i, ["CLUSTER", "MYID"])
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and `cluster_slots_ok:16384`
+    /// and knows every other node.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnErrorKind::Timeout`] with the last `CLUSTER INFO` seen.
+    pub fn wait_ok(&self, timeout: Duration) -> Result<(), SpawnError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let mut all_ok = true;
+            for (i, node) in self.nodes.iter().enumerate() {
+                if !node.is_running() {
+                    continue;
+                }
+                let info = self.cli_ok(i, ["CLUSTER", "INFO"]).unwrap_or_default();
+                let known = format!("cluster_known_nodes:{}", self.nodes.len());
+                // A replica counts once its first sync is done (it can then take over).
+                let synced = self.cli_ok(i, ["INFO", "replication"]).is_some_and(|r| {
+                    r.contains("role:master") || r.contains("master_link_status:up")
+                });
+                if !(info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && info.contains(&known)
+                    && synced)
+                {
+                    all_ok = false;
+                    last = format!("node {i} (port {}): {info}", node.port());
+                    break;
+                }
+            }
+            if all_ok {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(SpawnError::new(
+                    SpawnErrorKind::Timeout,
+                    format!("the cluster was not ok within {timeout:?}; last: {last}"),
+                )
+                .with_log(self.nodes[0].log()));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every slot is owned by a running primary (after a kill, a replica has
+    /// been promoted) and the running nodes report `cluster_state:ok`, up to `timeout`;
+    /// returns whether they do.
+    #[must_use]
+    pub fn wait_recovered(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let owned: usize = self
+                .primaries()
+                .into_iter()
+                .map(|i| self.own_slot_count(i))
+                .sum();
+            let ok = owned == 16384
+                && (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].is_running())
+                    .all(|i| {
+                        self.cli_ok(i, ["CLUSTER", "INFO"]).is_some_and(|info| {
+                            info.contains("cluster_state:ok")
+                                && info.contains("cluster_slots_ok:16384")
+                        })
+                    });
+            if ok || Instant::now() >= deadline {
+                return ok;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn role(&self, i: usize) -> Option<String> {
+        if !self.nodes[i].is_running() {
+            return None;
+        }
+        let out = self.cli_ok(i, ["ROLE"])?;
+        out.lines().next().map(str::to_owned)
+    }
+
+    fn owns(&self, i: usize, slot: u16) -> bool {
+        self.own_ranges(i)
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&slot))
+    }
+
+    fn own_slot_count(&self, i: usize) -> usize {
+        self.own_ranges(i)
+            .iter()
+            .map(|(a, b)| usize::from(b.saturating_sub(*a)) + 1)
+            .sum()
+    }
+
+    /// The slot ranges node `i` says it owns (its `myself` line of `CLUSTER NODES`).
+    fn own_ranges(&self, i: usize) -> Vec<(u16, u16)> {
+        let Some(out) = self.cli_ok(i, ["CLUSTER", "NODES"]) else {
+            return Vec::new();
+        };
+        let Some(line) = out
+            .lines()
+            .find(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("myself")))
+        else {
+            return Vec::new();
+        };
+        line.split(' ')
+            .skip(8)
+            .filter(|range| !range.starts_with('['))
+            .filter_map(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?))
+            })
+            .collect()
+    }
+
+    /// `redis-cli` output when it ran and succeeded.
+    fn cli_ok<I>(&self, i: usize, args: I) -> Option<String>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<std::ffi::OsStr>,
+    {
+        let out = self.nodes[i].cli_output(args).ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    }
+}
+
+/// One node, retried on a fresh port when its port or its bus port was taken.
+fn spawn_node() -> Result<RedisServer, SpawnError> {
+    let mut last = None;
+    for _ in 0..NODE_ATTEMPTS {
+        let spawned = RedisServer::builder()
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &CLUSTER_NODE_TIMEOUT_MS.to_string(),
+                // A node whose replica is gone still serves its slots.
+                "--cluster-require-full-coverage",
+                "no",
+                // Replicas sync at once (the default waits 5 s for more replicas), and one
+                // always takes over a failed primary, however old its data.
+                "--repl-diskless-sync-delay",
+                "0",
+                "--cluster-replica-validity-factor",
+                "0",
+            ])
+            .spawn();
+        match spawned {
+            Ok(node) => return Ok(node),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    SpawnErrorKind::PortInUse | SpawnErrorKind::ExitedEarly
+                ) =>
+            {
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| SpawnError::new(SpawnErrorKind::PortInUse, "no node started")))
+}
+
+impl fmt::Debug for RedisCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCluster")
+            .field("nodes", &self.seeds())
+            .field("replicas", &self.replicas)
+            .finish()
+    }
+}
