@@ -26,6 +26,11 @@
 //! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //! | largest value a write may store (bytes) | `max_value_bytes` | `CACHETTE_MAX_VALUE_BYTES` | `33554432` (32 MiB) |
+//! | Redis Cluster seed nodes (`host:port`; a list, or one comma-separated string) | `cluster_nodes` | `REDIS_CLUSTER_NODES` (comma-separated) | none |
+//!
+//! **Redis Cluster.** When `cluster_nodes` names at least one seed, the manager runs on the
+//! cluster backend ([`crate::backend::cluster`]); the seeds take the place of `url`/`host`/
+//! `port`, which then only lend their user name, password and TLS setting (`db` must be 0).
 //!
 //! **Resolution, part by part.** Each layer (file, then environment, then code) changes only
 //! the fields it names. A URL ([`RedisEndpoint`] lists the accepted forms) is parsed where
@@ -50,6 +55,7 @@
 //! application, and a UTF-8 byte order mark is skipped. Credentials (user name and password)
 //! never appear in `Debug` output, descriptions or errors.
 
+mod cluster;
 pub(crate) mod endpoint;
 mod secret;
 mod sources;
@@ -130,6 +136,10 @@ pub struct Config {
     /// a larger value fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
     /// naming the key and both sizes, and nothing is sent.
     pub max_value_bytes: usize,
+    /// Redis Cluster seed nodes (`host:port`, or comma-separated lists of them). When not
+    /// empty the manager runs on the cluster backend, which discovers the rest of the
+    /// cluster from these; the user name, password and TLS setting above apply to every node.
+    pub cluster_nodes: Vec<String>,
 }
 
 /// The default of [`Config::max_value_bytes`]: 32 MiB. A sixteenth of Redis's default
@@ -161,6 +171,7 @@ impl Default for Config {
             breaker_failures: 5,
             breaker_open: Duration::from_millis(1000),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            cluster_nodes: Vec::new(),
         }
     }
 }
@@ -197,6 +208,7 @@ impl fmt::Debug for Config {
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_open", &self.breaker_open)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("cluster_nodes", &self.cluster_nodes)
             .finish()
     }
 }
@@ -221,6 +233,7 @@ pub const ENV_VARS: &[&str] = &[
     "CACHETTE_BREAKER_FAILURES",
     "CACHETTE_BREAKER_OPEN_MS",
     "CACHETTE_MAX_VALUE_BYTES",
+    "REDIS_CLUSTER_NODES",
 ];
 
 impl Config {
@@ -411,6 +424,9 @@ impl Config {
 
     /// A one-line description without credentials (`redis://***@127.0.0.1:6379/0`, `memory`).
     pub fn describe_backend(&self) -> String {
+        if self.uses_cluster() {
+            return self.describe_cluster();
+        }
         match self.endpoint() {
             Ok(Some(endpoint)) => endpoint.to_string(),
             Ok(None) => "memory".to_owned(),
@@ -439,6 +455,7 @@ pub const JSON_FIELDS: &[&str] = &[
     "breaker_failures",
     "breaker_open_ms",
     "max_value_bytes",
+    "cluster_nodes",
 ];
 
 /// Percent-encodes the characters that would break the userinfo part of a URL.

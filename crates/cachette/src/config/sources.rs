@@ -113,6 +113,19 @@ impl Config {
                     }
                     self.key_prefix = prefix.to_owned();
                 }
+                "cluster_nodes" => {
+                    let items: Vec<&str> = match value {
+                        Value::Null => Vec::new(),
+                        Value::String(s) => vec![s.as_str()],
+                        Value::Array(items) => items
+                            .iter()
+                            .map(|v| v.as_str().ok_or(()))
+                            .collect::<std::result::Result<_, ()>>()
+                            .map_err(|()| bad("expected a list of \"host:port\" strings"))?,
+                        _ => return Err(bad("expected a list of \"host:port\" strings")),
+                    };
+                    self.cluster_nodes = cluster::parse_nodes(items).map_err(|m| bad(&m))?;
+                }
                 "connect_timeout_ms" => {
                     self.connect_timeout = positive_ms(value.as_u64())
                         .ok_or_else(|| bad("expected a positive number of milliseconds"))?
@@ -239,6 +252,10 @@ impl Config {
         // code only (`CacheManagerBuilder::key_prefix("")`).
         if let Some(v) = get("REDIS_KEY_PREFIX") {
             self.key_prefix = v;
+        }
+        if let Some(v) = get("REDIS_CLUSTER_NODES") {
+            self.cluster_nodes =
+                cluster::parse_nodes([v.as_str()]).map_err(|m| bad("REDIS_CLUSTER_NODES", &m))?;
         }
         if let Some(v) = get("REDIS_CONNECT_TIMEOUT_MS") {
             self.connect_timeout = positive_ms(v.trim().parse().ok()).ok_or_else(|| {

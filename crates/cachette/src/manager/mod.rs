@@ -185,6 +185,19 @@ impl CacheManagerBuilder {
         self
     }
 
+    /// Runs on the Redis Cluster reached through these seed nodes (`"host:port"` each, or
+    /// comma-separated lists); replaces the configured ones. The user name, password and TLS
+    /// setting of the configuration (or of a [`url`](Self::url)) apply to every node. An
+    /// empty list goes back to the standalone/memory choice.
+    pub fn cluster_nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.cluster_nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Connects to the Redis server `endpoint` (as [`url`](Self::url), already parsed).
     pub fn endpoint(mut self, endpoint: RedisEndpoint) -> Self {
         self.config.apply_endpoint(endpoint);
