@@ -7,6 +7,7 @@
 //! backend overrides with single round trips.
 
 pub mod breaker;
+pub mod cluster;
 #[cfg(test)]
 pub(crate) mod faulty;
 pub mod info;
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use crate::backend::info::ServerInfo;
 use crate::error::Result;
 
+pub use self::cluster::{ClusterBackend, ClusterOptions};
 pub use self::memory::{MemoryBackend, MemoryConfig};
 pub use self::null::NullBackend;
 pub use self::redis::{RedisBackend, RedisOptions};

@@ -64,6 +64,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub(crate) use self::cluster::split_host_port as cluster_split_host_port;
 pub use self::endpoint::RedisEndpoint;
 use self::endpoint::{check_host, Transport};
 pub use self::secret::Secret;

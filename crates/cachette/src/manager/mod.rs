@@ -14,7 +14,10 @@ use serde::Serialize;
 
 use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
 use crate::backend::info::ServerInfo;
-use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, NullBackend, RedisBackend};
+use crate::backend::{
+    Backend, ClusterBackend, ClusterOptions, KeyTtl, MemoryBackend, MemoryConfig, NullBackend,
+    RedisBackend,
+};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::config::RedisEndpoint;
@@ -367,6 +370,38 @@ impl CacheManagerBuilder {
         } else if let Some(backend) = self.backend {
             let name = backend.name().to_owned();
             (backend, FastPath::None, name)
+        } else if config.uses_cluster() {
+            // Redis Cluster: one backend routing to every node, behind one breaker for the
+            // whole cluster (see `backend::cluster`).
+            let seeds = config.cluster_endpoints()?;
+            let cluster = ClusterBackend::connect_lazy(&ClusterOptions {
+                seeds: seeds.clone(),
+                connections_per_node: config.max_connections.min(MULTIPLEXED_CONNECTIONS),
+                connect_timeout: config.connect_timeout,
+                command_timeout: config.command_timeout,
+            })?;
+            let description = cluster.describe().to_owned();
+            // Lease wake-ups: classic pub/sub, which a cluster forwards to every node, on the
+            // first seed; while it is down, waiters fall back to their periodic re-checks.
+            if let Some(first) = seeds.first() {
+                leases = Leases::redis(
+                    first,
+                    &config.key_prefix,
+                    config.connect_timeout,
+                    config.command_timeout,
+                );
+            }
+            let backend: Arc<dyn Backend> = if config.breaker_failures > 0 {
+                let b = Arc::new(CircuitBreaker::new(
+                    Arc::new(cluster),
+                    BreakerPolicy::new(config.breaker_failures, config.breaker_open),
+                ));
+                breaker = Some(b.clone());
+                b
+            } else {
+                Arc::new(cluster)
+            };
+            (backend, FastPath::None, description)
         } else if let Some(endpoint) = endpoint {
             let redis = RedisBackend::connect_endpoint(
                 &endpoint,

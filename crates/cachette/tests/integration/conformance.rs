@@ -636,6 +636,7 @@ macro_rules! conformance {
 conformance! {
     memory => crate::support::Fixture::memory(),
     redis => crate::support::Fixture::redis(),
+    cluster => crate::support::Fixture::cluster(),
 }
 
 // Redis behind the metered backend (`CacheManagerBuilder::metrics(true)`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cachette::backend::{Backend, MemoryBackend, MemoryConfig};
 use cachette::{CacheManager, Config};
-use cachette_test_support::RedisServer;
+use cachette_test_support::{RedisCluster, RedisServer};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -26,6 +26,15 @@ pub(crate) enum Fixture {
     /// Redis through the `metrics` feature's metered backend.
     #[cfg(feature = "metrics")]
     Metered(Box<RedisServer>),
+    /// The 3-primary Redis Cluster shared by every test of this binary (isolated by prefix).
+    Cluster(&'static RedisCluster),
+}
+
+/// The 3-primary cluster of this test binary, started on first use (killed when the test
+/// process exits, by each node's watchdog).
+pub(crate) fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::new)
 }
 
 impl Fixture {
@@ -35,6 +44,10 @@ impl Fixture {
             max_bytes: None,
             ..MemoryConfig::default()
         })))
+    }
+
+    pub(crate) fn cluster() -> Fixture {
+        Fixture::Cluster(shared_cluster())
     }
 
     pub(crate) fn redis() -> Fixture {
@@ -48,7 +61,7 @@ impl Fixture {
 
     pub(crate) fn is_redis(&self) -> bool {
         match self {
-            Fixture::Redis(_) => true,
+            Fixture::Redis(_) | Fixture::Cluster(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
             Fixture::Memory(_) => false,
@@ -70,6 +83,7 @@ impl Fixture {
         let builder = match self {
             Fixture::Memory(b) => builder.backend(b.clone() as Arc<dyn Backend>),
             Fixture::Redis(server) => builder.url(server.url()),
+            Fixture::Cluster(cluster) => builder.cluster_nodes(cluster.seeds()),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
         };

@@ -79,7 +79,7 @@ impl fmt::Debug for RedisBackend {
 }
 
 /// Lua script for `delete_if_equals`: compare-and-delete in one atomic step.
-const DELETE_IF_EQUALS: &str =
+pub(crate) const DELETE_IF_EQUALS: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 impl RedisBackend {
@@ -205,7 +205,12 @@ impl RedisBackend {
     /// command with a payload above [`REFUSABLE_PAYLOAD`] whose connection broke is never
     /// resent (see [`refused_upload`]).
     #[inline]
-    async fn exec<T, F, Fut>(&self, what: &'static str, payload: usize, send: F) -> Result<T>
+    pub(crate) async fn exec<T, F, Fut>(
+        &self,
+        what: &'static str,
+        payload: usize,
+        send: F,
+    ) -> Result<T>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -412,12 +417,12 @@ impl Failure {
     }
 }
 
-fn millis(ttl: Duration) -> u64 {
+pub(crate) fn millis(ttl: Duration) -> u64 {
     // Redis' resolution is a millisecond; never round a positive TTL down to zero.
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> Cmd {
+pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(value);
     if let Some(ttl) = ttl {
