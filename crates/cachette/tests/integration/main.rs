@@ -19,6 +19,7 @@
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
+mod cluster;
 mod conformance;
 mod macros;
 mod macros_default;
