@@ -44,7 +44,7 @@ pub(crate) fn split_host_port(item: &str) -> std::result::Result<(String, u16), 
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    let host = check_host(host).map_err(|m| bad(m))?;
+    let host = check_host(host).map_err(bad)?;
     Ok((host, port))
 }
 
