@@ -37,6 +37,10 @@ pub(crate) struct Global {
     /// Redis URL (`redis://[user[:password]@]host:port/db`); overrides REDIS_URL and config.json.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) url: Option<String>,
+    /// Redis Cluster seed nodes, comma-separated `host:port` (overrides REDIS_CLUSTER_NODES and
+    /// config.json's cluster_nodes); credentials and TLS still come from the URL/configuration.
+    #[arg(long, global = true, value_name = "HOST:PORT,...")]
+    pub(crate) cluster_nodes: Option<String>,
     /// Key prefix of the cache (default from the configuration, else "cache:").
     #[arg(long, global = true, value_name = "PREFIX")]
     pub(crate) prefix: Option<String>,

@@ -42,6 +42,9 @@ impl Context {
             let endpoint = RedisEndpoint::parse_from(url, "the command line", "--url")?;
             config.apply_endpoint(endpoint);
         }
+        if let Some(nodes) = &global.cluster_nodes {
+            config.cluster_nodes = vec![nodes.clone()];
+        }
         if let Some(prefix) = &global.prefix {
             config.key_prefix = prefix.clone();
         }
@@ -53,14 +56,21 @@ impl Context {
         }
         // The CLI inspects the cache even when the application has caching turned off.
         config.enabled = true;
-        let defaulted = !config.uses_redis();
+        let defaulted = !config.uses_redis() && !config.uses_cluster();
         if defaulted {
             config.apply_endpoint(RedisEndpoint::tcp(DEFAULT_HOST.0, DEFAULT_HOST.1));
         }
-        let endpoint = config
-            .endpoint()
-            .context("invalid configuration")?
-            .ok_or_else(|| exit::usage("no Redis server configured"))?;
+        let endpoint = if config.uses_cluster() {
+            // A cluster: the first seed stands for the server (database 0).
+            config
+                .cluster_endpoints()
+                .context("invalid configuration")?
+                .into_iter()
+                .next()
+        } else {
+            config.endpoint().context("invalid configuration")?
+        }
+        .ok_or_else(|| exit::usage("no Redis server configured"))?;
         let cache = config
             .clone()
             .builder()

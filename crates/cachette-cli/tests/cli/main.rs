@@ -719,3 +719,67 @@ fn a_server_error_is_reported_once_and_not_as_unreachable() {
     }
     assert_eq!(stdout_of(p, &["keys", "user:*"]), "user:1\n");
 }
+
+/// The CLI on a Redis Cluster (`--cluster-nodes`, and `REDIS_CLUSTER_NODES`): set, get, keys
+/// over every primary, delete-pattern, clear, info.
+#[test]
+fn cluster_commands_work_on_a_redis_cluster() {
+    let cluster = cachette_test_support::RedisCluster::new();
+    let seeds = cluster.seeds_csv();
+    let run = |args: &[&str]| {
+        let mut cmd = bare();
+        cmd.args(["--cluster-nodes", &seeds, "--prefix", "clu:"]);
+        cmd.args(args);
+        cmd
+    };
+    for i in 0..30 {
+        run(&["set", &format!("k{i}"), &i.to_string()])
+            .assert()
+            .success();
+    }
+    run(&["get", "k7"]).assert().success().stdout(contains("7"));
+    let out = run(&["keys", "*"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with('k')).count(),
+        30,
+        "{out}"
+    );
+    // Spread over every primary, all listed.
+    for i in 0..3 {
+        assert!(cluster.cli(i, ["DBSIZE"]).parse::<u64>().unwrap() > 0);
+    }
+    run(&["info"])
+        .assert()
+        .success()
+        .stdout(contains("redis-cluster://"));
+    let mut env = bare();
+    env.env("REDIS_CLUSTER_NODES", &seeds).args([
+        "--prefix",
+        "clu:",
+        "delete-pattern",
+        "k1*",
+        "--yes",
+    ]);
+    env.assert().success();
+    let out = run(&["keys", "*"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 30 - 11);
+    run(&["clear", "--yes"]).assert().success();
+    let out = run(&["keys", "*"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap().trim(), "");
+}
