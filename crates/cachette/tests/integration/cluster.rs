@@ -282,3 +282,62 @@ async fn cluster_chaos_kill_a_primary_under_read_through_load() {
         assert_eq!(cache.get::<i32>(&key).await.unwrap(), Some(i));
     }
 }
+
+/// A server's error reply on a cluster node (`WRONGTYPE`) is a backend error that leaves the
+/// circuit breaker closed, however often it happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_server_errors_never_open_the_breaker() {
+    let cluster = shared_cluster();
+    let prefix = unique_prefix("wrongtype");
+    let cache = CacheManager::builder()
+        .cluster_nodes(cluster.seeds())
+        .key_prefix(&prefix)
+        .circuit_breaker(2, Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let full = format!("{prefix}list");
+    let owner = cluster.owner_of_slot(slot(full.as_bytes())).unwrap();
+    cluster.cli(owner, ["RPUSH", &full, "x"]);
+    for _ in 0..5 {
+        let e = cache.get::<String>("list").await.unwrap_err();
+        assert_eq!(e.kind(), cachette::ErrorKind::Backend, "{e}");
+    }
+    assert_eq!(
+        cache.circuit_breaker().unwrap().state(),
+        cachette::CircuitState::Closed
+    );
+    cache.set("ok", &1u8, Ttl::secs(60)).await.unwrap();
+}
+
+/// The cross-process lease on a cluster: managers racing for one missing key run the loader
+/// once, and every waiter gets its value (wake-ups through pub/sub, else re-checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_lease_runs_the_loader_once_across_managers() {
+    let cluster = shared_cluster();
+    let prefix = unique_prefix("lease");
+    let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let options = LoadOptions::ttl(Ttl::secs(60)).lock(true);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let cache = manager(cluster, &prefix);
+            let loads = loads.clone();
+            let options = options.clone();
+            tokio::spawn(async move {
+                cache
+                    .get_or_load("hot", &options, || async {
+                        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok::<_, std::convert::Infallible>(42u32)
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 42);
+    }
+    assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
