@@ -53,6 +53,28 @@ fn stdout_of(prefix: &str, args: &[&str]) -> String {
     String::from_utf8(out).expect("utf-8 output")
 }
 
+/// Runs `body` on a one-worker runtime with a manager on the shared test server under
+/// `prefix` (what a service beside the CLI would do).
+fn with_manager<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(cachette::CacheManager) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cachette::CacheManager::builder()
+            .url(server().url())
+            .key_prefix(prefix)
+            .build()
+            .unwrap();
+        body(cache).await;
+    });
+}
+
 #[test]
 fn help_lists_every_command() {
     let assert = bare().arg("--help").assert().success();
@@ -190,16 +212,7 @@ fn get_shows_non_json_values_safely() {
         .stdout("hello world\n")
         .stderr(contains("not JSON"));
     // A value with an escape sequence and invalid UTF-8, written through the library.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(p)
-            .build()
-            .unwrap();
+    with_manager(p, |cache| async move {
         cache
             .set_raw("bin", &b"\x93\xa1\x1b[31m"[..], cachette::Ttl::Never)
             .await
@@ -320,17 +333,7 @@ fn stats_reads_what_a_publisher_wrote() {
         .assert()
         .success()
         .stderr(contains("no statistics"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(p)
-            .build()
-            .unwrap();
+    with_manager(p, |cache| async move {
         cache.set("a", &1, cachette::Ttl::Never).await.unwrap();
         for _ in 0..3 {
             let _: Option<u32> = cache.get("a").await.unwrap();
@@ -376,17 +379,7 @@ async fn doubled(cache: &cachette::CacheManager, x: u64) -> u64 {
 #[test]
 fn stats_shows_decorated_functions_published_by_default() {
     let p = "t_fnstats:";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(p)
-            .build()
-            .unwrap();
+    with_manager(p, |cache| async move {
         // The manager's shortcut: its server, prefix and timeouts.
         let publisher = cache
             .stats_publisher()
