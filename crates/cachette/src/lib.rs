@@ -96,6 +96,7 @@ mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod error;
+mod fills;
 pub mod glob;
 pub mod info;
 pub mod key;

@@ -262,7 +262,8 @@ pub enum Outcome {
     Hit,
     /// The loader ran and its value was stored.
     Miss,
-    /// The loader ran and its value was not stored (the filter refused it, or it was an error).
+    /// The loader ran and its value was not stored (the filter refused it, it was an error,
+    /// or a write or eviction of the key during the load superseded it).
     NotStored,
     /// The cache failed; the loader ran uncached.
     Fallback,
@@ -323,6 +324,20 @@ impl CacheManager {
     /// `Clone`. If that loader fails, they get its failure as [`LoadError::Cache`] of kind
     /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) (or their stale copy). With `options.lock` the same holds across
     /// processes.
+    ///
+    /// # Writes and evictions during a load
+    ///
+    /// A load that started before a [`set`](Self::set), [`delete`](Self::delete),
+    /// [`delete_many`](Self::delete_many), [`delete_pattern`](Self::delete_pattern),
+    /// [`clear`](Self::clear) (or `#[cache_put]`/`#[cache_evict]`) of the key through this
+    /// manager is superseded: its callers get the loaded value ([`Outcome::NotStored`]), but
+    /// it is not stored, so the write wins. With `options.lock`, an eviction in any manager or
+    /// process sharing the backend supersedes it too (the eviction removes the key's lease
+    /// first; the load, after storing, finds its lease gone and removes its value, so the old
+    /// value is readable for at most that round trip). Without `lock`, a load in another
+    /// process is not superseded: it can store a value it loaded before the eviction up to its
+    /// loader time later. On a backend others can share (Redis, or one given to the builder),
+    /// this costs an eviction one more round trip (one more scan for `delete_pattern`).
     ///
     /// # Cancellation
     ///

@@ -16,6 +16,7 @@ use crate::coalesce::Flights;
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fills::Fills;
 use crate::info::ServerInfo;
 use crate::lock::Leases;
 use crate::stats::{Counters, Stats};
@@ -73,6 +74,11 @@ struct Inner {
     description: String,
     /// Keys being loaded right now (request coalescing; touched only on misses).
     flights: Arc<Flights>,
+    /// Read-through fills in flight, superseded by writes and evictions of their key.
+    fills: Fills,
+    /// Whether other managers or processes can write this backend (Redis, or a backend given
+    /// to the builder): evictions then also remove leases (see `supersede`).
+    shared_backend: bool,
     /// Cross-process leases and their wake-ups.
     leases: Leases,
     /// The breaker around the backend, when there is one.
@@ -259,6 +265,8 @@ impl CacheManagerBuilder {
         let mut leases = Leases::Local;
         let mut breaker = None;
         let mut redis_config = None;
+        let shared_backend =
+            config.enabled && (self.backend.is_some() || config.redis_url().is_some());
         let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
         {
             (Arc::new(NullBackend), FastPath::None, "disabled".to_owned())
@@ -332,6 +340,8 @@ impl CacheManagerBuilder {
                 counters: Counters::new(),
                 description,
                 flights: Arc::default(),
+                fills: Fills::default(),
+                shared_backend,
                 leases,
                 breaker,
                 redis_config,
@@ -375,6 +385,8 @@ impl CacheManager {
                 counters: Counters::new(),
                 description: "memory".to_owned(),
                 flights: Arc::default(),
+                fills: Fills::default(),
+                shared_backend: false,
                 leases: Leases::Local,
                 breaker: None,
                 redis_config: None,
@@ -471,6 +483,30 @@ impl CacheManager {
 
     pub(crate) fn leases(&self) -> &Leases {
         &self.inner.leases
+    }
+
+    pub(crate) fn fills(&self) -> &Fills {
+        &self.inner.fills
+    }
+
+    /// Supersedes every fill of `full` before a write or an eviction of it: in this process
+    /// (their tickets), and in every process sharing the backend (their leases, which a
+    /// `lock = true` fill checks after storing). See the `fills` module for the ordering.
+    async fn supersede(&self, full: &[String]) -> Result<()> {
+        for key in full {
+            self.inner.fills.supersede(key);
+        }
+        self.remove_leases(full).await
+    }
+
+    /// Removes the leases of `full` (keys) so that a `lock = true` fill in another process
+    /// does not keep its value.
+    async fn remove_leases(&self, full: &[String]) -> Result<()> {
+        if !self.inner.shared_backend || full.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<String> = full.iter().map(|k| crate::lock::lease_key(k)).collect();
+        self.inner.backend.delete_many(&leases).await.map(|_| ())
     }
 
     /// `get` of a full key through the fastest path to the backend.
@@ -583,6 +619,7 @@ impl CacheManager {
     }
 
     async fn write_raw(&self, full: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.inner.fills.supersede(&full);
         let result = self
             .inner
             .backend
@@ -605,6 +642,7 @@ impl CacheManager {
         let full = self.checked_key(key)?;
         let ttl = self.resolve_ttl(ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
+        self.inner.fills.supersede(&full);
         let result = self
             .inner
             .backend
@@ -618,8 +656,16 @@ impl CacheManager {
     }
 
     /// Removes `key`; returns whether it existed.
+    ///
+    /// A read-through fill of `key` in flight (in this manager, or with `lock` in any process
+    /// sharing the backend) is superseded: it does not store its value afterwards.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let full = self.checked_key(key)?;
+        let keys = [full];
+        if let Err(e) = self.supersede(&keys).await {
+            return self.count(Err(e));
+        }
+        let [full] = keys;
         let result = self
             .inner
             .backend
@@ -629,12 +675,16 @@ impl CacheManager {
         self.count(result)
     }
 
-    /// Removes several keys; returns how many existed.
+    /// Removes several keys; returns how many existed. Supersedes their fills in flight, as
+    /// [`delete`](Self::delete) does.
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let full = keys
             .iter()
             .map(|k| self.checked_key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        if let Err(e) = self.supersede(&full).await {
+            return self.count(Err(e));
+        }
         let result = self.inner.backend.delete_many(&full).await;
         self.count(result)
     }
@@ -688,13 +738,31 @@ impl CacheManager {
     /// Removes every key under this prefix that matches the Redis glob `pattern`
     /// (`user:*`, `post:?`, `id:[0-9]`, `\*` for a literal star); returns how many.
     /// Runs as incremental `SCAN` + batched `UNLINK` on Redis: never `KEYS`.
+    ///
+    /// Supersedes the read-through fills in flight of every matching key, as
+    /// [`delete`](Self::delete) does: on a backend other processes can share (Redis, or one
+    /// given to [`CacheManagerBuilder::backend`]) their leases go first, which is one more
+    /// scan, of `{pattern}#lock`.
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        let result = self
-            .inner
-            .backend
-            .delete_pattern(&self.full_pattern(pattern))
-            .await;
+        let full = self.full_pattern(pattern);
+        self.inner.fills.supersede_matching(&full);
+        if let Err(e) = self.remove_pattern_leases(&full).await {
+            return self.count(Err(e));
+        }
+        let result = self.inner.backend.delete_pattern(&full).await;
         self.count(result)
+    }
+
+    /// Removes the leases of the keys matching `full` before the keys themselves.
+    async fn remove_pattern_leases(&self, full: &str) -> Result<()> {
+        if !self.inner.shared_backend {
+            return Ok(());
+        }
+        // `K` matches `{pattern}` exactly when `K#lock` matches `{pattern}#lock`.
+        let mut leases = String::with_capacity(full.len() + crate::lock::LOCK_SUFFIX.len());
+        leases.push_str(full);
+        leases.push_str(crate::lock::LOCK_SUFFIX);
+        self.inner.backend.delete_pattern(&leases).await.map(|_| ())
     }
 
     /// Every key under this prefix matching the Redis glob `pattern`, without the prefix,
@@ -770,6 +838,9 @@ impl CacheManager {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = encoded.len() as u64;
+        for (full, _) in &encoded {
+            self.inner.fills.supersede(full);
+        }
         let result = self.inner.backend.set_many(&encoded, ttl).await;
         if result.is_ok() {
             self.inner.counters.write(n);

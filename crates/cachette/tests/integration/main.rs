@@ -25,5 +25,6 @@ mod macros_stampede;
 mod metrics;
 mod redis_failure;
 mod stampede;
+mod supersede;
 mod support;
 mod warm;
