@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::coalesce::{Flight, Lead, Shared};
+use crate::coalesce::{Flight, Handoff, Lead, Shared};
 use crate::error::{Error, ErrorKind};
 use crate::fills::Fill;
 use crate::load::{LoadError, LoadOptions, Outcome};
@@ -87,6 +87,8 @@ pub(crate) struct Call<'a> {
     pub(crate) full: String,
     pub(crate) options: &'a LoadOptions,
     pub(crate) counters: Option<&'a Counters>,
+    /// A decorated function's call: how its failed outcome reaches its waiters.
+    pub(crate) handoff: Option<&'a Handoff>,
 }
 
 impl Call<'_> {
@@ -340,10 +342,11 @@ impl Call<'_> {
             }
             Ran::Failed(e) => {
                 self.both(Counters::loader_error);
-                let shared = Shared::failed(
-                    ErrorKind::Loader,
-                    "the loader failed in a concurrent call for this key",
-                );
+                let shared = Shared::Failed {
+                    kind: ErrorKind::Loader,
+                    message: "the loader failed in a concurrent call for this key".into(),
+                    payload: self.handoff.and_then(|h| h.outgoing.lock().take()),
+                };
                 match stale {
                     Some(value) => (Ok(self.serve_stale(value, "the loader failed")), shared),
                     None => (Err(LoadError::Loader(e)), shared),

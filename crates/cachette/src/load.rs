@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::coalesce::{Join, Shared};
+use crate::coalesce::{Handoff, Join, Shared};
 use crate::error::Error;
 use crate::leader::{Call, Read};
 use crate::manager::CacheManager;
@@ -401,7 +401,7 @@ impl CacheManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_or_load_as(None, key, options, counters, store_if, load)
+        self.get_or_load_as(None, key, options, counters, None, store_if, load)
             .await
     }
 
@@ -413,6 +413,7 @@ impl CacheManager {
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        handoff: Option<&Handoff>,
         store_if: impl FnOnce(&T) -> bool,
         load: F,
     ) -> Result<(T, Outcome), LoadError<E>>
@@ -433,7 +434,7 @@ impl CacheManager {
             // No subscriber wants it: no `Instrumented` layer (it enters and leaves the span on
             // every poll, and moves the future once more).
             return self
-                .load_traced(key, options, counters, store_if, load)
+                .load_traced(key, options, counters, handoff, store_if, load)
                 .await;
         }
         if let Some((module, name)) = function {
@@ -443,7 +444,7 @@ impl CacheManager {
         // Boxed: only with a subscriber interested; inline, this second copy of the load
         // future would double what every call carries.
         let result = Box::pin(
-            self.load_traced(key, options, counters, store_if, load)
+            self.load_traced(key, options, counters, handoff, store_if, load)
                 .instrument(span.clone()),
         )
         .await;
@@ -467,6 +468,7 @@ impl CacheManager {
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        handoff: Option<&Handoff>,
         store_if: impl FnOnce(&T) -> bool,
         load: F,
     ) -> Result<(T, Outcome), LoadError<E>>
@@ -480,6 +482,7 @@ impl CacheManager {
             full: String::new(),
             options,
             counters,
+            handoff,
         };
         let first = match self.checked_key(key) {
             Ok(full) => {
@@ -580,10 +583,18 @@ impl CacheManager {
                             }
                         }
                     }
-                    Some(Shared::Failed { kind, message }) => {
+                    Some(Shared::Failed {
+                        kind,
+                        message,
+                        payload,
+                    }) => {
                         return match stale {
                             Some(value) => Ok(call.serve_stale(value, &message)),
                             None => {
+                                // A decorated function rebuilds its own outcome from this.
+                                if let (Some(handoff), Some(payload)) = (call.handoff, payload) {
+                                    *handoff.incoming.lock() = Some(payload);
+                                }
                                 Err(LoadError::Cache(Shared::error(kind, &message, &call.full)))
                             }
                         };

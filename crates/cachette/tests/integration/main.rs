@@ -15,6 +15,7 @@
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
+mod coalesced_failures;
 mod conformance;
 mod macros;
 mod macros_default;
