@@ -407,6 +407,7 @@ impl CacheManager {
 
     /// [`get_or_load_traced`](Self::get_or_load_traced) on behalf of a decorated function
     /// (`module::name`, recorded in the span as `function`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn get_or_load_as<T, E, F, Fut>(
         &self,
         function: Option<(&'static str, &'static str)>,

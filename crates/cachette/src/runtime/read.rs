@@ -421,6 +421,9 @@ impl<T, E> ShareOutput<Result<T, E>> for ErrSharing<E> {
     }
 }
 
+/// Into and out of a shared payload, for a `Clone` error.
+type ClonePair<E> = (fn(&E) -> Payload, fn(&Payload) -> Option<E>);
+
 /// How the callers of a `#[cached]` function returning `Result<T, E>` that waited for a
 /// concurrent call of the same key get its `Err` (without running their own body).
 ///
@@ -435,7 +438,7 @@ impl<T, E> ShareOutput<Result<T, E>> for ErrSharing<E> {
 /// `converted`, else `none`, from the bounds `E` satisfies where the function is defined
 /// ([`ErrProbe`]).
 pub struct ErrSharing<E> {
-    clone: Option<(fn(&E) -> Payload, fn(&Payload) -> Option<E>)>,
+    clone: Option<ClonePair<E>>,
     convert: Option<fn(Error) -> E>,
 }
 
@@ -608,6 +611,7 @@ impl<E> ResultMode<E> {
 /// and the sharing of `Err` outcomes with concurrent callers of `sharing` (what the macro
 /// expands into; [`cached_result`], [`cached_result_strict`] and [`cached_result_bounded`]
 /// are this with fixed choices).
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_result_with<'m, T, E, Fut, U>(
     call: Call<'m>,
     mode: ResultMode<E>,
@@ -841,6 +845,7 @@ where
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_option<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -869,6 +874,7 @@ where
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_value<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
