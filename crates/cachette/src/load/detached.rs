@@ -74,6 +74,7 @@ impl CacheManager {
             full,
             options,
             counters: None,
+            handoff: None,
         };
         loop {
             let (stale, fallback) = match call.read::<T>().await {
@@ -117,7 +118,7 @@ impl CacheManager {
                             }
                             None
                         }
-                        Some(Shared::Failed { kind, message }) => {
+                        Some(Shared::Failed { kind, message, .. }) => {
                             return match stale {
                                 Some(value) => Ok(call.serve_stale(value, &message).0),
                                 None => {
@@ -197,6 +198,7 @@ impl Detached {
             full: self.full.clone(),
             options: &self.options,
             counters: None,
+            handoff: None,
         }
     }
 }

@@ -10,9 +10,11 @@
 //! - `refresh`: early-refresh (XFetch) probability and TTL jitter.
 //! - `meta`: the stale-copy metadata stored beside a value.
 //! - `detached`: refreshes that outlive their caller (spawned tasks).
+//! - `fills`: tickets of the fills in flight, so that a write or eviction supersedes them.
 
 pub(crate) mod coalesce;
 mod detached;
+pub(crate) mod fills;
 pub(crate) mod leader;
 pub(crate) mod lease;
 pub(crate) mod meta;

@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::error::Error;
-use crate::load::coalesce::{Join, Shared};
+use crate::load::coalesce::{Handoff, Join, Shared};
 use crate::load::leader::{Call, Read};
 use crate::manager::CacheManager;
 use crate::stats::Counters;
@@ -262,7 +262,8 @@ pub enum Outcome {
     Hit,
     /// The loader ran and its value was stored.
     Miss,
-    /// The loader ran and its value was not stored (the filter refused it, or it was an error).
+    /// The loader ran and its value was not stored (the filter refused it, it was an error,
+    /// or a write or eviction of the key during the load superseded it).
     NotStored,
     /// The cache failed; the loader ran uncached.
     Fallback,
@@ -323,6 +324,20 @@ impl CacheManager {
     /// `Clone`. If that loader fails, they get its failure as [`LoadError::Cache`] of kind
     /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) (or their stale copy). With `options.lock` the same holds across
     /// processes.
+    ///
+    /// # Writes and evictions during a load
+    ///
+    /// A load that started before a [`set`](Self::set), [`delete`](Self::delete),
+    /// [`delete_many`](Self::delete_many), [`delete_pattern`](Self::delete_pattern),
+    /// [`clear`](Self::clear) (or `#[cache_put]`/`#[cache_evict]`) of the key through this
+    /// manager is superseded: its callers get the loaded value ([`Outcome::NotStored`]), but
+    /// it is not stored, so the write wins. With `options.lock`, an eviction in any manager or
+    /// process sharing the backend supersedes it too (the eviction removes the key's lease
+    /// first; the load, after storing, finds its lease gone and removes its value, so the old
+    /// value is readable for at most that round trip). Without `lock`, a load in another
+    /// process is not superseded: it can store a value it loaded before the eviction up to its
+    /// loader time later. On a backend others can share (Redis, or one given to the builder),
+    /// this costs an eviction one more round trip (one more scan for `delete_pattern`).
     ///
     /// # Cancellation
     ///
@@ -386,18 +401,20 @@ impl CacheManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_or_load_as(None, key, options, counters, store_if, load)
+        self.get_or_load_as(None, key, options, counters, None, store_if, load)
             .await
     }
 
     /// [`get_or_load_traced`](Self::get_or_load_traced) on behalf of a decorated function
     /// (`module::name`, recorded in the span as `function`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn get_or_load_as<T, E, F, Fut>(
         &self,
         function: Option<(&'static str, &'static str)>,
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        handoff: Option<&Handoff>,
         store_if: impl FnOnce(&T) -> bool,
         load: F,
     ) -> Result<(T, Outcome), LoadError<E>>
@@ -418,7 +435,7 @@ impl CacheManager {
             // No subscriber wants it: no `Instrumented` layer (it enters and leaves the span on
             // every poll, and moves the future once more).
             return self
-                .load_traced(key, options, counters, store_if, load)
+                .load_traced(key, options, counters, handoff, store_if, load)
                 .await;
         }
         if let Some((module, name)) = function {
@@ -428,7 +445,7 @@ impl CacheManager {
         // Boxed: only with a subscriber interested; inline, this second copy of the load
         // future would double what every call carries.
         let result = Box::pin(
-            self.load_traced(key, options, counters, store_if, load)
+            self.load_traced(key, options, counters, handoff, store_if, load)
                 .instrument(span.clone()),
         )
         .await;
@@ -452,6 +469,7 @@ impl CacheManager {
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        handoff: Option<&Handoff>,
         store_if: impl FnOnce(&T) -> bool,
         load: F,
     ) -> Result<(T, Outcome), LoadError<E>>
@@ -465,6 +483,7 @@ impl CacheManager {
             full: String::new(),
             options,
             counters,
+            handoff,
         };
         let first = match self.checked_key(key) {
             Ok(full) => {
@@ -565,10 +584,18 @@ impl CacheManager {
                             }
                         }
                     }
-                    Some(Shared::Failed { kind, message }) => {
+                    Some(Shared::Failed {
+                        kind,
+                        message,
+                        payload,
+                    }) => {
                         return match stale {
                             Some(value) => Ok(call.serve_stale(value, &message)),
                             None => {
+                                // A decorated function rebuilds its own outcome from this.
+                                if let (Some(handoff), Some(payload)) = (call.handoff, payload) {
+                                    *handoff.incoming.lock() = Some(payload);
+                                }
                                 Err(LoadError::Cache(Shared::error(kind, &message, &call.full)))
                             }
                         };

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::config::RedisEndpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::coalesce::Flights;
+use crate::load::fills::Fills;
 use crate::load::lease::Leases;
 use crate::stats::{Counters, Stats};
 use crate::ttl::Ttl;
@@ -79,6 +80,11 @@ struct Inner {
     description: String,
     /// Keys being loaded right now (request coalescing; touched only on misses).
     flights: Arc<Flights>,
+    /// Read-through fills in flight, superseded by writes and evictions of their key.
+    fills: Fills,
+    /// Whether other managers or processes can write this backend (Redis, or a backend given
+    /// to the builder): evictions then also remove leases (see `supersede`).
+    shared_backend: bool,
     /// Cross-process leases and their wake-ups.
     leases: Leases,
     /// The breaker around the backend, when there is one.
@@ -348,6 +354,7 @@ impl CacheManagerBuilder {
         let mut leases = Leases::Local;
         let mut breaker = None;
         let mut redis_config = None;
+        let shared_backend = config.enabled && (self.backend.is_some() || config.uses_redis());
         let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
         {
             (Arc::new(NullBackend), FastPath::None, "disabled".to_owned())
@@ -421,6 +428,8 @@ impl CacheManagerBuilder {
                 counters: Counters::new(),
                 description,
                 flights: Arc::default(),
+                fills: Fills::default(),
+                shared_backend,
                 leases,
                 breaker,
                 redis_config,
@@ -465,6 +474,8 @@ impl CacheManager {
                 counters: Counters::new(),
                 description: "memory".to_owned(),
                 flights: Arc::default(),
+                fills: Fills::default(),
+                shared_backend: false,
                 leases: Leases::Local,
                 breaker: None,
                 redis_config: None,
@@ -538,6 +549,33 @@ impl CacheManager {
 
     pub(crate) fn leases(&self) -> &Leases {
         &self.inner.leases
+    }
+
+    pub(crate) fn fills(&self) -> &Fills {
+        &self.inner.fills
+    }
+
+    /// Supersedes every fill of `full` before a write or an eviction of it: in this process
+    /// (their tickets), and in every process sharing the backend (their leases, which a
+    /// `lock = true` fill checks after storing). See the `fills` module for the ordering.
+    async fn supersede(&self, full: &[String]) -> Result<()> {
+        for key in full {
+            self.inner.fills.supersede(key);
+        }
+        self.remove_leases(full).await
+    }
+
+    /// Removes the leases of `full` (keys) so that a `lock = true` fill in another process
+    /// does not keep its value.
+    async fn remove_leases(&self, full: &[String]) -> Result<()> {
+        if !self.inner.shared_backend || full.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<String> = full
+            .iter()
+            .map(|k| crate::load::lease::lease_key(k))
+            .collect();
+        self.inner.backend.delete_many(&leases).await.map(|_| ())
     }
 
     /// `get` of a full key through the fastest path to the backend.
@@ -664,6 +702,7 @@ impl CacheManager {
 
     async fn write_raw(&self, full: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_value_size(&full, value.len())?;
+        self.inner.fills.supersede(&full);
         let result = self
             .inner
             .backend
@@ -687,6 +726,7 @@ impl CacheManager {
         let ttl = self.resolve_ttl(ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
         self.check_value_size(&full, bytes.len())?;
+        self.inner.fills.supersede(&full);
         let result = self
             .inner
             .backend
@@ -700,8 +740,16 @@ impl CacheManager {
     }
 
     /// Removes `key`; returns whether it existed.
+    ///
+    /// A read-through fill of `key` in flight (in this manager, or with `lock` in any process
+    /// sharing the backend) is superseded: it does not store its value afterwards.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let full = self.checked_key(key)?;
+        let keys = [full];
+        if let Err(e) = self.supersede(&keys).await {
+            return self.count(Err(e));
+        }
+        let [full] = keys;
         let result = self
             .inner
             .backend
@@ -711,12 +759,16 @@ impl CacheManager {
         self.count(result)
     }
 
-    /// Removes several keys; returns how many existed.
+    /// Removes several keys; returns how many existed. Supersedes their fills in flight, as
+    /// [`delete`](Self::delete) does.
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let full = keys
             .iter()
             .map(|k| self.checked_key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        if let Err(e) = self.supersede(&full).await {
+            return self.count(Err(e));
+        }
         let result = self.inner.backend.delete_many(&full).await;
         self.count(result)
     }
@@ -771,6 +823,11 @@ impl CacheManager {
     /// (`user:*`, `post:?`, `id:[0-9]`, `\*` for a literal star); returns how many.
     /// Runs as incremental `SCAN` + batched `UNLINK` on Redis: never `KEYS`.
     ///
+    /// Supersedes the read-through fills in flight of every matching key, as
+    /// [`delete`](Self::delete) does: on a backend other processes can share (Redis, or one
+    /// given to [`CacheManagerBuilder::backend`]) their leases go first, which is one more
+    /// scan, of `{pattern}#lock`.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when the prefix is empty and `pattern` does not start with
     /// a literal character (`*`, `?*`, `[a-z]*`, ...): it could match keys of every
@@ -791,12 +848,25 @@ impl CacheManager {
     /// prefix, `delete_pattern_forced("*")` deletes every key of the database (still never
     /// `FLUSHDB`).
     pub async fn delete_pattern_forced(&self, pattern: &str) -> Result<u64> {
-        let result = self
-            .inner
-            .backend
-            .delete_pattern(&self.full_pattern(pattern))
-            .await;
+        let full = self.full_pattern(pattern);
+        self.inner.fills.supersede_matching(&full);
+        if let Err(e) = self.remove_pattern_leases(&full).await {
+            return self.count(Err(e));
+        }
+        let result = self.inner.backend.delete_pattern(&full).await;
         self.count(result)
+    }
+
+    /// Removes the leases of the keys matching `full` before the keys themselves.
+    async fn remove_pattern_leases(&self, full: &str) -> Result<()> {
+        if !self.inner.shared_backend {
+            return Ok(());
+        }
+        // `K` matches `{pattern}` exactly when `K#lock` matches `{pattern}#lock`.
+        let mut leases = String::with_capacity(full.len() + crate::load::lease::LOCK_SUFFIX.len());
+        leases.push_str(full);
+        leases.push_str(crate::load::lease::LOCK_SUFFIX);
+        self.inner.backend.delete_pattern(&leases).await.map(|_| ())
     }
 
     /// Every key under this prefix matching the Redis glob `pattern`, without the prefix,
@@ -878,6 +948,9 @@ impl CacheManager {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = encoded.len() as u64;
+        for (full, _) in &encoded {
+            self.inner.fills.supersede(full);
+        }
         let result = self.inner.backend.set_many(&encoded, ttl).await;
         if result.is_ok() {
             self.inner.counters.write(n);

@@ -62,8 +62,9 @@ pub use self::evict::{
 };
 pub use self::property::CachedProperty;
 pub use self::read::{
-    cached_option, cached_result, cached_result_bounded, cached_result_strict, cached_value,
-    put_option, put_result, put_result_strict, put_value,
+    cached_option, cached_result, cached_result_bounded, cached_result_strict, cached_result_with,
+    cached_value, put_option, put_result, put_result_strict, put_value, ErrProbe, ErrSharing,
+    ResultMode, ShareByClone, ShareByFrom, ShareNone,
 };
 pub use self::site::{
     function_stats, function_stats_of, reset_function_stats, FnSite, FunctionStats, SiteKind,

@@ -15,21 +15,34 @@
 //! have no error to return, so they finish the body past it; `#[cached]` only accepts
 //! `hard_timeout` on functions returning `Result<T, E>` with `E: From<cachette::Error>`.
 //!
-//! When concurrent calls of one key are coalesced by the manager, the callers that waited get
-//! the value the first one stored; if that one's body returned an error (or a `None`), each
-//! waiting caller runs its own body, so every caller gets its own function's result.
+//! When concurrent calls of one key are coalesced by the manager, only the first one runs the
+//! body; the callers that waited get its outcome without running theirs:
+//!
+//! - a value: decoded from the bytes it stored (or would have stored);
+//! - a `None` (`Option<T>` functions): `None`;
+//! - an `Err` (`Result<T, E>` functions): a clone of it when `E: Clone + Send + Sync +
+//!   'static`; otherwise, when `E: From<cachette::Error>`, `E::from` an
+//!   [`ErrorKind::Loader`] error ("the loader failed in a concurrent call for this key");
+//!   see [`ErrSharing`]. `#[cached]` picks the first that applies at compile time;
+//! - otherwise (an `E` with neither, or a body that panicked), the waiters do not run their
+//!   bodies together: one of them runs its body next while the others wait for it, so at most
+//!   one body runs at a time per key, as for a value.
 
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
+use crate::load::coalesce::{Handoff, Payload};
 use crate::load::LoadError;
 use crate::stats::Counters;
 
@@ -135,9 +148,13 @@ impl<F: Future> Slot<'_, F> {
 }
 
 /// The body shared between the caller and the loader handed to the manager.
-struct BodyCell<'b, S, F: Future> {
+struct BodyCell<'b, 'h, S: Shape, F: Future> {
     slot: Mutex<Slot<'b, F>>,
     shape: PhantomData<fn() -> S>,
+    /// Where a failed outcome goes for the callers waiting on this one.
+    handoff: &'h Handoff,
+    /// How a failed outcome is shared.
+    sharing: &'h (dyn ShareOutput<S::Output> + Sync),
 }
 
 /// Gives access to the cacheable value of a finished body.
@@ -145,7 +162,7 @@ trait Peek<V> {
     fn peek<R>(&self, f: impl FnOnce(Option<&V>) -> R) -> R;
 }
 
-impl<S: Shape, F: Future<Output = S::Output>> Peek<S::Value> for BodyCell<'_, S, F> {
+impl<S: Shape, F: Future<Output = S::Output>> Peek<S::Value> for BodyCell<'_, '_, S, F> {
     fn peek<R>(&self, f: impl FnOnce(Option<&S::Value>) -> R) -> R {
         let slot = self.slot.lock();
         match &*slot {
@@ -155,7 +172,7 @@ impl<S: Shape, F: Future<Output = S::Output>> Peek<S::Value> for BodyCell<'_, S,
     }
 }
 
-impl<'b, S: Shape, F: Future<Output = S::Output>> BodyCell<'b, S, F> {
+impl<S: Shape, F: Future<Output = S::Output>> BodyCell<'_, '_, S, F> {
     /// Drives the body; once it is finished, answers the manager with a view of the value
     /// (`Ok`) or with [`NotCacheable`] (an `Err`, a `None`).
     fn poll_body<'c>(
@@ -170,6 +187,11 @@ impl<'b, S: Shape, F: Future<Output = S::Output>> BodyCell<'b, S, F> {
             }
         }
         let cacheable = matches!(&*slot, Slot::Finished(output) if S::project(output).is_some());
+        if !cacheable {
+            if let Slot::Finished(output) = &*slot {
+                *self.handoff.outgoing.lock() = self.sharing.share(output);
+            }
+        }
         drop(slot);
         Poll::Ready(if cacheable {
             Ok(Stored::Borrowed(self))
@@ -210,9 +232,11 @@ impl<'de, V: Deserialize<'de>, C> Deserialize<'de> for Stored<'_, V, C> {
 #[derive(Debug)]
 struct NotCacheable;
 
-enum Next<V> {
+enum Next<V, O> {
     Hit(V),
     Body,
+    /// The output rebuilt from a concurrent call's failed outcome.
+    Shared(O),
     Failed(Error),
 }
 
@@ -223,12 +247,15 @@ enum Next<V> {
 /// failure becomes: `Some(output)` is returned as is, `None` runs (or finishes) the body
 /// uncached. `on_timeout` decides what a hard timeout (the options' `hard_timeout`) becomes:
 /// `Some(output)` is returned and the body dropped; `None` (a function that cannot report it)
-/// finishes the body uncached and unbounded.
+/// finishes the body uncached and unbounded. `sharing` hands a failed (not cacheable) outcome
+/// of the body to the calls that waited for it, and rebuilds theirs from it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_through<S, F, U, H, K>(
     call: Call<'_>,
     fail_open: bool,
     on_error: H,
     on_timeout: K,
+    sharing: &(dyn ShareOutput<S::Output> + Sync),
     unless: U,
     body: F,
 ) -> S::Output
@@ -264,33 +291,64 @@ where
     };
 
     let body = pin!(body);
-    let cell: BodyCell<'_, S, F> = BodyCell {
+    let handoff = Handoff::default();
+    let cell: BodyCell<'_, '_, S, F> = BodyCell {
         slot: Mutex::new(Slot::Pending(body)),
         shape: PhantomData,
+        handoff: &handoff,
+        sharing,
     };
-    let store_if = |stored: &Stored<'_, S::Value, BodyCell<'_, S, F>>| match stored {
-        Stored::Owned(value) => !unless(value),
-        Stored::Borrowed(cell) => cell.peek(|value| value.is_some_and(|v| !unless(v))),
-    };
-    let result = manager
-        .get_or_load_as(
-            Some((call.site.module(), call.site.name())),
-            &key,
-            options,
-            Some(call.counters),
-            store_if,
-            || std::future::poll_fn(|cx| cell.poll_body(cx)),
-        )
-        .await;
-    let next = match result {
-        Ok((Stored::Owned(value), _)) => Next::Hit(value),
-        Ok((Stored::Borrowed(_), _)) | Err(LoadError::Loader(NotCacheable)) => Next::Body,
-        Err(LoadError::Cache(e)) => Next::Failed(e),
+    // Taken by the one attempt that stores a value (`unless` is `FnOnce`).
+    let unless = Mutex::new(Some(unless));
+    let next = loop {
+        let store_if = |stored: &Stored<'_, S::Value, BodyCell<'_, '_, S, F>>| {
+            let Some(unless) = unless.lock().take() else {
+                return false;
+            };
+            match stored {
+                Stored::Owned(value) => !unless(value),
+                Stored::Borrowed(cell) => cell.peek(|value| value.is_some_and(|v| !unless(v))),
+            }
+        };
+        let result = manager
+            .get_or_load_as(
+                Some((call.site.module(), call.site.name())),
+                &key,
+                options,
+                Some(call.counters),
+                Some(&handoff),
+                store_if,
+                || std::future::poll_fn(|cx| cell.poll_body(cx)),
+            )
+            .await;
+        match result {
+            Ok((Stored::Owned(value), _)) => break Next::Hit(value),
+            Ok((Stored::Borrowed(_), _)) | Err(LoadError::Loader(NotCacheable)) => {
+                break Next::Body
+            }
+            // This call waited for a concurrent call of the key whose body failed (not a
+            // cache failure): rebuild its outcome, or run the body next (one at a time).
+            Err(LoadError::Cache(e))
+                if e.kind() == ErrorKind::Loader
+                    && matches!(*cell.slot.lock(), Slot::Pending(_)) =>
+            {
+                let payload = handoff.incoming.lock().take();
+                match sharing.rebuild(payload.as_ref(), e) {
+                    Some(output) => break Next::Shared(output),
+                    None => continue,
+                }
+            }
+            Err(LoadError::Cache(e)) => break Next::Failed(e),
+        }
     };
     let slot = cell.slot.into_inner();
     let limit = options.hard_timeout;
     match next {
         Next::Hit(value) => S::inject(value),
+        Next::Shared(output) => {
+            call.counters.coalesced();
+            output
+        }
         Next::Body => slot.finish().await,
         // The body exceeded the hard timeout, in this call (the manager dropped it) or in the
         // concurrent call this one waited for (whose body ran as long as this one's may):
@@ -299,11 +357,6 @@ where
             Some(output) => output,
             None => slot.finish().await,
         },
-        // A concurrent caller's loader (the one this call waited for) failed: that is not a
-        // cache failure, so this caller runs its own body and gets its own result.
-        Next::Failed(e) if e.kind() == ErrorKind::Loader => {
-            slot.finish_within(limit, call.counters, on_timeout).await
-        }
         Next::Failed(e) => match on_error(e) {
             Some(output) => output,
             None => {
@@ -311,6 +364,277 @@ where
                 slot.finish_within(limit, call.counters, on_timeout).await
             }
         },
+    }
+}
+
+/// How a failed outcome of a decorated function reaches the calls that waited for it.
+pub(crate) trait ShareOutput<O> {
+    /// The leader: a shareable form of its failed output (`None`: not shareable).
+    fn share(&self, output: &O) -> Option<Payload>;
+    /// A waiter: its output from the leader's payload (if any) and error; `None`: run the
+    /// body (after the others, one at a time).
+    fn rebuild(&self, payload: Option<&Payload>, error: Error) -> Option<O>;
+}
+
+/// Nothing to share (plain values: only a panic fails them).
+struct NoSharing;
+
+impl<O> ShareOutput<O> for NoSharing {
+    fn share(&self, _: &O) -> Option<Payload> {
+        None
+    }
+    fn rebuild(&self, _: Option<&Payload>, _: Error) -> Option<O> {
+        None
+    }
+}
+
+/// `Option<T>`: the leader's `None` is every waiter's `None`.
+struct NoneSharing;
+
+/// What a waiter of an `Option<T>` function gets for the leader's `None`.
+struct SharedNone;
+
+impl<T> ShareOutput<Option<T>> for NoneSharing {
+    fn share(&self, output: &Option<T>) -> Option<Payload> {
+        output.is_none().then(|| Arc::new(SharedNone) as Payload)
+    }
+    fn rebuild(&self, payload: Option<&Payload>, _: Error) -> Option<Option<T>> {
+        payload.filter(|p| p.is::<SharedNone>()).map(|_| None)
+    }
+}
+
+impl<T, E> ShareOutput<Result<T, E>> for ErrSharing<E> {
+    fn share(&self, output: &Result<T, E>) -> Option<Payload> {
+        match (output, self.clone) {
+            (Err(e), Some((into, _))) => Some(into(e)),
+            _ => None,
+        }
+    }
+
+    fn rebuild(&self, payload: Option<&Payload>, error: Error) -> Option<Result<T, E>> {
+        if let (Some(payload), Some((_, from))) = (payload, self.clone) {
+            if let Some(e) = from(payload) {
+                return Some(Err(e));
+            }
+        }
+        self.convert.map(|convert| Err(convert(error)))
+    }
+}
+
+/// Into and out of a shared payload, for a `Clone` error.
+type ClonePair<E> = (fn(&E) -> Payload, fn(&Payload) -> Option<E>);
+
+/// How the callers of a `#[cached]` function returning `Result<T, E>` that waited for a
+/// concurrent call of the same key get its `Err` (without running their own body).
+///
+/// - [`ErrSharing::cloned`] (`E: Clone + Send + Sync + 'static`): a clone of it;
+/// - [`ErrSharing::converted`] (`E: From<cachette::Error>`): `E::from` an
+///   [`ErrorKind::Loader`] error;
+/// - [`ErrSharing::none`]: neither; the waiters run their bodies one at a time (one runs while
+///   the others wait for it, as for the first).
+///
+/// A body that panicked is shared by `converted` only (as an `ErrorKind::Loader` error);
+/// `cloned` and `none` then run the next body, one at a time. `#[cached]` picks `cloned`, else
+/// `converted`, else `none`, from the bounds `E` satisfies where the function is defined
+/// ([`ErrProbe`]).
+pub struct ErrSharing<E> {
+    clone: Option<ClonePair<E>>,
+    convert: Option<fn(Error) -> E>,
+}
+
+impl<E> Clone for ErrSharing<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for ErrSharing<E> {}
+
+impl<E> std::fmt::Debug for ErrSharing<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrSharing")
+            .field("cloned", &self.clone.is_some())
+            .field("converted", &self.convert.is_some())
+            .finish()
+    }
+}
+
+fn clone_into_payload<E: Clone + Send + Sync + 'static>(e: &E) -> Payload {
+    Arc::new(e.clone())
+}
+
+fn clone_from_payload<E: Clone + Send + Sync + 'static>(p: &Payload) -> Option<E> {
+    let any: &(dyn Any + Send + Sync) = p.as_ref();
+    any.downcast_ref::<E>().cloned()
+}
+
+impl<E> ErrSharing<E> {
+    /// Waiters do not get the `Err`: they run their bodies one at a time.
+    pub const fn none() -> Self {
+        ErrSharing {
+            clone: None,
+            convert: None,
+        }
+    }
+
+    /// Waiters get a clone of the `Err`.
+    pub fn cloned() -> Self
+    where
+        E: Clone + Send + Sync + 'static,
+    {
+        ErrSharing {
+            clone: Some((clone_into_payload::<E>, clone_from_payload::<E>)),
+            convert: None,
+        }
+    }
+
+    /// Waiters get `E::from` an [`ErrorKind::Loader`] error.
+    pub fn converted() -> Self
+    where
+        E: From<Error>,
+    {
+        ErrSharing {
+            clone: None,
+            convert: Some(E::from),
+        }
+    }
+}
+
+/// Picks an [`ErrSharing`] from the bounds of `E` (autoref specialization): in scope of the
+/// traits [`ShareByClone`], [`ShareByFrom`] and [`ShareNone`],
+/// `(&&&ErrProbe::of(&body)).err_sharing()` is [`ErrSharing::cloned`] when `E: Clone + Send +
+/// Sync + 'static`, else [`ErrSharing::converted`] when `E: From<cachette::Error>`, else
+/// [`ErrSharing::none`]. What `#[cached]` expands into.
+pub struct ErrProbe<E>(PhantomData<fn() -> E>);
+
+impl<E> std::fmt::Debug for ErrProbe<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErrProbe")
+    }
+}
+
+impl<E> ErrProbe<E> {
+    /// The probe for the error type of `body`'s `Result`.
+    pub fn of<T, F: Future<Output = Result<T, E>>>(_body: &Pin<&mut F>) -> Self {
+        ErrProbe(PhantomData)
+    }
+}
+
+/// See [`ErrProbe`]: `E: Clone + Send + Sync + 'static`.
+pub trait ShareByClone<E> {
+    /// [`ErrSharing::cloned`].
+    fn err_sharing(&self) -> ErrSharing<E>;
+}
+
+impl<E: Clone + Send + Sync + 'static> ShareByClone<E> for &&ErrProbe<E> {
+    fn err_sharing(&self) -> ErrSharing<E> {
+        ErrSharing::cloned()
+    }
+}
+
+/// See [`ErrProbe`]: `E: From<cachette::Error>`.
+pub trait ShareByFrom<E> {
+    /// [`ErrSharing::converted`].
+    fn err_sharing(&self) -> ErrSharing<E>;
+}
+
+impl<E: From<Error>> ShareByFrom<E> for &ErrProbe<E> {
+    fn err_sharing(&self) -> ErrSharing<E> {
+        ErrSharing::converted()
+    }
+}
+
+/// See [`ErrProbe`]: any other `E`.
+pub trait ShareNone<E> {
+    /// [`ErrSharing::none`].
+    fn err_sharing(&self) -> ErrSharing<E>;
+}
+
+impl<E> ShareNone<E> for ErrProbe<E> {
+    fn err_sharing(&self) -> ErrSharing<E> {
+        ErrSharing::none()
+    }
+}
+
+/// How `#[cached]` on a `Result<T, E>` function handles cache failures and the hard timeout:
+/// [`ResultMode::fail_open`], [`ResultMode::strict`] (`fallback_on_error = false`) or
+/// [`ResultMode::bounded`] (`hard_timeout`). See [`cached_result_with`].
+pub struct ResultMode<E> {
+    on_error: Option<fn(Error) -> E>,
+    on_timeout: Option<fn(Error) -> E>,
+}
+
+impl<E> std::fmt::Debug for ResultMode<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultMode")
+            .field("strict", &self.on_error.is_some())
+            .field("bounded", &self.on_timeout.is_some())
+            .finish()
+    }
+}
+
+impl<E> ResultMode<E> {
+    /// As [`cached_result`]: cache failures run the body uncached.
+    pub const fn fail_open() -> Self {
+        ResultMode {
+            on_error: None,
+            on_timeout: None,
+        }
+    }
+
+    /// As [`cached_result_strict`]: cache failures and the hard timeout are returned as
+    /// `Err(E::from(error))`.
+    pub fn strict() -> Self
+    where
+        E: From<Error>,
+    {
+        ResultMode {
+            on_error: Some(E::from),
+            on_timeout: Some(E::from),
+        }
+    }
+
+    /// As [`cached_result_bounded`]: cache failures run the body uncached; the hard timeout is
+    /// returned as `Err(E::from(error))`.
+    pub fn bounded() -> Self
+    where
+        E: From<Error>,
+    {
+        ResultMode {
+            on_error: None,
+            on_timeout: Some(E::from),
+        }
+    }
+}
+
+/// `#[cached]` on a function returning `Result<T, E>`, with the failure handling of `mode`
+/// and the sharing of `Err` outcomes with concurrent callers of `sharing` (what the macro
+/// expands into; [`cached_result`], [`cached_result_strict`] and [`cached_result_bounded`]
+/// are this with fixed choices).
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
+pub fn cached_result_with<'m, T, E, Fut, U>(
+    call: Call<'m>,
+    mode: ResultMode<E>,
+    sharing: ErrSharing<E>,
+    unless: U,
+    body: Fut,
+) -> impl Future<Output = Result<T, E>> + use<'m, T, E, Fut, U>
+where
+    T: Serialize + DeserializeOwned,
+    Fut: Future<Output = Result<T, E>>,
+    U: FnOnce(&T) -> bool,
+{
+    async move {
+        read_through::<ResultShape<T, E>, _, _, _, _>(
+            call,
+            mode.on_error.is_none(),
+            |e| mode.on_error.map(|f| Err(f(e))),
+            |e| mode.on_timeout.map(|f| Err(f(e))),
+            &sharing,
+            unless,
+            body,
+        )
+        .await
     }
 }
 
@@ -412,7 +736,13 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
+    cached_result_with(
+        call,
+        ResultMode::fail_open(),
+        ErrSharing::none(),
+        unless,
+        body,
+    )
 }
 
 /// [`cached_result`] with `fallback_on_error = false`: a cache failure (down, timeout, key
@@ -430,11 +760,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _, _>(
+    cached_result_with(
         call,
-        false,
-        |e| Some(Err(E::from(e))),
-        |e| Some(Err(E::from(e))),
+        ResultMode::strict(),
+        ErrSharing::converted(),
         unless,
         body,
     )
@@ -502,11 +831,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _, _>(
+    cached_result_with(
         call,
-        true,
-        fail_open,
-        |e| Some(Err(E::from(e))),
+        ResultMode::bounded(),
+        ErrSharing::converted(),
         unless,
         body,
     )
@@ -517,6 +845,7 @@ where
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_option<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -527,13 +856,25 @@ where
     Fut: Future<Output = Option<T>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<OptionShape<T>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
+    async move {
+        read_through::<OptionShape<T>, _, _, _, _>(
+            call,
+            true,
+            fail_open,
+            fail_open,
+            &NoneSharing,
+            unless,
+            body,
+        )
+        .await
+    }
 }
 
 /// `#[cached]` on a function returning any other `T`: every value is cached.
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_value<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -544,7 +885,12 @@ where
     Fut: Future<Output = T>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ValueShape<T>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
+    async move {
+        read_through::<ValueShape<T>, _, _, _, _>(
+            call, true, fail_open, fail_open, &NoSharing, unless, body,
+        )
+        .await
+    }
 }
 
 /// `#[cache_put]` on a function returning `Result<T, E>`: runs the body and stores an `Ok`

@@ -19,6 +19,7 @@
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
+mod coalesced_failures;
 mod conformance;
 mod macros;
 mod macros_default;
@@ -31,5 +32,6 @@ mod redis_errors;
 mod redis_failure;
 mod secrets;
 mod stampede;
+mod supersede;
 mod support;
 mod warm;
