@@ -47,6 +47,7 @@ mod default;
 mod evict;
 mod property;
 mod read;
+mod share;
 mod site;
 #[cfg(test)]
 mod tests;
