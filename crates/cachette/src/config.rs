@@ -14,7 +14,7 @@
 //! | username (ACL) | `username` | `REDIS_USERNAME` | none |
 //! | password | `password` | `REDIS_PASSWORD` | none |
 //! | max_connections | `max_connections` | `REDIS_MAX_CONNECTIONS` | `50` |
-//! | default_ttl (s; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
+//! | default_ttl (s, at most 3153600000 = 100 years; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
 //! | key_prefix | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
 //! | connect timeout (ms) | `connect_timeout_ms` | `REDIS_CONNECT_TIMEOUT_MS` | `1000` |
 //! | command timeout (ms) | `command_timeout_ms` | `REDIS_COMMAND_TIMEOUT_MS` | `500` |
@@ -284,6 +284,8 @@ impl Config {
                         ttl_from_secs(
                             value
                                 .as_i64()
+                                .map(i128::from)
+                                .or_else(|| value.as_u64().map(i128::from))
                                 .ok_or_else(|| bad("expected seconds (an integer) or null"))?,
                         )
                         .map_err(&bad)?
@@ -399,7 +401,7 @@ impl Config {
                 })?;
         }
         if let Some(v) = get("REDIS_DEFAULT_TTL") {
-            let secs = v.trim().parse::<i64>().map_err(|_| {
+            let secs = v.trim().parse::<i128>().map_err(|_| {
                 bad(
                     "REDIS_DEFAULT_TTL",
                     &format!("expected seconds (an integer), got {v:?}"),
@@ -481,11 +483,11 @@ impl Config {
 
     /// Checks the values that no parser checked (e.g. those set in code).
     pub fn validate(&self) -> Result<()> {
-        if self.default_ttl == Some(Duration::ZERO) {
+        if let Some(Err(message)) = self.default_ttl.map(crate::ttl::check) {
             return Err(Error::config(
                 "code",
                 "default_ttl",
-                "must be positive (use None for no expiry)",
+                format!("{message}; use None for no expiry"),
             ));
         }
         if self.max_connections == 0 {
@@ -576,11 +578,17 @@ fn positive_ms(ms: Option<u64>) -> Option<Duration> {
     ms.filter(|ms| *ms > 0).map(Duration::from_millis)
 }
 
-fn ttl_from_secs(secs: i64) -> std::result::Result<Option<Duration>, &'static str> {
+/// Seconds of a configured default TTL: `0` = no expiry, else 1..=[`crate::ttl::MAX_TTL_SECS`].
+fn ttl_from_secs(secs: i128) -> std::result::Result<Option<Duration>, &'static str> {
+    const TOO_LONG: &str = "must be at most 3153600000 seconds (100 years; 0 means no expiry)";
+    const _: () = assert!(crate::ttl::MAX_TTL_SECS == 3_153_600_000);
     match secs {
         s if s < 0 => Err("must not be negative (0 means no expiry)"),
         0 => Ok(None),
-        s => Ok(Some(Duration::from_secs(s.unsigned_abs()))),
+        s => match u64::try_from(s) {
+            Ok(s) if s <= crate::ttl::MAX_TTL_SECS => Ok(Some(Duration::from_secs(s))),
+            _ => Err(TOO_LONG),
+        },
     }
 }
 

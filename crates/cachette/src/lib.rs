@@ -111,7 +111,7 @@ mod refresh;
 pub mod runtime;
 mod spawned;
 pub mod stats;
-mod ttl;
+pub mod ttl;
 mod warm;
 
 pub use backend::{Backend, KeyTtl};

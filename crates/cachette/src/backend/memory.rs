@@ -31,7 +31,9 @@
 //! on [`MemoryBackend::purge_expired`]). In a runtime built without timers (no
 //! `enable_time`) it logs one warning and relies on those too. Time is
 //! [`tokio::time::Instant`], so tests can use
-//! `tokio::time::pause()`. TTLs longer than about a century are capped to a century.
+//! `tokio::time::pause()`. TTLs follow the one rule of every backend ([`crate::ttl::check`]):
+//! rounded up to whole milliseconds, at most [`crate::ttl::MAX_TTL`] (100 years); a longer
+//! one is refused with [`ErrorKind::InvalidInput`] naming the key, as the manager does.
 //!
 //! # Bounds and eviction
 //!
@@ -119,8 +121,7 @@ const SWEEP_PER_WRITE: usize = 4;
 const REAP_BATCH: usize = 256;
 /// The most slots one `scan` call visits, whatever `count` asks for.
 const MAX_SCAN_WORK: usize = 1 << 20;
-/// TTLs are capped to this (about a century) so that deadlines never overflow.
-const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+use crate::ttl::MAX_TTL;
 /// No reaper task: none started yet, or its runtime is gone.
 const REAPER_IDLE: u8 = 0;
 /// A reaper task is alive.
@@ -443,8 +444,15 @@ fn nanos_since(origin: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(NO_DEADLINE - 1)
 }
 
+/// The deadline of a TTL already checked by [`checked_ttl`] (`min` only guards the overflow).
 fn deadline(now: Instant, ttl: Duration) -> Option<Instant> {
     now.checked_add(ttl.min(MAX_TTL))
+}
+
+/// A positive TTL by the rule of every backend ([`crate::ttl::check`]), or an error naming
+/// the key.
+fn checked_ttl(key: &str, ttl: Duration) -> Result<Duration> {
+    crate::ttl::check(ttl).map_err(|message| Error::invalid(message).with_key(key))
 }
 
 fn to_int(n: u64) -> InfoValue {
@@ -690,6 +698,7 @@ impl Inner {
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return Err(zero_ttl(key));
         }
+        let ttl = ttl.map(|ttl| checked_ttl(key, ttl)).transpose()?;
         let new_weight = weight(key, &value);
         let hash = hash_key(key);
         let home = shard_index(hash);
@@ -1068,6 +1077,12 @@ impl Backend for MemoryBackend {
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.ensure_reaper();
+        // As Redis: a TTL of zero deletes the key; any other goes through the TTL rule.
+        let ttl = if ttl.is_zero() {
+            ttl
+        } else {
+            checked_ttl(key, ttl)?
+        };
         Ok(self.inner.expire(key, ttl))
     }
 
@@ -1229,10 +1244,28 @@ mod tests {
         let err = m.set("z", b("v"), Some(Duration::ZERO)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
 
-        // Huge TTLs are capped instead of overflowing.
-        m.set("long", b("v"), Some(Duration::MAX)).await.unwrap();
-        assert!(m.ttl("long").await.unwrap().remaining().unwrap() >= MAX_TTL);
-        assert!(m.expire("long", Duration::MAX).await.unwrap());
+        // The longest TTL is the same as on every backend; longer ones are refused, not capped.
+        m.set("long", b("v"), Some(MAX_TTL)).await.unwrap();
+        assert_eq!(m.ttl("long").await.unwrap().remaining(), Some(MAX_TTL));
+        for huge in [MAX_TTL + Duration::from_nanos(1), Duration::MAX] {
+            let err = m.set("long", b("w"), Some(huge)).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("long"), "{err}");
+            let err = m.expire("long", huge).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        }
+        assert_eq!(m.get_now("long"), Some(b("v")), "a refused TTL changes nothing");
+        // Sub-millisecond TTLs are rounded up to whole milliseconds, never down to zero.
+        m.set("tiny", b("v"), Some(Duration::from_nanos(1))).await.unwrap();
+        assert_eq!(
+            m.ttl("tiny").await.unwrap().remaining(),
+            Some(Duration::from_millis(1))
+        );
+        assert!(m.expire("tiny", Duration::from_micros(1500)).await.unwrap());
+        assert_eq!(
+            m.ttl("tiny").await.unwrap().remaining(),
+            Some(Duration::from_millis(2))
+        );
     }
 
     #[tokio::test(start_paused = true)]
