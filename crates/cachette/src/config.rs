@@ -20,7 +20,7 @@
 //! | command timeout (ms) | `command_timeout_ms` | `REDIS_COMMAND_TIMEOUT_MS` | `500` |
 //! | codec | `codec` | `CACHETTE_CODEC` | `"json"` |
 //! | memory backend entry bound | `memory_max_entries` | `CACHETTE_MEMORY_MAX_ENTRIES` | `100000` |
-//! | memory backend byte bound | `memory_max_bytes` | `CACHETTE_MEMORY_MAX_BYTES` | none |
+//! | memory backend byte bound (keys + values + 128 per entry; `null` = none) | `memory_max_bytes` | `CACHETTE_MEMORY_MAX_BYTES` | `268435456` (256 MiB) |
 //! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //!
@@ -102,7 +102,8 @@ pub struct Config {
     pub codec: Codec,
     /// Entry bound of the memory backend.
     pub memory_max_entries: Option<u64>,
-    /// Byte bound of the memory backend.
+    /// Byte bound of the memory backend (default 256 MiB,
+    /// [`crate::backend::memory::DEFAULT_MAX_BYTES`]; `None` = no limit).
     pub memory_max_bytes: Option<u64>,
     /// Consecutive Redis failures (connection errors, timeouts) after which the circuit
     /// breaker opens and cache calls fail fast; `0` turns the breaker off.
@@ -128,7 +129,7 @@ impl Default for Config {
             command_timeout: Duration::from_millis(500),
             codec: Codec::Json,
             memory_max_entries: Some(100_000),
-            memory_max_bytes: None,
+            memory_max_bytes: Some(crate::backend::memory::DEFAULT_MAX_BYTES),
             breaker_failures: 5,
             breaker_open: Duration::from_millis(1000),
         }

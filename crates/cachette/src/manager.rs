@@ -93,7 +93,12 @@ enum FastPath {
 impl FastPath {
     async fn get(&self, backend: &Arc<dyn Backend>, key: &str) -> Result<Option<Bytes>> {
         match self {
-            FastPath::Memory(m) => Ok(m.get_now(key)),
+            FastPath::Memory(m) => {
+                // A memory read never waits: spend tokio's task budget so a loop of reads
+                // still yields (see `MemoryBackend::get`).
+                tokio::task::coop::consume_budget().await;
+                Ok(m.get_now(key))
+            }
             FastPath::Redis(r) => r.get_value(key).await,
             FastPath::Guarded(b, r) if b.is_closed() => {
                 let result = r.get_value(key).await;

@@ -102,6 +102,10 @@ use crate::info::{human_bytes, InfoValue, KeyspaceStats, ServerInfo};
 /// The default [`MemoryConfig::max_entries`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
+/// The default [`MemoryConfig::max_bytes`]: 256 MiB of keys, values and [`ENTRY_OVERHEAD`]
+/// (an entry count alone let 100 KB values grow a process to gigabytes).
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
 /// Bytes added to each entry's key and value lengths to account for its bookkeeping (slab
 /// slot, table index, deadline index, allocation headers) in `used_memory` and against
 /// `max_bytes`.
@@ -140,6 +144,7 @@ const NO_DEADLINE: u64 = u64::MAX;
 ///
 /// let config = MemoryConfig { max_bytes: Some(64 << 20), ..MemoryConfig::default() };
 /// assert_eq!(config.max_entries, Some(100_000));
+/// assert_eq!(MemoryConfig::default().max_bytes, Some(256 << 20));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryConfig {
@@ -147,7 +152,7 @@ pub struct MemoryConfig {
     /// `Some(0)` is read as `Some(1)`).
     pub max_entries: Option<u64>,
     /// The most bytes kept at once, counting keys, values and [`ENTRY_OVERHEAD`] per entry
-    /// (default `None`: no limit).
+    /// (default [`DEFAULT_MAX_BYTES`], 256 MiB; `None` for no limit).
     pub max_bytes: Option<u64>,
     /// How often the background task reclaims expired entries (default 1 s;
     /// `Duration::ZERO` disables the task, leaving reclamation to writes).
@@ -158,7 +163,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             max_entries: Some(DEFAULT_MAX_ENTRIES),
-            max_bytes: None,
+            max_bytes: Some(DEFAULT_MAX_BYTES),
             reap_interval: Duration::from_secs(1),
         }
     }
@@ -1053,7 +1058,12 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
+    /// Completes without waiting, but spends one unit of tokio's cooperative task budget
+    /// (`tokio::task::coop::consume_budget`): a task looping on reads yields every 128 of them,
+    /// so it cannot starve the runtime's other tasks (timers, reconnects). Use
+    /// [`MemoryBackend::get_now`] for a plain synchronous read.
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        tokio::task::coop::consume_budget().await;
         Ok(self.get_now(key))
     }
 
@@ -1140,6 +1150,90 @@ impl Backend for MemoryBackend {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// Item 11: 64 tasks looping on memory reads (through the manager's fast path and through
+    /// `Backend::get`) with no other await, on a 2-worker runtime, cannot keep a timer task
+    /// from running. Bounded: the loops stop after 5 s at most.
+    #[test]
+    fn a_loop_of_memory_reads_cannot_starve_the_runtime() {
+        use std::sync::atomic::AtomicBool;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cache = rt.block_on(async { crate::CacheManager::memory() });
+        let backend: Arc<dyn Backend> = cache.backend().clone();
+        rt.block_on(async { cache.set("k", &1u64, crate::Ttl::Never).await.unwrap() });
+
+        let started = std::time::Instant::now();
+        let ran = Arc::new(AtomicBool::new(false));
+        let timer = ran.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            timer.store(true, Relaxed);
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let loops: Vec<_> = (0..64)
+            .map(|i| {
+                let (cache, backend, stop) = (cache.clone(), backend.clone(), stop.clone());
+                rt.spawn(async move {
+                    while !stop.load(Relaxed) {
+                        if i % 2 == 0 {
+                            let _ = cache.get::<u64>("k").await;
+                        } else {
+                            let _ = backend.get("cache:k").await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let deadline = started + Duration::from_secs(5);
+        while !ran.load(Relaxed) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = started.elapsed();
+        let timer_ran = ran.load(Relaxed);
+        stop.store(true, Relaxed);
+        for l in loops {
+            rt.block_on(l).unwrap();
+        }
+        assert!(
+            timer_ran && after < Duration::from_secs(2),
+            "timer ran: {timer_ran} after {after:?}"
+        );
+    }
+
+    /// Item 12: the default store is bounded in bytes, not only in entries. 4 000 values of
+    /// 100 KB (400 MB accounted; one shared allocation, so the test itself stays small) never
+    /// take the backend's byte accounting over 256 MiB, whichever way the store was built.
+    #[tokio::test]
+    async fn the_default_store_is_bounded_in_bytes() {
+        use crate::{CacheManager, Config, Ttl};
+        assert_eq!(MemoryConfig::default().max_bytes, Some(DEFAULT_MAX_BYTES));
+        assert_eq!(Config::default().memory_max_bytes, Some(DEFAULT_MAX_BYTES));
+        let value = Bytes::from(vec![7u8; 100_000]);
+        let m = MemoryBackend::default();
+        for i in 0..4_000 {
+            m.set(&format!("big:{i}"), value.clone(), None).await.unwrap();
+            assert!(m.used_memory() <= DEFAULT_MAX_BYTES, "{}", m.used_memory());
+        }
+        assert!(m.used_memory() > DEFAULT_MAX_BYTES / 2);
+        assert!(m.len() < 4_000);
+
+        let built = CacheManager::builder().memory().build().unwrap();
+        for cache in [CacheManager::memory(), built] {
+            for i in 0..4_000 {
+                cache
+                    .set_raw(&format!("big:{i}"), value.clone(), Ttl::Never)
+                    .await
+                    .unwrap();
+            }
+            let info = cache.info().await.unwrap();
+            let used = info.used_memory().unwrap();
+            assert!(used <= DEFAULT_MAX_BYTES && used > DEFAULT_MAX_BYTES / 2, "{used}");
+        }
+    }
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -1724,7 +1818,7 @@ mod tests {
         );
         assert_eq!(stat(&info, "stats", "keyspace_hits"), 1);
         assert_eq!(stat(&info, "stats", "keyspace_misses"), 1);
-        assert_eq!(stat(&info, "memory", "maxmemory"), 0);
+        assert_eq!(stat(&info, "memory", "maxmemory"), DEFAULT_MAX_BYTES as i64);
         assert_eq!(
             stat(&info, "memory", "max_entries"),
             DEFAULT_MAX_ENTRIES as i64

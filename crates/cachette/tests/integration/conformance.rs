@@ -291,6 +291,19 @@ pub(crate) async fn ttl_range_edges_agree(fx: &Fixture) {
     assert!(near(c.ttl("max").await.unwrap().remaining().unwrap()), "refused expire left it");
 }
 
+pub(crate) async fn non_finite_floats_are_refused(fx: &Fixture) {
+    let c = fx.fresh();
+    for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let e = c.set("f", &vec![1.0, v], Ttl::Default).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("f"), "{e}");
+        let e = c.set_many([("g", v)], Ttl::Default).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+    assert!(!c.exists("f").await.unwrap());
+    assert!(!c.exists("g").await.unwrap());
+}
+
 pub(crate) async fn expire_on_missing_key_is_false(fx: &Fixture) {
     let c = fx.fresh();
     assert!(!c.expire("missing", Duration::from_secs(10)).await.unwrap());
@@ -687,6 +700,7 @@ macro_rules! conformance {
                 zero_ttl_is_rejected, ttl_expires_value, never_ttl_is_persistent,
                 default_ttl_is_one_hour, configured_default_ttl_applies, ttl_reports_three_states,
                 set_replaces_ttl, sub_millisecond_ttl_is_not_zero, ttl_range_edges_agree,
+                non_finite_floats_are_refused,
                 expire_on_missing_key_is_false,
                 expire_sets_ttl_and_expires, expire_never_makes_key_persistent, exists_and_delete,
                 delete_many_counts_existing, set_nx_only_when_absent, delete_if_equals_compares,
