@@ -12,10 +12,12 @@
 //! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
 //!   copies, jitter.
 //! - `warm`: cache warming in `set_many` batches.
+//! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
 mod conformance;
+mod glob_vs_redis;
 mod macros;
 mod macros_default;
 mod macros_failures;
