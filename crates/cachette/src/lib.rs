@@ -107,7 +107,7 @@ mod manager;
 mod observe;
 pub mod runtime;
 pub mod stats;
-mod ttl;
+pub mod ttl;
 
 // Paths users have today, kept stable across the layout change.
 pub use backend::{breaker, info};

@@ -203,6 +203,32 @@ fn malformed_json_is_refused_with_exit_2() {
 }
 
 #[test]
+fn a_ttl_out_of_range_is_a_usage_error_naming_the_flag() {
+    for ttl in [
+        "18446744073709551615",
+        "3153600001",
+        "99999999999999999999",
+        "-1",
+    ] {
+        cli("t_ttl:", &["set", "k", "1", &format!("--ttl={ttl}")])
+            .assert()
+            .code(2)
+            .stderr(contains("--ttl"));
+        cli("t_ttl:", &["expire", "k", ttl]).assert().code(2);
+    }
+    assert_eq!(server().cli(["EXISTS", "t_ttl:k"]), "0");
+    // The largest accepted TTL (100 years) is stored as such on Redis.
+    cli("t_ttl:", &["set", "k", "1", "--ttl", "3153600000"])
+        .assert()
+        .success();
+    let left: u64 = stdout_of("t_ttl:", &["ttl", "k"]).trim().parse().unwrap();
+    assert!((3_153_599_990..=3_153_600_000).contains(&left), "{left}");
+    cli("t_ttl:", &["expire", "k", "3153600000"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn get_shows_non_json_values_safely() {
     let p = "t_raw:";
     server().cli(["SET", "t_raw:text", "hello world"]);

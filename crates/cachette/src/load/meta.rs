@@ -176,7 +176,9 @@ impl CacheManager {
                 let doc = meta.encode(&bytes);
                 let items = [(full.to_owned(), bytes), (meta_key(full), doc)];
                 self.backend()
-                    .set_many(&items, Some(ttl.saturating_add(stale_ttl)))
+                    // The stale copy's extra life stays inside the one TTL range (rounded up
+                    // to whole milliseconds, at most 100 years) on every backend.
+                    .set_many(&items, Some(stale_life(ttl, stale_ttl)))
                     .await
             }
             _ => self.backend().set(full, bytes, ttl).await,
@@ -192,6 +194,12 @@ impl CacheManager {
             }
         }
     }
+}
+
+/// How long a value with a stale copy lives: its TTL plus `stale_ttl`, rounded up to whole
+/// milliseconds and capped to [`crate::ttl::MAX_TTL`].
+fn stale_life(ttl: Duration, stale_ttl: Duration) -> Duration {
+    crate::ttl::round_up_to_millis(ttl.saturating_add(stale_ttl)).min(crate::ttl::MAX_TTL)
 }
 
 #[cfg(test)]

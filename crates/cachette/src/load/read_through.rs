@@ -485,7 +485,13 @@ impl CacheManager {
             counters,
             handoff,
         };
-        let first = match self.checked_key(key) {
+        // An out-of-range TTL is refused where it enters, like an invalid key (before a read).
+        let checked = self.checked_key(key).and_then(|full| {
+            self.resolve_ttl(options.ttl)
+                .map_err(|e| e.with_key(&full))?;
+            Ok(full)
+        });
+        let first = match checked {
             Ok(full) => {
                 call.full = full;
                 match call.read::<T>().await {
@@ -519,12 +525,13 @@ impl CacheManager {
         let mut read = match first {
             Ok(read) => Some(read),
             Err(e) => {
-                // An invalid key is a cache failure like any other: run uncached (or fail).
+                // An invalid key or TTL is a cache failure like any other: run uncached (or
+                // fail).
                 call.both(Counters::error);
                 if !options.fallback_on_error {
                     return Err(LoadError::Cache(e));
                 }
-                tracing::warn!(error = %e, "cachette: invalid cache key; running uncached");
+                tracing::warn!(error = %e, "cachette: invalid cache key or TTL; running uncached");
                 call.mine(Counters::miss);
                 return call.lead(None, load, store_if, None, true).await;
             }

@@ -107,7 +107,12 @@ enum FastPath {
 impl FastPath {
     async fn get(&self, backend: &Arc<dyn Backend>, key: &str) -> Result<Option<Bytes>> {
         match self {
-            FastPath::Memory(m) => Ok(m.get_now(key)),
+            FastPath::Memory(m) => {
+                // A memory read never waits: spend tokio's task budget so a loop of reads
+                // still yields (see `MemoryBackend::get`).
+                tokio::task::coop::consume_budget().await;
+                Ok(m.get_now(key))
+            }
             FastPath::Redis(r) => r.get_value(key).await,
             FastPath::Guarded(b, r) if b.is_closed() => {
                 let result = r.get_value(key).await;
@@ -176,7 +181,7 @@ impl Config {
 
 impl CacheManagerBuilder {
     /// Connects to Redis at `url` (`redis://[user[:password]@]host:port/db`, `rediss://`,
-    /// `redis+unix://`; see [`crate::endpoint`]). The URL is parsed here into its parts, which
+    /// `redis+unix://`; see [`RedisEndpoint`](crate::RedisEndpoint)). The URL is parsed here into its parts, which
     /// replace every part set before (host, port, db, credentials); setters called after it
     /// override single parts. An invalid URL makes [`build`](Self::build) fail with an error
     /// naming the wrong part, never showing the URL.
@@ -231,7 +236,9 @@ impl CacheManagerBuilder {
         self
     }
 
-    /// The TTL of writes that use [`Ttl::Default`]; `None` = no expiry.
+    /// The TTL of writes that use [`Ttl::Default`]; `None` = no expiry. Checked by `build()`
+    /// against the range of [`crate::ttl::check`] (positive, at most 100 years; rounded up to
+    /// whole milliseconds).
     pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.config.default_ttl = ttl;
         self
@@ -422,7 +429,7 @@ impl CacheManagerBuilder {
                 fast,
                 prefix_pattern: crate::glob::escape(&config.key_prefix),
                 prefix: config.key_prefix,
-                default_ttl: config.default_ttl,
+                default_ttl: config.default_ttl.map(crate::ttl::round_up_to_millis),
                 codec: config.codec,
                 enabled: config.enabled,
                 counters: Counters::new(),
@@ -616,14 +623,22 @@ impl CacheManager {
         Ok(())
     }
 
-    /// Resolves a TTL policy against the default; rejects a zero TTL.
+    /// Resolves a TTL policy against the default and applies the one TTL rule of every
+    /// backend ([`crate::ttl::check`]): positive, at most [`crate::ttl::MAX_TTL`] (100 years),
+    /// rounded up to whole milliseconds.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] saying what is wrong with the TTL.
     pub fn resolve_ttl(&self, ttl: impl Into<Ttl>) -> Result<Option<Duration>> {
-        match ttl.into().resolve(self.inner.default_ttl) {
-            Some(d) if d.is_zero() => Err(Error::invalid(
-                "a TTL must be positive (use Ttl::Never for no expiry)",
-            )),
-            other => Ok(other),
-        }
+        ttl.into()
+            .resolve(self.inner.default_ttl)
+            .map(|d| crate::ttl::check(d).map_err(Error::invalid))
+            .transpose()
+    }
+
+    /// [`resolve_ttl`](Self::resolve_ttl) for a write to `full`; the error names the key.
+    fn key_ttl(&self, full: &str, ttl: impl Into<Ttl>) -> Result<Option<Duration>> {
+        self.resolve_ttl(ttl).map_err(|e| e.with_key(full))
     }
 
     fn count<T>(&self, result: Result<T>) -> Result<T> {
@@ -683,7 +698,7 @@ impl CacheManager {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let full = self.checked_key(key)?;
-        let ttl = self.resolve_ttl(ttl)?;
+        let ttl = self.key_ttl(&full, ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
         self.write_raw(full, Bytes::from(bytes), ttl).await
     }
@@ -696,7 +711,7 @@ impl CacheManager {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let full = self.checked_key(key)?;
-        let ttl = self.resolve_ttl(ttl)?;
+        let ttl = self.key_ttl(&full, ttl)?;
         self.write_raw(full, value.into(), ttl).await
     }
 
@@ -723,7 +738,7 @@ impl CacheManager {
         ttl: impl Into<Ttl>,
     ) -> Result<bool> {
         let full = self.checked_key(key)?;
-        let ttl = self.resolve_ttl(ttl)?;
+        let ttl = self.key_ttl(&full, ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
         self.check_value_size(&full, bytes.len())?;
         self.inner.fills.supersede(&full);
@@ -789,7 +804,7 @@ impl CacheManager {
     /// [`Ttl::Never`] makes it persistent.
     pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
         let full = self.checked_key(key)?;
-        let result = match self.resolve_ttl(ttl)? {
+        let result = match self.key_ttl(&full, ttl)? {
             Some(ttl) => self.inner.backend.expire(&full, ttl).await,
             None => match self.inner.backend.persist(&full).await {
                 // PERSIST answers 0 for a key without TTL too; report whether the key exists.

@@ -16,11 +16,13 @@
 //!   copies, jitter.
 //! - `warm`: cache warming in `set_many` batches.
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
+//! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
 mod coalesced_failures;
 mod conformance;
+mod glob_vs_redis;
 mod macros;
 mod macros_default;
 mod macros_failures;
