@@ -106,6 +106,7 @@ mod load;
 mod manager;
 mod observe;
 pub mod runtime;
+mod secret;
 pub mod stats;
 pub mod ttl;
 

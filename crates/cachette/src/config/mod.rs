@@ -50,19 +50,17 @@
 //! application, and a UTF-8 byte order mark is skipped. Credentials (user name and password)
 //! never appear in `Debug` output, descriptions or errors.
 
-pub(crate) mod endpoint;
-mod secret;
 mod sources;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use self::endpoint::RedisEndpoint;
-use self::endpoint::{check_host, Transport};
-pub use self::secret::Secret;
+pub use crate::backend::redis::endpoint::RedisEndpoint;
+use crate::backend::redis::endpoint::{self, check_host, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+pub use crate::secret::Secret;
 
 /// Default number of seconds a value lives.
 pub const DEFAULT_TTL_SECS: u64 = 3600;
@@ -318,12 +316,12 @@ impl Config {
                 port: match self.port {
                     Some(0) => return Err(Error::config("code", "port", "must be 1-65535")),
                     Some(p) => p,
-                    None => self::endpoint::DEFAULT_PORT,
+                    None => endpoint::DEFAULT_PORT,
                 },
                 tls: self.tls,
             },
         };
-        let mut endpoint = RedisEndpoint::tcp("localhost", self::endpoint::DEFAULT_PORT);
+        let mut endpoint = RedisEndpoint::tcp("localhost", endpoint::DEFAULT_PORT);
         endpoint.transport = transport;
         endpoint.db = self.db;
         endpoint.username = self.username.clone();

@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,8 +19,8 @@ use crate::load::fills::Fill;
 use crate::load::lease::{recheck_interval, HeldLease};
 use crate::load::meta::{Freshness, Meta};
 use crate::load::refresh;
+use crate::load::state::State;
 use crate::load::{LoadError, LoadOptions, Outcome};
-use crate::manager::CacheManager;
 use crate::stats::Counters;
 
 /// How a loader run ended.
@@ -83,7 +84,7 @@ pub(crate) fn finish(lead: Option<Lead>, shared: Shared) {
 
 /// One read-through call: its manager, key, options and counters.
 pub(crate) struct Call<'a> {
-    pub(crate) cache: &'a CacheManager,
+    pub(crate) cache: &'a Arc<State>,
     pub(crate) full: String,
     pub(crate) options: &'a LoadOptions,
     pub(crate) counters: Option<&'a Counters>,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::load::refresh;
-use crate::manager::CacheManager;
+use crate::load::state::State;
 
 /// Suffix of the metadata key.
 pub(crate) const META_SUFFIX: &str = "#meta";
@@ -124,7 +124,7 @@ impl RawEntry {
     }
 }
 
-impl CacheManager {
+impl State {
     /// Reads the value at `full` (and its metadata when `with_meta`), counting the read.
     pub(crate) async fn read_entry(&self, full: &str, with_meta: bool) -> Result<Option<RawEntry>> {
         let result = if with_meta {

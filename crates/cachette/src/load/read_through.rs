@@ -24,6 +24,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -33,7 +34,7 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::load::coalesce::{Handoff, Join, Shared};
 use crate::load::leader::{Call, Read};
-use crate::manager::CacheManager;
+use crate::load::state::State;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
 
@@ -298,118 +299,12 @@ impl fmt::Display for Outcome {
     }
 }
 
-impl CacheManager {
-    /// The value at `key`, or the loader's value, stored with `options.ttl`.
-    ///
-    /// # Examples
-    /// ```
-    /// use cachette::{CacheManager, LoadOptions};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = CacheManager::memory();
-    /// let opts = LoadOptions::ttl(std::time::Duration::from_secs(60));
-    /// let v: u64 = cache
-    ///     .get_or_load("answer", &opts, || async { Ok::<_, std::io::Error>(42) })
-    ///     .await?;
-    /// assert_eq!(v, 42);
-    /// assert_eq!(cache.get::<u64>("answer").await?, Some(42));
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Concurrent calls on the same key
-    ///
-    /// Concurrent misses of one key run the loader once (unless `options.coalesce` is off);
-    /// the other callers get its value, decoded from the bytes it stored, so `T` need not be
-    /// `Clone`. If that loader fails, they get its failure as [`LoadError::Cache`] of kind
-    /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) (or their stale copy). With `options.lock` the same holds across
-    /// processes.
-    ///
-    /// # Writes and evictions during a load
-    ///
-    /// A load that started before a [`set`](Self::set), [`delete`](Self::delete),
-    /// [`delete_many`](Self::delete_many), [`delete_pattern`](Self::delete_pattern),
-    /// [`clear`](Self::clear) (or `#[cache_put]`/`#[cache_evict]`) of the key through this
-    /// manager is superseded: its callers get the loaded value ([`Outcome::NotStored`]), but
-    /// it is not stored, so the write wins. With `options.lock`, an eviction in any manager or
-    /// process sharing the backend supersedes it too (the eviction removes the key's lease
-    /// first; the load, after storing, finds its lease gone and removes its value, so the old
-    /// value is readable for at most that round trip). Without `lock`, a load in another
-    /// process is not superseded: it can store a value it loaded before the eviction up to its
-    /// loader time later. On a backend others can share (Redis, or one given to the builder),
-    /// this costs an eviction one more round trip (one more scan for `delete_pattern`).
-    ///
-    /// # Cancellation
-    ///
-    /// Dropping the call is safe at any point. If it was running the loader for others, one
-    /// of them takes over; its lease, if any, is released in the background.
-    ///
-    /// # Panics
-    ///
-    /// A panic in the loader is caught long enough to tell the waiting callers (who get an
-    /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) error; the next call runs the loader again) and then resumed in
-    /// this caller.
-    ///
-    /// # Errors
-    /// The loader's error, or the cache's when `fallback_on_error` is `false`, or see
-    /// [`LoadError::Cache`].
-    pub async fn get_or_load<T, E, F, Fut>(
-        &self,
-        key: &str,
-        options: &LoadOptions,
-        load: F,
-    ) -> Result<T, LoadError<E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.get_or_load_traced(key, options, None, |_| true, load)
-            .await
-            .map(|(v, _)| v)
-    }
-
-    /// [`get_or_load`](Self::get_or_load) with a filter (`store_if(&value)` must be `true` for
-    /// the value to be stored), optional per-caller counters (e.g. one decorated function's)
-    /// and the [`Outcome`].
-    ///
-    /// The loader runs in this caller's task: an early refresh makes this caller (one caller
-    /// per refresh) wait for the new value, and with a soft timeout this caller waits for its
-    /// own loader up to the hard timeout while the other callers get the stale copy.
-    /// [`get_or_load_shared`](Self::get_or_load_shared) runs the loader in a spawned task
-    /// instead, so that no caller waits in those cases.
-    ///
-    /// # Errors
-    /// As [`get_or_load`](Self::get_or_load).
-    ///
-    /// # Tracing
-    /// Each call runs in a `debug` span `cachette.load` with the fields `namespace` (the key
-    /// prefix), `key` (without the prefix), `module` and `function` (for `#[cached]` calls)
-    /// and `outcome` ([`Outcome::as_str`], or `loader_error` / `cache_error`), recorded when
-    /// the call ends. With no subscriber
-    /// interested, the span costs a check of a cached flag.
-    pub async fn get_or_load_traced<T, E, F, Fut>(
-        &self,
-        key: &str,
-        options: &LoadOptions,
-        counters: Option<&Counters>,
-        store_if: impl FnOnce(&T) -> bool,
-        load: F,
-    ) -> Result<(T, Outcome), LoadError<E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.get_or_load_as(None, key, options, counters, None, store_if, load)
-            .await
-    }
-
+impl State {
     /// [`get_or_load_traced`](Self::get_or_load_traced) on behalf of a decorated function
     /// (`module::name`, recorded in the span as `function`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn get_or_load_as<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         function: Option<(&'static str, &'static str)>,
         key: &str,
         options: &LoadOptions,
@@ -465,7 +360,7 @@ impl CacheManager {
     /// [`load_slow`](Self::load_slow), boxed: its future (leases, flights, the loader) is
     /// large, and inline every hit would carry and move it (measured: 4.5 KB per call).
     async fn load_traced<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
@@ -622,14 +517,6 @@ impl CacheManager {
     }
 }
 
-impl CacheManager {
-    /// How many keys are being loaded right now by coalesced read-through calls of this
-    /// manager (a diagnostic: it returns to 0 once every load has ended, however it ended).
-    pub fn loads_in_flight(&self) -> usize {
-        self.flights().len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -703,7 +590,7 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let cache = CacheManager::memory();
+            let cache = crate::CacheManager::memory();
             let opts = LoadOptions::ttl(Duration::from_secs(60));
             let load = || async { Ok::<_, std::io::Error>(7u32) };
             let fail = || async { Err::<u32, _>(std::io::Error::other("db down")) };

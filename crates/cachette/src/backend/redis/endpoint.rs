@@ -26,8 +26,8 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use super::Secret;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// The default Redis port.
 pub(crate) const DEFAULT_PORT: u16 = 6379;
