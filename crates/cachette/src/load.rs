@@ -468,7 +468,8 @@ impl CacheManager {
         };
         // An out-of-range TTL is refused where it enters, like an invalid key (before a read).
         let checked = self.checked_key(key).and_then(|full| {
-            self.resolve_ttl(options.ttl).map_err(|e| e.with_key(&full))?;
+            self.resolve_ttl(options.ttl)
+                .map_err(|e| e.with_key(&full))?;
             Ok(full)
         });
         let first = match checked {

@@ -119,8 +119,14 @@ mod tests {
     #[test]
     fn edges() {
         assert_eq!(check(Duration::from_nanos(1)), Ok(Duration::from_millis(1)));
-        assert_eq!(check(Duration::from_micros(999)), Ok(Duration::from_millis(1)));
-        assert_eq!(check(Duration::from_millis(1)), Ok(Duration::from_millis(1)));
+        assert_eq!(
+            check(Duration::from_micros(999)),
+            Ok(Duration::from_millis(1))
+        );
+        assert_eq!(
+            check(Duration::from_millis(1)),
+            Ok(Duration::from_millis(1))
+        );
         assert_eq!(
             check(Duration::from_nanos(1_000_001)),
             Ok(Duration::from_millis(2))
@@ -177,7 +183,11 @@ mod tests {
     #[tokio::test]
     async fn the_builders_default_ttl_is_checked_at_build() {
         use crate::CacheManager;
-        for bad in [MAX_TTL + Duration::from_nanos(1), Duration::MAX, Duration::ZERO] {
+        for bad in [
+            MAX_TTL + Duration::from_nanos(1),
+            Duration::MAX,
+            Duration::ZERO,
+        ] {
             let e = CacheManager::builder()
                 .memory()
                 .default_ttl(Some(bad))

@@ -181,7 +181,12 @@ fn malformed_json_is_refused_with_exit_2() {
 
 #[test]
 fn a_ttl_out_of_range_is_a_usage_error_naming_the_flag() {
-    for ttl in ["18446744073709551615", "3153600001", "99999999999999999999", "-1"] {
+    for ttl in [
+        "18446744073709551615",
+        "3153600001",
+        "99999999999999999999",
+        "-1",
+    ] {
         cli("t_ttl:", &["set", "k", "1", &format!("--ttl={ttl}")])
             .assert()
             .code(2)

@@ -1215,7 +1215,9 @@ mod tests {
         let value = Bytes::from(vec![7u8; 100_000]);
         let m = MemoryBackend::default();
         for i in 0..4_000 {
-            m.set(&format!("big:{i}"), value.clone(), None).await.unwrap();
+            m.set(&format!("big:{i}"), value.clone(), None)
+                .await
+                .unwrap();
             assert!(m.used_memory() <= DEFAULT_MAX_BYTES, "{}", m.used_memory());
         }
         assert!(m.used_memory() > DEFAULT_MAX_BYTES / 2);
@@ -1231,7 +1233,10 @@ mod tests {
             }
             let info = cache.info().await.unwrap();
             let used = info.used_memory().unwrap();
-            assert!(used <= DEFAULT_MAX_BYTES && used > DEFAULT_MAX_BYTES / 2, "{used}");
+            assert!(
+                used <= DEFAULT_MAX_BYTES && used > DEFAULT_MAX_BYTES / 2,
+                "{used}"
+            );
         }
     }
 
@@ -1348,9 +1353,15 @@ mod tests {
             let err = m.expire("long", huge).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput);
         }
-        assert_eq!(m.get_now("long"), Some(b("v")), "a refused TTL changes nothing");
+        assert_eq!(
+            m.get_now("long"),
+            Some(b("v")),
+            "a refused TTL changes nothing"
+        );
         // Sub-millisecond TTLs are rounded up to whole milliseconds, never down to zero.
-        m.set("tiny", b("v"), Some(Duration::from_nanos(1))).await.unwrap();
+        m.set("tiny", b("v"), Some(Duration::from_nanos(1)))
+            .await
+            .unwrap();
         assert_eq!(
             m.ttl("tiny").await.unwrap().remaining(),
             Some(Duration::from_millis(1))

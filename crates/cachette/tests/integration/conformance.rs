@@ -244,7 +244,10 @@ pub(crate) async fn ttl_range_edges_agree(fx: &Fixture) {
     c.set_many([("max_many", 1)], MAX_TTL).await.unwrap();
     assert!(c.expire("max_nx", MAX_TTL).await.unwrap());
     for key in ["max_raw", "max_nx", "max_many"] {
-        assert!(near(c.ttl(key).await.unwrap().remaining().unwrap()), "{key}");
+        assert!(
+            near(c.ttl(key).await.unwrap().remaining().unwrap()),
+            "{key}"
+        );
     }
 
     for huge in [
@@ -288,7 +291,10 @@ pub(crate) async fn ttl_range_edges_agree(fx: &Fixture) {
         assert_eq!(v, 7);
     }
     assert!(!c.exists("over").await.unwrap());
-    assert!(near(c.ttl("max").await.unwrap().remaining().unwrap()), "refused expire left it");
+    assert!(
+        near(c.ttl("max").await.unwrap().remaining().unwrap()),
+        "refused expire left it"
+    );
 }
 
 pub(crate) async fn non_finite_floats_are_refused(fx: &Fixture) {

@@ -57,7 +57,10 @@ fn memory_glob_matches_what_redis_keys_returns() {
             for k in &keys {
                 pipe.cmd("SET").arg(k.as_slice()).arg(1).ignore();
                 if let Ok(k) = std::str::from_utf8(k) {
-                    memory.set(k, bytes::Bytes::from_static(b"1"), None).await.unwrap();
+                    memory
+                        .set(k, bytes::Bytes::from_static(b"1"), None)
+                        .await
+                        .unwrap();
                 }
             }
             let _: () = pipe.query_async(&mut conn).await.unwrap();
