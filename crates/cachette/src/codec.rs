@@ -443,9 +443,19 @@ mod tests {
     }
 
     /// A float usable as a `BTreeMap` key (serialized as the float).
-    #[derive(Debug, PartialEq, PartialOrd)]
+    #[derive(Debug)]
     struct OrderedF64(f64);
+    impl PartialEq for OrderedF64 {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other).is_eq()
+        }
+    }
     impl Eq for OrderedF64 {}
+    impl PartialOrd for OrderedF64 {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
     impl Ord for OrderedF64 {
         fn cmp(&self, other: &Self) -> std::cmp::Ordering {
             self.0.total_cmp(&other.0)

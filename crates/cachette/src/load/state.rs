@@ -61,9 +61,9 @@ impl FastPath {
     pub(crate) async fn get(&self, backend: &Arc<dyn Backend>, key: &str) -> Result<Option<Bytes>> {
         match self {
             FastPath::Memory(m) => {
-                // A memory read never waits: spend tokio's task budget so a loop of reads
-                // still yields (see `MemoryBackend::get`).
-                tokio::task::coop::consume_budget().await;
+                // A memory read never waits: cooperate with tokio's task budget so a loop of
+                // reads still yields (see `MemoryBackend::get`).
+                crate::backend::memory::cooperate().await;
                 Ok(m.get_now(key))
             }
             FastPath::Redis(r) => r.get_value(key).await,
