@@ -148,6 +148,27 @@ impl Call<'_> {
             }))
     }
 
+    /// A second, uncounted look at the key by a call that just became the leader after a
+    /// miss: the miss may have been read before another leader stored its value and ended its
+    /// flight (the read and the join are not atomic), and loading again would run the loader
+    /// twice. Costs one read per load, never one per hit. A failure is no value.
+    pub(crate) async fn recheck<T: DeserializeOwned>(&self) -> Option<(Bytes, T)> {
+        let entry = self
+            .cache
+            .fetch_entry(&self.full, self.options.needs_meta())
+            .await
+            .ok()??;
+        if entry.freshness(0.0) == Freshness::Stale {
+            return None;
+        }
+        let value = self
+            .cache
+            .codec()
+            .decode::<T>(&self.full, &entry.bytes)
+            .ok()?;
+        Some((entry.bytes, value))
+    }
+
     /// Waits for a flight; `None` when the soft timeout passed first (with a stale copy).
     pub(crate) async fn wait_for(&self, flight: &Flight, has_stale: bool) -> Option<Shared> {
         match (has_stale, self.options.soft_timeout) {

@@ -127,7 +127,26 @@ impl RawEntry {
 impl State {
     /// Reads the value at `full` (and its metadata when `with_meta`), counting the read.
     pub(crate) async fn read_entry(&self, full: &str, with_meta: bool) -> Result<Option<RawEntry>> {
-        let result = if with_meta {
+        match self.fetch_entry(full, with_meta).await {
+            Ok(entry) => {
+                let hit = u64::from(entry.is_some());
+                self.counters().add_reads(hit, 1 - hit);
+                Ok(entry)
+            }
+            Err(e) => {
+                self.counters().error();
+                Err(e.with_key(full))
+            }
+        }
+    }
+
+    /// [`read_entry`](Self::read_entry) without counting (a leader's second look).
+    pub(crate) async fn fetch_entry(
+        &self,
+        full: &str,
+        with_meta: bool,
+    ) -> Result<Option<RawEntry>> {
+        if with_meta {
             let keys = [full.to_owned(), meta_key(full)];
             self.backend().get_many(&keys).await.map(|mut values| {
                 let meta_doc = values.pop().flatten();
@@ -144,17 +163,6 @@ impl State {
             Box::pin(self.get_full(full))
                 .await
                 .map(|v| v.map(|bytes| RawEntry { bytes, meta: None }))
-        };
-        match result {
-            Ok(entry) => {
-                let hit = u64::from(entry.is_some());
-                self.counters().add_reads(hit, 1 - hit);
-                Ok(entry)
-            }
-            Err(e) => {
-                self.counters().error();
-                Err(e.with_key(full))
-            }
         }
     }
 

@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::load::coalesce::{Handoff, Join, Shared};
-use crate::load::leader::{Call, Read};
+use crate::load::leader::{finish, Call, Read};
 use crate::load::state::State;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
@@ -471,7 +471,14 @@ impl State {
             }
             match this.flights().join(&call.full) {
                 Join::Lead(lead) => {
-                    return call.lead(Some(lead), load, store_if, stale, fallback).await
+                    if stale.is_none() && !fallback {
+                        if let Some((bytes, value)) = call.recheck::<T>().await {
+                            finish(Some(lead), Shared::Value(bytes));
+                            call.both(Counters::coalesced);
+                            return Ok((value, Outcome::Coalesced));
+                        }
+                    }
+                    return call.lead(Some(lead), load, store_if, stale, fallback).await;
                 }
                 Join::Wait(flight) => match call.wait_for(&flight, stale.is_some()).await {
                     Some(Shared::Value(bytes)) => {
