@@ -121,8 +121,9 @@ pub(crate) struct SetArgs {
     pub(crate) key: String,
     /// The value as JSON (`'{"name":"Ada"}'`, `42`, `'"text"'`); `-` reads it from stdin.
     pub(crate) json: String,
-    /// Time to live in seconds (default: the configured default TTL).
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "persist")]
+    /// Time to live in seconds, 1 to 3153600000 (100 years) (default: the configured default
+    /// TTL).
+    #[arg(long, value_name = "SECONDS", value_parser = ttl_seconds(), conflicts_with = "persist")]
     pub(crate) ttl: Option<u64>,
     /// Store without expiry.
     #[arg(long)]
@@ -149,8 +150,8 @@ pub(crate) struct KeyArg {
 pub(crate) struct ExpireArgs {
     /// The key, relative to the prefix.
     pub(crate) key: String,
-    /// New time to live in seconds.
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    /// New time to live in seconds, 1 to 3153600000 (100 years).
+    #[arg(value_parser = ttl_seconds())]
     pub(crate) seconds: u64,
 }
 
@@ -207,4 +208,10 @@ pub(crate) struct BenchArgs {
     /// Print the result as JSON (the progress bar still goes to stderr on a terminal).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// The parser of a TTL in seconds: the library's one valid range, 1..=[`cachette::ttl::MAX_TTL_SECS`]
+/// (a value outside it is a usage error, exit 2, naming the argument).
+fn ttl_seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=cachette::ttl::MAX_TTL_SECS)
 }

@@ -511,9 +511,36 @@ fn expand_cached(
         (_, Some(unless)) => unless.span(),
         _ => Span::call_site(),
     };
-    let runtime = Ident::new(runtime, call_span);
-    let invoke =
-        quote_spanned!(call_span=> ::cachette::__private::#runtime(#call, #unless, #body).await);
+    let invoke = if which == Macro::Cached && info.kind == ReturnKind::Result {
+        // The callers that waited for a concurrent call get its `Err` without running their
+        // body: cloned, or converted from a `cachette::Error`, whichever `E` allows (chosen
+        // at compile time by autoref specialization); else they run one at a time.
+        let mode = match (strict, bounded) {
+            (true, _) => "strict",
+            (false, true) => "bounded",
+            (false, false) => "fail_open",
+        };
+        let mode = Ident::new(mode, call_span);
+        let sharing = mixed("__cachette_sharing");
+        quote_spanned! {call_span=>
+            {
+                #[allow(unused_imports)]
+                use ::cachette::__private::{ShareByClone as _, ShareByFrom as _, ShareNone as _};
+                let #sharing = (&&&::cachette::__private::ErrProbe::of(&#body)).err_sharing();
+                ::cachette::__private::cached_result_with(
+                    #call,
+                    ::cachette::__private::ResultMode::#mode(),
+                    #sharing,
+                    #unless,
+                    #body,
+                )
+                .await
+            }
+        }
+    } else {
+        let runtime = Ident::new(runtime, call_span);
+        quote_spanned!(call_span=> ::cachette::__private::#runtime(#call, #unless, #body).await)
+    };
     quote! {
         #site_stmt
         #manager_stmt

@@ -105,7 +105,7 @@ fn make_ident(name: &str, span: Span) -> Ident {
 ///
 /// | option | meaning |
 /// |---|---|
-/// | `coalesce = false` | turn off in-process coalescing (on by default: concurrent misses of one key in one manager run the body once, the others get its value). |
+/// | `coalesce = false` | turn off in-process coalescing (on by default: concurrent misses of one key in one manager run the body once, the others get its outcome without running theirs: its value; its `None`; its `Err` cloned when `E: Clone + Send + Sync + 'static`, else `E::from` an `ErrorKind::Loader` error when `E: From<cachette::Error>`; otherwise, or after a panic, they run the body one at a time). |
 /// | `lock = true` | coalesce across processes too, through a lease `{key}#lock` in the backend (two more round trips per miss). |
 /// | `lock_ttl = 10` | duration of the lease, renewed while the body runs (default 10 s; positive). Needs `lock = true`. |
 /// | `lock_wait = 5` | how long a caller waits for another process's lease before serving its stale copy or running the body itself (default 5 s; `0` = do not wait). Needs `lock = true`. |

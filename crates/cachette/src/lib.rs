@@ -106,8 +106,9 @@ mod load;
 mod manager;
 mod observe;
 pub mod runtime;
+mod secret;
 pub mod stats;
-mod ttl;
+pub mod ttl;
 
 // Paths users have today, kept stable across the layout change.
 pub use backend::{breaker, info};

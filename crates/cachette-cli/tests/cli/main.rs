@@ -53,6 +53,28 @@ fn stdout_of(prefix: &str, args: &[&str]) -> String {
     String::from_utf8(out).expect("utf-8 output")
 }
 
+/// Runs `body` on a one-worker runtime with a manager on the shared test server under
+/// `prefix` (what a service beside the CLI would do).
+fn with_manager<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(cachette::CacheManager) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cachette::CacheManager::builder()
+            .url(server().url())
+            .key_prefix(prefix)
+            .build()
+            .unwrap();
+        body(cache).await;
+    });
+}
+
 #[test]
 fn help_lists_every_command() {
     let assert = bare().arg("--help").assert().success();
@@ -181,6 +203,32 @@ fn malformed_json_is_refused_with_exit_2() {
 }
 
 #[test]
+fn a_ttl_out_of_range_is_a_usage_error_naming_the_flag() {
+    for ttl in [
+        "18446744073709551615",
+        "3153600001",
+        "99999999999999999999",
+        "-1",
+    ] {
+        cli("t_ttl:", &["set", "k", "1", &format!("--ttl={ttl}")])
+            .assert()
+            .code(2)
+            .stderr(contains("--ttl"));
+        cli("t_ttl:", &["expire", "k", ttl]).assert().code(2);
+    }
+    assert_eq!(server().cli(["EXISTS", "t_ttl:k"]), "0");
+    // The largest accepted TTL (100 years) is stored as such on Redis.
+    cli("t_ttl:", &["set", "k", "1", "--ttl", "3153600000"])
+        .assert()
+        .success();
+    let left: u64 = stdout_of("t_ttl:", &["ttl", "k"]).trim().parse().unwrap();
+    assert!((3_153_599_990..=3_153_600_000).contains(&left), "{left}");
+    cli("t_ttl:", &["expire", "k", "3153600000"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn get_shows_non_json_values_safely() {
     let p = "t_raw:";
     server().cli(["SET", "t_raw:text", "hello world"]);
@@ -190,16 +238,7 @@ fn get_shows_non_json_values_safely() {
         .stdout("hello world\n")
         .stderr(contains("not JSON"));
     // A value with an escape sequence and invalid UTF-8, written through the library.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(p)
-            .build()
-            .unwrap();
+    with_manager(p, |cache| async move {
         cache
             .set_raw("bin", &b"\x93\xa1\x1b[31m"[..], cachette::Ttl::Never)
             .await
@@ -320,17 +359,7 @@ fn stats_reads_what_a_publisher_wrote() {
         .assert()
         .success()
         .stderr(contains("no statistics"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(p)
-            .build()
-            .unwrap();
+    with_manager(p, |cache| async move {
         cache.set("a", &1, cachette::Ttl::Never).await.unwrap();
         for _ in 0..3 {
             let _: Option<u32> = cache.get("a").await.unwrap();
@@ -376,17 +405,7 @@ async fn doubled(cache: &cachette::CacheManager, x: u64) -> u64 {
 #[test]
 fn stats_shows_decorated_functions_published_by_default() {
     let p = "t_fnstats:";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(p)
-            .build()
-            .unwrap();
+    with_manager(p, |cache| async move {
         // The manager's shortcut: its server, prefix and timeouts.
         let publisher = cache
             .stats_publisher()

@@ -10,6 +10,8 @@
 //! health and neither count nor reset the failure streak.
 //!
 //! The closed path costs one relaxed atomic load per call (and one more after a failure).
+//! The open path spends one unit of tokio's cooperative task budget per refused call, so a
+//! task looping on refused calls yields now and then instead of starving the runtime.
 //!
 //! # Examples
 //! ```
@@ -247,7 +249,14 @@ impl CircuitBreaker {
                 }
                 result
             }
-            _ => Err(self.refuse()),
+            _ => {
+                // Refusing completes at once: without this, tasks looping on an open circuit
+                // never yield, and can starve the runtime of the very task (a reconnect, the
+                // probe's I/O, a timer) that would close it. Cooperates with tokio's task budget
+                // (a no-op outside a tokio task).
+                tokio::task::coop::consume_budget().await;
+                Err(self.refuse())
+            }
         }
     }
 
@@ -384,6 +393,59 @@ mod tests {
 
     fn flaky() -> Arc<Faulty> {
         Arc::new(Faulty::new())
+    }
+
+    /// Item 11: 64 tasks looping on an open circuit with no other await, on a 2-worker
+    /// runtime, cannot starve the task that heals the backend (a timer, as a reconnect would
+    /// be): the breaker closes soon after. Bounded: the loops stop after 5 s at most.
+    #[test]
+    fn a_loop_on_an_open_circuit_cannot_starve_the_task_that_heals_it() {
+        use std::sync::atomic::AtomicBool;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let backend = flaky();
+        let breaker = Arc::new(CircuitBreaker::new(
+            backend.clone(),
+            BreakerPolicy::new(1, Duration::from_millis(20)),
+        ));
+        backend.set_down(true);
+        rt.block_on(async { assert!(breaker.get("k").await.is_err()) });
+        assert_eq!(breaker.state(), CircuitState::Open);
+
+        let started = Instant::now();
+        let healer = backend.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            healer.set_down(false);
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let loops: Vec<_> = (0..64)
+            .map(|_| {
+                let (breaker, stop) = (breaker.clone(), stop.clone());
+                rt.spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = breaker.get("k").await;
+                    }
+                })
+            })
+            .collect();
+        let deadline = started + Duration::from_secs(5);
+        while breaker.state() != CircuitState::Closed && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let closed_after = started.elapsed();
+        let closed = breaker.state() == CircuitState::Closed;
+        stop.store(true, Ordering::Relaxed);
+        for l in loops {
+            rt.block_on(l).unwrap();
+        }
+        assert!(
+            closed && closed_after < Duration::from_secs(2),
+            "closed: {closed} after {closed_after:?}"
+        );
     }
 
     #[tokio::test]

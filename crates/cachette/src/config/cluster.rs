@@ -1,8 +1,8 @@
 //! Redis Cluster seeds: `cluster_nodes` (`config.json`), `REDIS_CLUSTER_NODES` (environment),
 //! `CacheManagerBuilder::cluster_nodes` (code).
 
-use super::endpoint::{check_host, Transport};
 use super::*;
+use crate::backend::redis::endpoint::{split_host_port, Transport};
 
 /// Parses seed nodes given as `host:port` items, each possibly a comma-separated list
 /// (`"10.0.0.1:7000,10.0.0.2:7000"`); an IPv6 host is written in brackets (`[::1]:7000`).
@@ -30,22 +30,6 @@ pub(crate) fn parse_nodes<'a>(
         }
     }
     Ok(out)
-}
-
-/// `host:port` (or `[v6]:port`) into its checked parts.
-pub(crate) fn split_host_port(item: &str) -> std::result::Result<(String, u16), String> {
-    let bad = |what: &str| format!("{what} in cluster node {item:?} (expected host:port)");
-    let (host, port) = item.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| bad("not a port number 1-65535"))?;
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    let host = check_host(host).map_err(bad)?;
-    Ok((host, port))
 }
 
 impl Config {

@@ -16,13 +16,13 @@
 //! | username (ACL) | `username` (or the URL's) | `REDIS_USERNAME` (or the URL's) | none |
 //! | password | `password` (or the URL's) | `REDIS_PASSWORD` (or the URL's) | none |
 //! | max_connections | `max_connections` | `REDIS_MAX_CONNECTIONS` | `50` |
-//! | default_ttl (s; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
+//! | default_ttl (s, at most 3153600000 = 100 years; `0`/`null` = no expiry) | `default_ttl` | `REDIS_DEFAULT_TTL` | `3600` |
 //! | key_prefix (never empty here) | `key_prefix` | `REDIS_KEY_PREFIX` | `"cache:"` |
 //! | connect timeout (ms) | `connect_timeout_ms` | `REDIS_CONNECT_TIMEOUT_MS` | `1000` |
 //! | command timeout (ms) | `command_timeout_ms` | `REDIS_COMMAND_TIMEOUT_MS` | `500` |
 //! | codec | `codec` | `CACHETTE_CODEC` | `"json"` |
 //! | memory backend entry bound | `memory_max_entries` | `CACHETTE_MEMORY_MAX_ENTRIES` | `100000` |
-//! | memory backend byte bound | `memory_max_bytes` | `CACHETTE_MEMORY_MAX_BYTES` | none |
+//! | memory backend byte bound (keys + values + 128 per entry; `null` = none) | `memory_max_bytes` | `CACHETTE_MEMORY_MAX_BYTES` | `268435456` (256 MiB) |
 //! | circuit breaker: consecutive failures that open it (`0` = off) | `breaker_failures` | `CACHETTE_BREAKER_FAILURES` | `5` |
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //! | largest value a write may store (bytes) | `max_value_bytes` | `CACHETTE_MAX_VALUE_BYTES` | `33554432` (32 MiB) |
@@ -56,20 +56,17 @@
 //! never appear in `Debug` output, descriptions or errors.
 
 mod cluster;
-pub(crate) mod endpoint;
-mod secret;
 mod sources;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub(crate) use self::cluster::split_host_port as cluster_split_host_port;
-pub use self::endpoint::RedisEndpoint;
-use self::endpoint::{check_host, Transport};
-pub use self::secret::Secret;
+pub use crate::backend::redis::endpoint::RedisEndpoint;
+use crate::backend::redis::endpoint::{self, check_host, Transport};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+pub use crate::secret::Secret;
 
 /// Default number of seconds a value lives.
 pub const DEFAULT_TTL_SECS: u64 = 3600;
@@ -124,7 +121,8 @@ pub struct Config {
     pub codec: Codec,
     /// Entry bound of the memory backend.
     pub memory_max_entries: Option<u64>,
-    /// Byte bound of the memory backend.
+    /// Byte bound of the memory backend (default 256 MiB,
+    /// [`crate::backend::memory::DEFAULT_MAX_BYTES`]; `None` = no limit).
     pub memory_max_bytes: Option<u64>,
     /// Consecutive Redis failures (connection errors, timeouts) after which the circuit
     /// breaker opens and cache calls fail fast; `0` turns the breaker off.
@@ -168,7 +166,7 @@ impl Default for Config {
             command_timeout: Duration::from_millis(500),
             codec: Codec::Json,
             memory_max_entries: Some(100_000),
-            memory_max_bytes: None,
+            memory_max_bytes: Some(crate::backend::memory::DEFAULT_MAX_BYTES),
             breaker_failures: 5,
             breaker_open: Duration::from_millis(1000),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -331,12 +329,12 @@ impl Config {
                 port: match self.port {
                     Some(0) => return Err(Error::config("code", "port", "must be 1-65535")),
                     Some(p) => p,
-                    None => self::endpoint::DEFAULT_PORT,
+                    None => endpoint::DEFAULT_PORT,
                 },
                 tls: self.tls,
             },
         };
-        let mut endpoint = RedisEndpoint::tcp("localhost", self::endpoint::DEFAULT_PORT);
+        let mut endpoint = RedisEndpoint::tcp("localhost", endpoint::DEFAULT_PORT);
         endpoint.transport = transport;
         endpoint.db = self.db;
         endpoint.username = self.username.clone();
@@ -346,11 +344,11 @@ impl Config {
 
     /// Checks the values that no parser checked (e.g. those set in code).
     pub fn validate(&self) -> Result<()> {
-        if self.default_ttl == Some(Duration::ZERO) {
+        if let Some(Err(message)) = self.default_ttl.map(crate::ttl::check) {
             return Err(Error::config(
                 "code",
                 "default_ttl",
-                "must be positive (use None for no expiry)",
+                format!("{message}; use None for no expiry"),
             ));
         }
         if self.max_connections == 0 {

@@ -97,6 +97,8 @@ impl Config {
                         ttl_from_secs(
                             value
                                 .as_i64()
+                                .map(i128::from)
+                                .or_else(|| value.as_u64().map(i128::from))
                                 .ok_or_else(|| bad("expected seconds (an integer) or null"))?,
                         )
                         .map_err(&bad)?
@@ -240,7 +242,7 @@ impl Config {
                 })?;
         }
         if let Some(v) = get("REDIS_DEFAULT_TTL") {
-            let secs = v.trim().parse::<i64>().map_err(|_| {
+            let secs = v.trim().parse::<i128>().map_err(|_| {
                 bad(
                     "REDIS_DEFAULT_TTL",
                     &format!("expected seconds (an integer), got {v:?}"),
@@ -388,11 +390,17 @@ fn positive_ms(ms: Option<u64>) -> Option<Duration> {
     ms.filter(|ms| *ms > 0).map(Duration::from_millis)
 }
 
-fn ttl_from_secs(secs: i64) -> std::result::Result<Option<Duration>, &'static str> {
+/// Seconds of a configured default TTL: `0` = no expiry, else 1..=[`crate::ttl::MAX_TTL_SECS`].
+fn ttl_from_secs(secs: i128) -> std::result::Result<Option<Duration>, &'static str> {
+    const TOO_LONG: &str = "must be at most 3153600000 seconds (100 years; 0 means no expiry)";
+    const _: () = assert!(crate::ttl::MAX_TTL_SECS == 3_153_600_000);
     match secs {
         s if s < 0 => Err("must not be negative (0 means no expiry)"),
         0 => Ok(None),
-        s => Ok(Some(Duration::from_secs(s.unsigned_abs()))),
+        s => match u64::try_from(s) {
+            Ok(s) if s <= crate::ttl::MAX_TTL_SECS => Ok(Some(Duration::from_secs(s))),
+            _ => Err(TOO_LONG),
+        },
     }
 }
 

@@ -232,3 +232,51 @@ fn template_escaping() {
     assert!(crate::glob::matches(&p, r"u:x:a*b?[c]\d%25%3A"));
     assert!(!crate::glob::matches(&p, r"u:x:aXb?[c]\d%25%3A"));
 }
+
+fn unescape(part: &str) -> String {
+    part.replace("%3A", ":").replace("%25", "%")
+}
+
+/// A value made of the characters escaping cares about, and any other.
+fn value() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::prop_oneof![r"[:%*?\\\[\]^a3-]{0,6}", ".{0,6}"]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// `user:{a}:{b}`: the key splits on `:` into exactly its three parts and each value
+    /// comes back unescaped, so distinct values never share a key.
+    #[test]
+    fn template_values_are_recoverable(a in value(), b in value()) {
+        let mut key = KeyTemplate::key(8);
+        key.lit("user:").value(&a).lit(":").value(&b);
+        let key = key.finish();
+        let parts: Vec<&str> = key.split(':').collect();
+        proptest::prop_assert_eq!(parts.len(), 3, "{}", key);
+        proptest::prop_assert_eq!(unescape(parts[1]), a);
+        proptest::prop_assert_eq!(unescape(parts[2]), b);
+    }
+
+    /// The eviction pattern of `user:{a}:*` matches the keys of `user:{a}:{anything}` and
+    /// no key built from another value; checked with the Redis-faithful matcher.
+    #[test]
+    fn template_patterns_match_their_own_values_only(
+        a in value(), other in value(), rest in value(),
+    ) {
+        let mut pattern = KeyTemplate::pattern(8);
+        pattern.lit("user:").value(&a).lit(":*");
+        let pattern = pattern.finish();
+        let key_of = |v: &str| {
+            let mut k = KeyTemplate::key(8);
+            k.lit("user:").value(v).lit(":").value(&rest);
+            k.finish()
+        };
+        proptest::prop_assert!(crate::glob::matches(&pattern, &key_of(&a)), "{}", pattern);
+        proptest::prop_assert_eq!(
+            crate::glob::matches(&pattern, &key_of(&other)),
+            a == other,
+            "{} vs {}", pattern, key_of(&other)
+        );
+    }
+}

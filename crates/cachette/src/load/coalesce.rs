@@ -9,6 +9,7 @@
 //! (caught by the caller of [`Lead::finish`]) or cancellation (the guard is dropped) — the
 //! flight leaves the registry and its waiters are woken: no state outlives a flight.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,6 +28,18 @@ pub(crate) struct Flights {
     shards: [Mutex<HashMap<String, Arc<Flight>>>; SHARDS],
 }
 
+/// A failed leader's outcome in a form its waiters can rebuild their own from (`#[cached]`
+/// functions: a `None`, or a clone of the body's `Err`).
+pub(crate) type Payload = Arc<dyn Any + Send + Sync>;
+
+/// Where a read-through call of a decorated function puts its body's failed outcome when it
+/// leads (`outgoing`), and finds the leader's when it waited (`incoming`).
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    pub(crate) outgoing: Mutex<Option<Payload>>,
+    pub(crate) incoming: Mutex<Option<Payload>>,
+}
+
 /// What a flight's waiters receive.
 #[derive(Debug, Clone)]
 pub(crate) enum Shared {
@@ -34,7 +47,12 @@ pub(crate) enum Shared {
     Value(Bytes),
     /// The loader failed (or timed out, or panicked): waiters get an error of this kind, or
     /// their stale copy.
-    Failed { kind: ErrorKind, message: Arc<str> },
+    Failed {
+        kind: ErrorKind,
+        message: Arc<str>,
+        /// The leader's outcome, when its caller could share it (see [`Handoff`]).
+        payload: Option<Payload>,
+    },
     /// The leader was cancelled before it finished: waiters start over (one of them leads).
     Abandoned,
 }
@@ -44,6 +62,7 @@ impl Shared {
         Shared::Failed {
             kind,
             message: message.into(),
+            payload: None,
         }
     }
 

@@ -1,7 +1,8 @@
-//! [`CacheManager::get_or_load_shared`]: read-through with the loader in a spawned task, so
+//! [`CacheManager::get_or_load_shared`](crate::CacheManager::get_or_load_shared): read-through with the loader in a spawned task, so
 //! that early refreshes and slow reloads happen in the background.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -9,46 +10,14 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind};
 use crate::load::coalesce::{Join, Shared};
 use crate::load::leader::{Call, Read};
+use crate::load::state::State;
 use crate::load::{LoadError, LoadOptions};
-use crate::manager::CacheManager;
 use crate::stats::Counters;
 
-impl CacheManager {
-    /// [`get_or_load`](Self::get_or_load) with the loader run in a spawned task, so that no
-    /// caller waits for work that others can be spared:
-    ///
-    /// - an early refresh (XFetch) runs in the background while every caller, including the
-    ///   one that started it, gets the cached value;
-    /// - with a stale copy and a soft timeout, every caller (including the one that started
-    ///   the reload) gets the stale copy after the soft timeout, and the reload goes on in the
-    ///   background and stores its value when it finishes (bounded by the hard timeout);
-    /// - the load survives the cancellation of the call that started it.
-    ///
-    /// The price is the `Send + 'static` bounds. A panic in the loader is resumed in the
-    /// caller that started it, if that caller is still waiting.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::time::Duration;
-    /// use cachette::{CacheManager, LoadOptions};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = CacheManager::memory();
-    /// let opts = LoadOptions::ttl(Duration::from_secs(60))
-    ///     .stale_ttl(Duration::from_secs(600))
-    ///     .soft_timeout(Duration::from_millis(100));
-    /// let v: String = cache
-    ///     .get_or_load_shared("greeting", &opts, || async { Ok::<_, std::io::Error>("hi".to_owned()) })
-    ///     .await?;
-    /// assert_eq!(v, "hi");
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`get_or_load`](Self::get_or_load).
-    pub async fn get_or_load_shared<T, E, F, Fut>(
-        &self,
+impl State {
+    /// What [`CacheManager::get_or_load_shared`](crate::CacheManager::get_or_load_shared) runs.
+    pub(crate) async fn get_or_load_shared<T, E, F, Fut>(
+        self: &Arc<Self>,
         key: &str,
         options: &LoadOptions,
         load: F,
@@ -74,6 +43,7 @@ impl CacheManager {
             full,
             options,
             counters: None,
+            handoff: None,
         };
         loop {
             let (stale, fallback) = match call.read::<T>().await {
@@ -117,7 +87,7 @@ impl CacheManager {
                             }
                             None
                         }
-                        Some(Shared::Failed { kind, message }) => {
+                        Some(Shared::Failed { kind, message, .. }) => {
                             return match stale {
                                 Some(value) => Ok(call.serve_stale(value, &message).0),
                                 None => {
@@ -177,7 +147,7 @@ impl CacheManager {
 
 /// What a spawned task needs to rebuild a [`Call`].
 struct Detached {
-    cache: CacheManager,
+    cache: Arc<State>,
     full: String,
     options: LoadOptions,
 }
@@ -197,6 +167,7 @@ impl Detached {
             full: self.full.clone(),
             options: &self.options,
             counters: None,
+            handoff: None,
         }
     }
 }

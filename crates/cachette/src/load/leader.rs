@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,12 +14,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
-use crate::load::coalesce::{Flight, Lead, Shared};
+use crate::load::coalesce::{Flight, Handoff, Lead, Shared};
+use crate::load::fills::Fill;
 use crate::load::lease::{recheck_interval, HeldLease};
 use crate::load::meta::{Freshness, Meta};
 use crate::load::refresh;
+use crate::load::state::State;
 use crate::load::{LoadError, LoadOptions, Outcome};
-use crate::manager::CacheManager;
 use crate::stats::Counters;
 
 /// How a loader run ended.
@@ -48,6 +50,32 @@ pub(crate) enum LeaseStep<T> {
     Failed(Error),
 }
 
+/// What tells a fill, around its store, that a write or eviction superseded it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct StoreGuard<'f, 'l> {
+    /// This process's ticket (writes and evictions through this manager).
+    pub(crate) fill: Option<&'f Fill<'f>>,
+    /// The lease (`lock = true`): evictions in any process sharing the backend remove it.
+    pub(crate) lease: Option<&'l HeldLease>,
+}
+
+impl StoreGuard<'_, '_> {
+    fn superseded(&self) -> bool {
+        self.fill.is_some_and(Fill::superseded)
+    }
+
+    /// After a store: superseded in this process, or (with a lease) the lease is gone.
+    async fn superseded_after_store(&self) -> bool {
+        if self.superseded() {
+            return true;
+        }
+        match self.lease {
+            Some(lease) => !lease.still_held().await,
+            None => false,
+        }
+    }
+}
+
 pub(crate) fn finish(lead: Option<Lead>, shared: Shared) {
     if let Some(lead) = lead {
         lead.finish(shared);
@@ -56,10 +84,12 @@ pub(crate) fn finish(lead: Option<Lead>, shared: Shared) {
 
 /// One read-through call: its manager, key, options and counters.
 pub(crate) struct Call<'a> {
-    pub(crate) cache: &'a CacheManager,
+    pub(crate) cache: &'a Arc<State>,
     pub(crate) full: String,
     pub(crate) options: &'a LoadOptions,
     pub(crate) counters: Option<&'a Counters>,
+    /// A decorated function's call: how its failed outcome reaches its waiters.
+    pub(crate) handoff: Option<&'a Handoff>,
 }
 
 impl Call<'_> {
@@ -116,6 +146,27 @@ impl Call<'_> {
                 let value = self.cache.codec().decode::<T>(&self.full, &e.bytes).ok()?;
                 Some((e.bytes, value))
             }))
+    }
+
+    /// A second, uncounted look at the key by a call that just became the leader after a
+    /// miss: the miss may have been read before another leader stored its value and ended its
+    /// flight (the read and the join are not atomic), and loading again would run the loader
+    /// twice. Costs one read per load, never one per hit. A failure is no value.
+    pub(crate) async fn recheck<T: DeserializeOwned>(&self) -> Option<(Bytes, T)> {
+        let entry = self
+            .cache
+            .fetch_entry(&self.full, self.options.needs_meta())
+            .await
+            .ok()??;
+        if entry.freshness(0.0) == Freshness::Stale {
+            return None;
+        }
+        let value = self
+            .cache
+            .codec()
+            .decode::<T>(&self.full, &entry.bytes)
+            .ok()?;
+        Some((entry.bytes, value))
     }
 
     /// Waits for a flight; `None` when the soft timeout passed first (with a stale copy).
@@ -296,20 +347,28 @@ impl Call<'_> {
         if fallback {
             self.both(Counters::fallback);
         }
+        // Registered before the loader starts: a write or eviction of the key from now on
+        // supersedes this fill (see the `fills` module).
+        let fill = (!fallback).then(|| self.cache.fills().start(&self.full));
         let started = Instant::now();
         let ran = self.run(load(), lease.as_ref()).await;
         let compute = started.elapsed();
         let (result, shared) = match ran {
             Ran::Value(value) => {
-                self.settle(value, store_if, compute, fallback, lead.is_some())
+                let guard = StoreGuard {
+                    fill: fill.as_ref(),
+                    lease: lease.as_ref(),
+                };
+                self.settle(value, store_if, compute, fallback, lead.is_some(), guard)
                     .await
             }
             Ran::Failed(e) => {
                 self.both(Counters::loader_error);
-                let shared = Shared::failed(
-                    ErrorKind::Loader,
-                    "the loader failed in a concurrent call for this key",
-                );
+                let shared = Shared::Failed {
+                    kind: ErrorKind::Loader,
+                    message: "the loader failed in a concurrent call for this key".into(),
+                    payload: self.handoff.and_then(|h| h.outgoing.lock().take()),
+                };
                 match stale {
                     Some(value) => (Ok(self.serve_stale(value, "the loader failed")), shared),
                     None => (Err(LoadError::Loader(e)), shared),
@@ -346,8 +405,9 @@ impl Call<'_> {
         result
     }
 
-    /// Stores a loaded value (unless `fallback` or the filter says no) and prepares what the
-    /// waiters get (`share`: there may be waiters).
+    /// Stores a loaded value (unless `fallback` or the filter says no, or a write or eviction
+    /// of the key superseded the fill) and prepares what the waiters get (`share`: there may
+    /// be waiters).
     pub(crate) async fn settle<T, E>(
         &self,
         value: T,
@@ -355,6 +415,7 @@ impl Call<'_> {
         compute: Duration,
         fallback: bool,
         share: bool,
+        guard: StoreGuard<'_, '_>,
     ) -> (Result<(T, Outcome), LoadError<E>>, Shared)
     where
         T: Serialize,
@@ -387,9 +448,27 @@ impl Call<'_> {
         if !store {
             return (Ok((value, unstored)), shared);
         }
-        match self.store(bytes, compute).await {
+        if guard.superseded() {
+            // Its callers and waiters still get the value; the cache keeps the write.
+            tracing::debug!(key = %self.full, "cachette: a write or eviction superseded this fill; not storing");
+            return (Ok((value, Outcome::NotStored)), shared);
+        }
+        match self.store(bytes.clone(), compute).await {
             Ok(()) => {
                 self.mine(|c| c.write(1));
+                if guard.superseded_after_store().await {
+                    // Superseded while storing: remove our value (only if it is still ours).
+                    tracing::debug!(key = %self.full, "cachette: a write or eviction superseded this fill while it stored; removing its value");
+                    if let Err(e) = self
+                        .cache
+                        .backend()
+                        .delete_if_equals(&self.full, &bytes)
+                        .await
+                    {
+                        tracing::warn!(error = %e, key = %self.full, "cachette: could not remove a superseded value");
+                    }
+                    return (Ok((value, Outcome::NotStored)), shared);
+                }
                 (Ok((value, Outcome::Miss)), shared)
             }
             Err(e) => {
@@ -456,14 +535,19 @@ impl Call<'_> {
             }
         }
         self.both(Counters::early_refresh);
+        let fill = self.cache.fills().start(&self.full);
         let started = Instant::now();
         let ran = self.run(load(), lease.as_ref()).await;
         let compute = started.elapsed();
         // Callers that joined the flight meanwhile get the new value, or the still valid old one.
         let (result, shared) = match ran {
             Ran::Value(value) => {
+                let guard = StoreGuard {
+                    fill: Some(&fill),
+                    lease: lease.as_ref(),
+                };
                 let (result, shared) = self
-                    .settle(value, store_if, compute, false, lead.is_some())
+                    .settle(value, store_if, compute, false, lead.is_some(), guard)
                     .await;
                 let result = result.map(|(v, o)| match o {
                     Outcome::Miss => Some((v, Outcome::Refreshed)),

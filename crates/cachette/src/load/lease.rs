@@ -84,6 +84,13 @@ impl HeldLease {
         }
     }
 
+    /// Whether the lease is still ours. An eviction of the key in any process removes its
+    /// lease first, so a fill that stored its value and then finds its lease gone (or taken)
+    /// was superseded. A failing backend answers `false`.
+    pub(crate) async fn still_held(&self) -> bool {
+        matches!(self.backend.get(&self.key).await, Ok(Some(current)) if current == self.token)
+    }
+
     /// Releases the lease (only if still ours) and wakes the key's waiters.
     pub(crate) async fn release(mut self) {
         self.released = true;

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::load::refresh;
-use crate::manager::CacheManager;
+use crate::load::state::State;
 
 /// Suffix of the metadata key.
 pub(crate) const META_SUFFIX: &str = "#meta";
@@ -124,10 +124,29 @@ impl RawEntry {
     }
 }
 
-impl CacheManager {
+impl State {
     /// Reads the value at `full` (and its metadata when `with_meta`), counting the read.
     pub(crate) async fn read_entry(&self, full: &str, with_meta: bool) -> Result<Option<RawEntry>> {
-        let result = if with_meta {
+        match self.fetch_entry(full, with_meta).await {
+            Ok(entry) => {
+                let hit = u64::from(entry.is_some());
+                self.counters().add_reads(hit, 1 - hit);
+                Ok(entry)
+            }
+            Err(e) => {
+                self.counters().error();
+                Err(e.with_key(full))
+            }
+        }
+    }
+
+    /// [`read_entry`](Self::read_entry) without counting (a leader's second look).
+    pub(crate) async fn fetch_entry(
+        &self,
+        full: &str,
+        with_meta: bool,
+    ) -> Result<Option<RawEntry>> {
+        if with_meta {
             let keys = [full.to_owned(), meta_key(full)];
             self.backend().get_many(&keys).await.map(|mut values| {
                 let meta_doc = values.pop().flatten();
@@ -144,17 +163,6 @@ impl CacheManager {
             Box::pin(self.get_full(full))
                 .await
                 .map(|v| v.map(|bytes| RawEntry { bytes, meta: None }))
-        };
-        match result {
-            Ok(entry) => {
-                let hit = u64::from(entry.is_some());
-                self.counters().add_reads(hit, 1 - hit);
-                Ok(entry)
-            }
-            Err(e) => {
-                self.counters().error();
-                Err(e.with_key(full))
-            }
         }
     }
 
@@ -176,7 +184,9 @@ impl CacheManager {
                 let doc = meta.encode(&bytes);
                 let items = [(full.to_owned(), bytes), (meta_key(full), doc)];
                 self.backend()
-                    .set_many(&items, Some(ttl.saturating_add(stale_ttl)))
+                    // The stale copy's extra life stays inside the one TTL range (rounded up
+                    // to whole milliseconds, at most 100 years) on every backend.
+                    .set_many(&items, Some(stale_life(ttl, stale_ttl)))
                     .await
             }
             _ => self.backend().set(full, bytes, ttl).await,
@@ -192,6 +202,12 @@ impl CacheManager {
             }
         }
     }
+}
+
+/// How long a value with a stale copy lives: its TTL plus `stale_ttl`, rounded up to whole
+/// milliseconds and capped to [`crate::ttl::MAX_TTL`].
+fn stale_life(ttl: Duration, stale_ttl: Duration) -> Duration {
+    crate::ttl::round_up_to_millis(ttl.saturating_add(stale_ttl)).min(crate::ttl::MAX_TTL)
 }
 
 #[cfg(test)]

@@ -10,13 +10,17 @@
 //! - `refresh`: early-refresh (XFetch) probability and TTL jitter.
 //! - `meta`: the stale-copy metadata stored beside a value.
 //! - `detached`: refreshes that outlive their caller (spawned tasks).
+//! - `state`: what every clone of a manager shares, and its byte-level operations.
+//! - `fills`: tickets of the fills in flight, so that a write or eviction supersedes them.
 
 pub(crate) mod coalesce;
 mod detached;
+pub(crate) mod fills;
 pub(crate) mod leader;
 pub(crate) mod lease;
 pub(crate) mod meta;
 pub(crate) mod read_through;
 pub(crate) mod refresh;
+pub(crate) mod state;
 
 pub use read_through::{LoadError, LoadOptions, Outcome};

@@ -24,6 +24,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -31,9 +32,9 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::error::Error;
-use crate::load::coalesce::{Join, Shared};
-use crate::load::leader::{Call, Read};
-use crate::manager::CacheManager;
+use crate::load::coalesce::{Handoff, Join, Shared};
+use crate::load::leader::{finish, Call, Read};
+use crate::load::state::State;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
 
@@ -262,7 +263,8 @@ pub enum Outcome {
     Hit,
     /// The loader ran and its value was stored.
     Miss,
-    /// The loader ran and its value was not stored (the filter refused it, or it was an error).
+    /// The loader ran and its value was not stored (the filter refused it, it was an error,
+    /// or a write or eviction of the key during the load superseded it).
     NotStored,
     /// The cache failed; the loader ran uncached.
     Fallback,
@@ -297,107 +299,17 @@ impl fmt::Display for Outcome {
     }
 }
 
-impl CacheManager {
-    /// The value at `key`, or the loader's value, stored with `options.ttl`.
-    ///
-    /// # Examples
-    /// ```
-    /// use cachette::{CacheManager, LoadOptions};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = CacheManager::memory();
-    /// let opts = LoadOptions::ttl(std::time::Duration::from_secs(60));
-    /// let v: u64 = cache
-    ///     .get_or_load("answer", &opts, || async { Ok::<_, std::io::Error>(42) })
-    ///     .await?;
-    /// assert_eq!(v, 42);
-    /// assert_eq!(cache.get::<u64>("answer").await?, Some(42));
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Concurrent calls on the same key
-    ///
-    /// Concurrent misses of one key run the loader once (unless `options.coalesce` is off);
-    /// the other callers get its value, decoded from the bytes it stored, so `T` need not be
-    /// `Clone`. If that loader fails, they get its failure as [`LoadError::Cache`] of kind
-    /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) (or their stale copy). With `options.lock` the same holds across
-    /// processes.
-    ///
-    /// # Cancellation
-    ///
-    /// Dropping the call is safe at any point. If it was running the loader for others, one
-    /// of them takes over; its lease, if any, is released in the background.
-    ///
-    /// # Panics
-    ///
-    /// A panic in the loader is caught long enough to tell the waiting callers (who get an
-    /// [`ErrorKind::Loader`](crate::ErrorKind::Loader) error; the next call runs the loader again) and then resumed in
-    /// this caller.
-    ///
-    /// # Errors
-    /// The loader's error, or the cache's when `fallback_on_error` is `false`, or see
-    /// [`LoadError::Cache`].
-    pub async fn get_or_load<T, E, F, Fut>(
-        &self,
-        key: &str,
-        options: &LoadOptions,
-        load: F,
-    ) -> Result<T, LoadError<E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.get_or_load_traced(key, options, None, |_| true, load)
-            .await
-            .map(|(v, _)| v)
-    }
-
-    /// [`get_or_load`](Self::get_or_load) with a filter (`store_if(&value)` must be `true` for
-    /// the value to be stored), optional per-caller counters (e.g. one decorated function's)
-    /// and the [`Outcome`].
-    ///
-    /// The loader runs in this caller's task: an early refresh makes this caller (one caller
-    /// per refresh) wait for the new value, and with a soft timeout this caller waits for its
-    /// own loader up to the hard timeout while the other callers get the stale copy.
-    /// [`get_or_load_shared`](Self::get_or_load_shared) runs the loader in a spawned task
-    /// instead, so that no caller waits in those cases.
-    ///
-    /// # Errors
-    /// As [`get_or_load`](Self::get_or_load).
-    ///
-    /// # Tracing
-    /// Each call runs in a `debug` span `cachette.load` with the fields `namespace` (the key
-    /// prefix), `key` (without the prefix), `module` and `function` (for `#[cached]` calls)
-    /// and `outcome` ([`Outcome::as_str`], or `loader_error` / `cache_error`), recorded when
-    /// the call ends. With no subscriber
-    /// interested, the span costs a check of a cached flag.
-    pub async fn get_or_load_traced<T, E, F, Fut>(
-        &self,
-        key: &str,
-        options: &LoadOptions,
-        counters: Option<&Counters>,
-        store_if: impl FnOnce(&T) -> bool,
-        load: F,
-    ) -> Result<(T, Outcome), LoadError<E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.get_or_load_as(None, key, options, counters, store_if, load)
-            .await
-    }
-
+impl State {
     /// [`get_or_load_traced`](Self::get_or_load_traced) on behalf of a decorated function
     /// (`module::name`, recorded in the span as `function`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn get_or_load_as<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         function: Option<(&'static str, &'static str)>,
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        handoff: Option<&Handoff>,
         store_if: impl FnOnce(&T) -> bool,
         load: F,
     ) -> Result<(T, Outcome), LoadError<E>>
@@ -418,7 +330,7 @@ impl CacheManager {
             // No subscriber wants it: no `Instrumented` layer (it enters and leaves the span on
             // every poll, and moves the future once more).
             return self
-                .load_traced(key, options, counters, store_if, load)
+                .load_traced(key, options, counters, handoff, store_if, load)
                 .await;
         }
         if let Some((module, name)) = function {
@@ -428,7 +340,7 @@ impl CacheManager {
         // Boxed: only with a subscriber interested; inline, this second copy of the load
         // future would double what every call carries.
         let result = Box::pin(
-            self.load_traced(key, options, counters, store_if, load)
+            self.load_traced(key, options, counters, handoff, store_if, load)
                 .instrument(span.clone()),
         )
         .await;
@@ -448,10 +360,11 @@ impl CacheManager {
     /// [`load_slow`](Self::load_slow), boxed: its future (leases, flights, the loader) is
     /// large, and inline every hit would carry and move it (measured: 4.5 KB per call).
     async fn load_traced<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        handoff: Option<&Handoff>,
         store_if: impl FnOnce(&T) -> bool,
         load: F,
     ) -> Result<(T, Outcome), LoadError<E>>
@@ -465,8 +378,15 @@ impl CacheManager {
             full: String::new(),
             options,
             counters,
+            handoff,
         };
-        let first = match self.checked_key(key) {
+        // An out-of-range TTL is refused where it enters, like an invalid key (before a read).
+        let checked = self.checked_key(key).and_then(|full| {
+            self.resolve_ttl(options.ttl)
+                .map_err(|e| e.with_key(&full))?;
+            Ok(full)
+        });
+        let first = match checked {
             Ok(full) => {
                 call.full = full;
                 match call.read::<T>().await {
@@ -500,12 +420,13 @@ impl CacheManager {
         let mut read = match first {
             Ok(read) => Some(read),
             Err(e) => {
-                // An invalid key is a cache failure like any other: run uncached (or fail).
+                // An invalid key or TTL is a cache failure like any other: run uncached (or
+                // fail).
                 call.both(Counters::error);
                 if !options.fallback_on_error {
                     return Err(LoadError::Cache(e));
                 }
-                tracing::warn!(error = %e, "cachette: invalid cache key; running uncached");
+                tracing::warn!(error = %e, "cachette: invalid cache key or TTL; running uncached");
                 call.mine(Counters::miss);
                 return call.lead(None, load, store_if, None, true).await;
             }
@@ -550,7 +471,14 @@ impl CacheManager {
             }
             match this.flights().join(&call.full) {
                 Join::Lead(lead) => {
-                    return call.lead(Some(lead), load, store_if, stale, fallback).await
+                    if stale.is_none() && !fallback {
+                        if let Some((bytes, value)) = call.recheck::<T>().await {
+                            finish(Some(lead), Shared::Value(bytes));
+                            call.both(Counters::coalesced);
+                            return Ok((value, Outcome::Coalesced));
+                        }
+                    }
+                    return call.lead(Some(lead), load, store_if, stale, fallback).await;
                 }
                 Join::Wait(flight) => match call.wait_for(&flight, stale.is_some()).await {
                     Some(Shared::Value(bytes)) => {
@@ -565,10 +493,18 @@ impl CacheManager {
                             }
                         }
                     }
-                    Some(Shared::Failed { kind, message }) => {
+                    Some(Shared::Failed {
+                        kind,
+                        message,
+                        payload,
+                    }) => {
                         return match stale {
                             Some(value) => Ok(call.serve_stale(value, &message)),
                             None => {
+                                // A decorated function rebuilds its own outcome from this.
+                                if let (Some(handoff), Some(payload)) = (call.handoff, payload) {
+                                    *handoff.incoming.lock() = Some(payload);
+                                }
                                 Err(LoadError::Cache(Shared::error(kind, &message, &call.full)))
                             }
                         };
@@ -585,14 +521,6 @@ impl CacheManager {
                 },
             }
         }
-    }
-}
-
-impl CacheManager {
-    /// How many keys are being loaded right now by coalesced read-through calls of this
-    /// manager (a diagnostic: it returns to 0 once every load has ended, however it ended).
-    pub fn loads_in_flight(&self) -> usize {
-        self.flights().len()
     }
 }
 
@@ -669,7 +597,7 @@ mod tests {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let cache = CacheManager::memory();
+            let cache = crate::CacheManager::memory();
             let opts = LoadOptions::ttl(Duration::from_secs(60));
             let load = || async { Ok::<_, std::io::Error>(7u32) };
             let fail = || async { Err::<u32, _>(std::io::Error::other("db down")) };

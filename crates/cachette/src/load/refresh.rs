@@ -45,7 +45,10 @@ pub(crate) fn jitter(ttl: Duration, percent: u8) -> Duration {
     }
     let fraction = f64::from(percent.min(100)) / 100.0 * fastrand::f64();
     let jittered = ttl.mul_f64(1.0 - fraction);
-    jittered.max(Duration::from_millis(1))
+    // Whole milliseconds, as every TTL (crate::ttl::check): backends then agree on it.
+    crate::ttl::round_up_to_millis(jittered)
+        .min(ttl)
+        .max(Duration::from_millis(1))
 }
 
 /// The time since the Unix epoch in milliseconds (wall clock: metadata is shared between

@@ -1,7 +1,10 @@
 //! [`CacheManager`]: the typed, namespaced face of a backend.
 
+mod builder;
+mod read_through;
 pub(crate) mod warm;
 
+pub use builder::{BackendLayer, CacheManagerBuilder};
 pub use warm::{Warm, WarmProgress, WarmReport};
 
 use std::fmt;
@@ -12,24 +15,17 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
+use crate::backend::breaker::CircuitBreaker;
 use crate::backend::info::ServerInfo;
-use crate::backend::{
-    Backend, ClusterBackend, ClusterOptions, KeyTtl, MemoryBackend, MemoryConfig, NullBackend,
-    RedisBackend,
-};
+use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig};
 use crate::codec::Codec;
 use crate::config::Config;
-use crate::config::RedisEndpoint;
-use crate::error::{Error, ErrorKind, Result};
-use crate::load::coalesce::Flights;
+use crate::error::{Error, Result};
+use crate::load::fills::Fills;
 use crate::load::lease::Leases;
+use crate::load::state::{FastPath, State};
 use crate::stats::{Counters, Stats};
 use crate::ttl::Ttl;
-
-/// How many connections cachette opens at most: each one is multiplexed, so a couple of them
-/// carry any number of concurrent calls.
-const MULTIPLEXED_CONNECTIONS: usize = 1;
 
 /// The cache: typed get/set with TTLs, pattern operations, batches and server info, over the
 /// embedded memory backend or Redis.
@@ -66,55 +62,7 @@ const MULTIPLEXED_CONNECTIONS: usize = 1;
 /// never counts toward the circuit breaker. Nothing panics.
 #[derive(Clone)]
 pub struct CacheManager {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    backend: Arc<dyn Backend>,
-    /// The built-in backends again, for a `get` that does not box its future.
-    fast: FastPath,
-    prefix: String,
-    prefix_pattern: String,
-    default_ttl: Option<Duration>,
-    codec: Codec,
-    enabled: bool,
-    counters: Counters,
-    description: String,
-    /// Keys being loaded right now (request coalescing; touched only on misses).
-    flights: Arc<Flights>,
-    /// Cross-process leases and their wake-ups.
-    leases: Leases,
-    /// The breaker around the backend, when there is one.
-    breaker: Option<Arc<CircuitBreaker>>,
-    /// The configuration, when the manager runs on the Redis server it names (for
-    /// [`CacheManager::stats_publisher`]).
-    redis_config: Option<Config>,
-    /// [`Config::max_value_bytes`], checked before every write.
-    max_value_bytes: usize,
-}
-
-enum FastPath {
-    Memory(MemoryBackend),
-    Redis(RedisBackend),
-    /// Redis behind the circuit breaker.
-    Guarded(Arc<CircuitBreaker>, RedisBackend),
-    None,
-}
-
-impl FastPath {
-    async fn get(&self, backend: &Arc<dyn Backend>, key: &str) -> Result<Option<Bytes>> {
-        match self {
-            FastPath::Memory(m) => Ok(m.get_now(key)),
-            FastPath::Redis(r) => r.get_value(key).await,
-            FastPath::Guarded(b, r) if b.is_closed() => {
-                let result = r.get_value(key).await;
-                b.record_closed(&result);
-                result
-            }
-            FastPath::Guarded(b, r) => Box::pin(b.guard(r.get_value(key))).await,
-            FastPath::None => backend.get(key).await,
-        }
-    }
+    inner: Arc<State>,
 }
 
 impl fmt::Debug for CacheManager {
@@ -126,355 +74,6 @@ impl fmt::Debug for CacheManager {
             .field("codec", &self.inner.codec)
             .field("enabled", &self.inner.enabled)
             .finish()
-    }
-}
-
-/// Builds a [`CacheManager`]; obtained from [`CacheManager::builder`] (built-in defaults) or
-/// [`Config::builder`] (a loaded configuration). Its setters win over every other source.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct CacheManagerBuilder {
-    config: Config,
-    /// An invalid [`CacheManagerBuilder::url`], reported by `build` (without the URL).
-    url_error: Option<Arc<Error>>,
-    backend: Option<Arc<dyn Backend>>,
-    memory: Option<MemoryConfig>,
-    layers: Layers,
-}
-
-/// Wraps the backend a manager is built on (see [`CacheManagerBuilder::wrap_backend`]): given
-/// the backend and the manager's configuration, returns the backend the manager will use.
-pub type BackendLayer = Arc<dyn Fn(Arc<dyn Backend>, &Config) -> Arc<dyn Backend> + Send + Sync>;
-
-/// The named backend layers of a builder, applied in order; `Debug` prints their names.
-#[derive(Clone, Default)]
-struct Layers(Vec<(&'static str, BackendLayer)>);
-
-impl fmt::Debug for Layers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(name, _)| name))
-            .finish()
-    }
-}
-
-impl Config {
-    /// A [`CacheManagerBuilder`] starting from this configuration.
-    pub fn builder(self) -> CacheManagerBuilder {
-        CacheManagerBuilder {
-            config: self,
-            url_error: None,
-            backend: None,
-            memory: None,
-            layers: Layers::default(),
-        }
-    }
-}
-
-impl CacheManagerBuilder {
-    /// Connects to Redis at `url` (`redis://[user[:password]@]host:port/db`, `rediss://`,
-    /// `redis+unix://`; see [`crate::endpoint`]). The URL is parsed here into its parts, which
-    /// replace every part set before (host, port, db, credentials); setters called after it
-    /// override single parts. An invalid URL makes [`build`](Self::build) fail with an error
-    /// naming the wrong part, never showing the URL.
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        match RedisEndpoint::parse(&url.into()) {
-            Ok(endpoint) => {
-                self.config.apply_endpoint(endpoint);
-                self.url_error = None;
-            }
-            Err(e) => self.url_error = Some(Arc::new(e)),
-        }
-        self
-    }
-
-    /// Runs on the Redis Cluster reached through these seed nodes (`"host:port"` each, or
-    /// comma-separated lists); replaces the configured ones. The user name, password and TLS
-    /// setting of the configuration (or of a [`url`](Self::url)) apply to every node. An
-    /// empty list goes back to the standalone/memory choice.
-    pub fn cluster_nodes<I, S>(mut self, nodes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.config.cluster_nodes = nodes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Connects to the Redis server `endpoint` (as [`url`](Self::url), already parsed).
-    pub fn endpoint(mut self, endpoint: RedisEndpoint) -> Self {
-        self.config.apply_endpoint(endpoint);
-        self.url_error = None;
-        self
-    }
-
-    /// Uses the embedded memory backend even if a Redis server is configured.
-    pub fn memory(mut self) -> Self {
-        self.config.url = None;
-        self.config.host = None;
-        self.config.port = None;
-        self.config.socket = None;
-        self.url_error = None;
-        self
-    }
-
-    /// Uses the memory backend with explicit bounds.
-    pub fn memory_config(mut self, memory: MemoryConfig) -> Self {
-        self.memory = Some(memory);
-        self.memory()
-    }
-
-    /// Uses a backend of your own (or a shared one).
-    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// The prefix of every key (default `cache:`).
-    ///
-    /// `""` is allowed here, and only here (the file and the environment cannot set it): the
-    /// cache then shares the key space with every other client of the database, and
-    /// [`CacheManager::clear`] and a [`CacheManager::delete_pattern`] that could match every
-    /// key refuse; [`CacheManager::delete_pattern_forced`] is the explicit way around that.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.key_prefix = prefix.into();
-        self
-    }
-
-    /// The TTL of writes that use [`Ttl::Default`]; `None` = no expiry.
-    pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.config.default_ttl = ttl;
-        self
-    }
-
-    /// The value encoding.
-    pub fn codec(mut self, codec: Codec) -> Self {
-        self.config.codec = codec;
-        self
-    }
-
-    /// Time allowed for one operation (default 500 ms).
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.config.command_timeout = timeout;
-        self
-    }
-
-    /// Time allowed to connect (default 1 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
-        self
-    }
-
-    /// The largest encoded value a write may store ([`Config::max_value_bytes`], default
-    /// 32 MiB); a larger one fails with [`ErrorKind::InvalidInput`] before anything is sent.
-    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
-        self.config.max_value_bytes = bytes;
-        self
-    }
-
-    /// Opens the circuit breaker around Redis after `failures` consecutive connection errors
-    /// or timeouts, for `open_for` before a probe; `failures = 0` turns it off (default 5
-    /// failures, 1 s).
-    pub fn circuit_breaker(mut self, failures: u32, open_for: Duration) -> Self {
-        self.config.breaker_failures = failures;
-        self.config.breaker_open = open_for;
-        self
-    }
-
-    /// Upper bound on connections.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.config.max_connections = n;
-        self
-    }
-
-    /// Wraps the backend in `layer` when the manager is built: the way observability and other
-    /// cross-cutting concerns attach to a manager from outside (the `metrics` feature's
-    /// [`MeteredBackend`](crate::metrics::MeteredBackend) is one). Layers apply in the order
-    /// they were added, outermost last, around the backend the configuration selects (after the
-    /// circuit breaker); a layer added again under the same `name` replaces the earlier one.
-    /// A wrapped manager reads through the layer, without the built-in backends' unboxed fast
-    /// path. A disabled manager (`enabled: false`) is never wrapped.
-    ///
-    /// # Examples
-    /// ```
-    /// use std::sync::Arc;
-    /// use cachette::{Backend, CacheManager};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), cachette::Error> {
-    /// let cache = CacheManager::builder()
-    ///     .wrap_backend("log", |backend: Arc<dyn Backend>, _config: &cachette::Config| {
-    ///         println!("building on {}", backend.name());
-    ///         backend
-    ///     })
-    ///     .build()?;
-    /// assert_eq!(cache.backend_name(), "memory");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn wrap_backend(
-        mut self,
-        name: &'static str,
-        layer: impl Fn(Arc<dyn Backend>, &Config) -> Arc<dyn Backend> + Send + Sync + 'static,
-    ) -> Self {
-        self.layers.0.retain(|(n, _)| *n != name);
-        self.layers.0.push((name, Arc::new(layer)));
-        self
-    }
-
-    /// Removes the layer added under `name`, if any.
-    pub fn unwrap_backend(mut self, name: &str) -> Self {
-        self.layers.0.retain(|(n, _)| *n != name);
-        self
-    }
-
-    /// `false` builds a disabled manager (reads miss, writes do nothing).
-    pub fn enabled(mut self, enabled: bool) -> Self {
-        self.config.enabled = enabled;
-        self
-    }
-
-    /// The configuration built so far.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Builds the manager. Does not connect: Redis is reached on first use and reconnected
-    /// whenever it comes back, so a service starts even while its cache is down (check with
-    /// [`CacheManager::ping`] if you want to fail fast).
-    ///
-    /// Must be called inside a tokio runtime.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Config`] for an invalid configuration or URL, or outside a tokio runtime.
-    pub fn build(self) -> Result<CacheManager> {
-        if let Some(e) = self.url_error {
-            return Err(e.without_source());
-        }
-        let mut config = self.config;
-        config.decompose_url()?;
-        config.validate()?;
-        let endpoint = config.endpoint()?;
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "CacheManager must be built inside a tokio runtime",
-            ));
-        }
-        let mut leases = Leases::Local;
-        let mut breaker = None;
-        let mut redis_config = None;
-        let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
-        {
-            (Arc::new(NullBackend), FastPath::None, "disabled".to_owned())
-        } else if let Some(backend) = self.backend {
-            let name = backend.name().to_owned();
-            (backend, FastPath::None, name)
-        } else if config.uses_cluster() {
-            // Redis Cluster: one backend routing to every node, behind one breaker for the
-            // whole cluster (see `backend::cluster`).
-            let seeds = config.cluster_endpoints()?;
-            let cluster = ClusterBackend::connect_lazy(&ClusterOptions {
-                seeds: seeds.clone(),
-                connections_per_node: config.max_connections.min(MULTIPLEXED_CONNECTIONS),
-                connect_timeout: config.connect_timeout,
-                command_timeout: config.command_timeout,
-            })?;
-            let description = cluster.describe().to_owned();
-            // Lease wake-ups: classic pub/sub, which a cluster forwards to every node, on the
-            // first seed; while it is down, waiters fall back to their periodic re-checks.
-            if let Some(first) = seeds.first() {
-                leases = Leases::redis(
-                    first,
-                    &config.key_prefix,
-                    config.connect_timeout,
-                    config.command_timeout,
-                );
-            }
-            let backend: Arc<dyn Backend> = if config.breaker_failures > 0 {
-                let b = Arc::new(CircuitBreaker::new(
-                    Arc::new(cluster),
-                    BreakerPolicy::new(config.breaker_failures, config.breaker_open),
-                ));
-                breaker = Some(b.clone());
-                b
-            } else {
-                Arc::new(cluster)
-            };
-            (backend, FastPath::None, description)
-        } else if let Some(endpoint) = endpoint {
-            let redis = RedisBackend::connect_endpoint(
-                &endpoint,
-                config.max_connections.min(MULTIPLEXED_CONNECTIONS),
-                config.connect_timeout,
-                config.command_timeout,
-            )?;
-            redis_config = Some(config.clone());
-            leases = Leases::redis(
-                &endpoint,
-                &config.key_prefix,
-                config.connect_timeout,
-                config.command_timeout,
-            );
-            if config.breaker_failures > 0 {
-                let b = Arc::new(CircuitBreaker::new(
-                    Arc::new(redis.clone()),
-                    BreakerPolicy::new(config.breaker_failures, config.breaker_open),
-                ));
-                breaker = Some(b.clone());
-                (
-                    b.clone() as Arc<dyn Backend>,
-                    FastPath::Guarded(b, redis),
-                    endpoint.to_string(),
-                )
-            } else {
-                (
-                    Arc::new(redis.clone()),
-                    FastPath::Redis(redis),
-                    endpoint.to_string(),
-                )
-            }
-        } else {
-            let memory = self.memory.unwrap_or_else(|| MemoryConfig {
-                max_entries: config.memory_max_entries,
-                max_bytes: config.memory_max_bytes,
-                ..MemoryConfig::default()
-            });
-            let memory = MemoryBackend::new(memory);
-            (
-                Arc::new(memory.clone()),
-                FastPath::Memory(memory),
-                "memory".to_owned(),
-            )
-        };
-        let (backend, fast) = if self.layers.0.is_empty() || !config.enabled {
-            (backend, fast)
-        } else {
-            let wrapped = self
-                .layers
-                .0
-                .iter()
-                .fold(backend, |backend, (_, layer)| layer(backend, &config));
-            (wrapped, FastPath::None)
-        };
-        Ok(CacheManager {
-            inner: Arc::new(Inner {
-                backend,
-                fast,
-                prefix_pattern: crate::glob::escape(&config.key_prefix),
-                prefix: config.key_prefix,
-                default_ttl: config.default_ttl,
-                codec: config.codec,
-                enabled: config.enabled,
-                counters: Counters::new(),
-                description,
-                flights: Arc::default(),
-                leases,
-                breaker,
-                redis_config,
-                max_value_bytes: config.max_value_bytes,
-            }),
-        })
     }
 }
 
@@ -502,7 +101,7 @@ impl CacheManager {
         let config = Config::default();
         let memory = MemoryBackend::new(MemoryConfig::default());
         CacheManager {
-            inner: Arc::new(Inner {
+            inner: Arc::new(State {
                 backend: Arc::new(memory.clone()),
                 fast: FastPath::Memory(memory),
                 prefix_pattern: crate::glob::escape(&config.key_prefix),
@@ -513,6 +112,8 @@ impl CacheManager {
                 counters: Counters::new(),
                 description: "memory".to_owned(),
                 flights: Arc::default(),
+                fills: Fills::default(),
+                shared_backend: false,
                 leases: Leases::Local,
                 breaker: None,
                 redis_config: None,
@@ -580,60 +181,60 @@ impl CacheManager {
         self.inner.breaker.as_ref()
     }
 
-    pub(crate) fn flights(&self) -> &Arc<Flights> {
-        &self.inner.flights
+    /// Supersedes every fill of `full` before a write or an eviction of it: in this process
+    /// (their tickets), and in every process sharing the backend (their leases, which a
+    /// `lock = true` fill checks after storing). See the `fills` module for the ordering.
+    async fn supersede(&self, full: &[String]) -> Result<()> {
+        for key in full {
+            self.inner.fills.supersede(key);
+        }
+        self.remove_leases(full).await
     }
 
-    pub(crate) fn leases(&self) -> &Leases {
-        &self.inner.leases
-    }
-
-    /// `get` of a full key through the fastest path to the backend.
-    pub(crate) async fn get_full(&self, full: &str) -> Result<Option<Bytes>> {
-        self.inner.fast.get(&self.inner.backend, full).await
+    /// Removes the leases of `full` (keys) so that a `lock = true` fill in another process
+    /// does not keep its value.
+    async fn remove_leases(&self, full: &[String]) -> Result<()> {
+        if !self.inner.shared_backend || full.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<String> = full
+            .iter()
+            .map(|k| crate::load::lease::lease_key(k))
+            .collect();
+        self.inner.backend.delete_many(&leases).await.map(|_| ())
     }
 
     /// The live counters (shared by every clone of this manager).
     pub fn counters(&self) -> &Counters {
-        &self.inner.counters
+        self.inner.counters()
     }
 
     /// The full key stored in the backend for `key` (prefix included).
     pub fn full_key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.inner.prefix.len() + key.len());
-        full.push_str(&self.inner.prefix);
-        full.push_str(key);
-        full
+        self.inner.full_key(key)
     }
 
     pub(crate) fn checked_key(&self, key: &str) -> Result<String> {
-        if key.is_empty() {
-            return Err(Error::invalid("cache keys must not be empty"));
-        }
-        Ok(self.full_key(key))
+        self.inner.checked_key(key)
     }
 
-    /// Refuses a value larger than [`Config::max_value_bytes`] before it is sent: an
-    /// [`ErrorKind::InvalidInput`] error naming the key and both sizes.
     pub(crate) fn check_value_size(&self, full: &str, len: usize) -> Result<()> {
-        let max = self.inner.max_value_bytes;
-        if len > max {
-            return Err(Error::invalid(format!(
-                "value of {len} bytes is larger than max_value_bytes ({max} bytes)"
-            ))
-            .with_key(full));
-        }
-        Ok(())
+        self.inner.check_value_size(full, len)
     }
 
-    /// Resolves a TTL policy against the default; rejects a zero TTL.
+    /// Resolves a TTL policy against the default and applies the one TTL rule of every
+    /// backend ([`crate::ttl::check`]): positive, at most [`crate::ttl::MAX_TTL`] (100 years),
+    /// rounded up to whole milliseconds.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] saying what is wrong with the TTL.
     pub fn resolve_ttl(&self, ttl: impl Into<Ttl>) -> Result<Option<Duration>> {
-        match ttl.into().resolve(self.inner.default_ttl) {
-            Some(d) if d.is_zero() => Err(Error::invalid(
-                "a TTL must be positive (use Ttl::Never for no expiry)",
-            )),
-            other => Ok(other),
-        }
+        self.inner.resolve_ttl(ttl)
+    }
+
+    /// [`resolve_ttl`](Self::resolve_ttl) for a write to `full`; the error names the key.
+    fn key_ttl(&self, full: &str, ttl: impl Into<Ttl>) -> Result<Option<Duration>> {
+        self.resolve_ttl(ttl).map_err(|e| e.with_key(full))
     }
 
     fn count<T>(&self, result: Result<T>) -> Result<T> {
@@ -693,7 +294,7 @@ impl CacheManager {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let full = self.checked_key(key)?;
-        let ttl = self.resolve_ttl(ttl)?;
+        let ttl = self.key_ttl(&full, ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
         self.write_raw(full, Bytes::from(bytes), ttl).await
     }
@@ -706,12 +307,13 @@ impl CacheManager {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let full = self.checked_key(key)?;
-        let ttl = self.resolve_ttl(ttl)?;
+        let ttl = self.key_ttl(&full, ttl)?;
         self.write_raw(full, value.into(), ttl).await
     }
 
     async fn write_raw(&self, full: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_value_size(&full, value.len())?;
+        self.inner.fills.supersede(&full);
         let result = self
             .inner
             .backend
@@ -732,9 +334,10 @@ impl CacheManager {
         ttl: impl Into<Ttl>,
     ) -> Result<bool> {
         let full = self.checked_key(key)?;
-        let ttl = self.resolve_ttl(ttl)?;
+        let ttl = self.key_ttl(&full, ttl)?;
         let bytes = self.inner.codec.encode(&full, value)?;
         self.check_value_size(&full, bytes.len())?;
+        self.inner.fills.supersede(&full);
         let result = self
             .inner
             .backend
@@ -748,8 +351,16 @@ impl CacheManager {
     }
 
     /// Removes `key`; returns whether it existed.
+    ///
+    /// A read-through fill of `key` in flight (in this manager, or with `lock` in any process
+    /// sharing the backend) is superseded: it does not store its value afterwards.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let full = self.checked_key(key)?;
+        let keys = [full];
+        if let Err(e) = self.supersede(&keys).await {
+            return self.count(Err(e));
+        }
+        let [full] = keys;
         let result = self
             .inner
             .backend
@@ -759,12 +370,16 @@ impl CacheManager {
         self.count(result)
     }
 
-    /// Removes several keys; returns how many existed.
+    /// Removes several keys; returns how many existed. Supersedes their fills in flight, as
+    /// [`delete`](Self::delete) does.
     pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         let full = keys
             .iter()
             .map(|k| self.checked_key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        if let Err(e) = self.supersede(&full).await {
+            return self.count(Err(e));
+        }
         let result = self.inner.backend.delete_many(&full).await;
         self.count(result)
     }
@@ -785,7 +400,7 @@ impl CacheManager {
     /// [`Ttl::Never`] makes it persistent.
     pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
         let full = self.checked_key(key)?;
-        let result = match self.resolve_ttl(ttl)? {
+        let result = match self.key_ttl(&full, ttl)? {
             Some(ttl) => self.inner.backend.expire(&full, ttl).await,
             None => match self.inner.backend.persist(&full).await {
                 // PERSIST answers 0 for a key without TTL too; report whether the key exists.
@@ -819,6 +434,11 @@ impl CacheManager {
     /// (`user:*`, `post:?`, `id:[0-9]`, `\*` for a literal star); returns how many.
     /// Runs as incremental `SCAN` + batched `UNLINK` on Redis: never `KEYS`.
     ///
+    /// Supersedes the read-through fills in flight of every matching key, as
+    /// [`delete`](Self::delete) does: on a backend other processes can share (Redis, or one
+    /// given to [`CacheManagerBuilder::backend`]) their leases go first, which is one more
+    /// scan, of `{pattern}#lock`.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when the prefix is empty and `pattern` does not start with
     /// a literal character (`*`, `?*`, `[a-z]*`, ...): it could match keys of every
@@ -839,12 +459,25 @@ impl CacheManager {
     /// prefix, `delete_pattern_forced("*")` deletes every key of the database (still never
     /// `FLUSHDB`).
     pub async fn delete_pattern_forced(&self, pattern: &str) -> Result<u64> {
-        let result = self
-            .inner
-            .backend
-            .delete_pattern(&self.full_pattern(pattern))
-            .await;
+        let full = self.full_pattern(pattern);
+        self.inner.fills.supersede_matching(&full);
+        if let Err(e) = self.remove_pattern_leases(&full).await {
+            return self.count(Err(e));
+        }
+        let result = self.inner.backend.delete_pattern(&full).await;
         self.count(result)
+    }
+
+    /// Removes the leases of the keys matching `full` before the keys themselves.
+    async fn remove_pattern_leases(&self, full: &str) -> Result<()> {
+        if !self.inner.shared_backend {
+            return Ok(());
+        }
+        // `K` matches `{pattern}` exactly when `K#lock` matches `{pattern}#lock`.
+        let mut leases = String::with_capacity(full.len() + crate::load::lease::LOCK_SUFFIX.len());
+        leases.push_str(full);
+        leases.push_str(crate::load::lease::LOCK_SUFFIX);
+        self.inner.backend.delete_pattern(&leases).await.map(|_| ())
     }
 
     /// Every key under this prefix matching the Redis glob `pattern`, without the prefix,
@@ -926,6 +559,9 @@ impl CacheManager {
             })
             .collect::<Result<Vec<_>>>()?;
         let n = encoded.len() as u64;
+        for (full, _) in &encoded {
+            self.inner.fills.supersede(full);
+        }
         let result = self.inner.backend.set_many(&encoded, ttl).await;
         if result.is_ok() {
             self.inner.counters.write(n);
@@ -947,6 +583,7 @@ fn starts_with_literal(pattern: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[tokio::test]
     async fn only_a_manager_on_its_configured_redis_has_a_stats_publisher() {

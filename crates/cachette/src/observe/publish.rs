@@ -318,7 +318,7 @@ impl fmt::Debug for StatsPublisher {
 impl StatsPublisher {
     /// A builder publishing to the Redis server at `url` (credentials allowed; never printed).
     ///
-    /// The URL is parsed here (see [`crate::endpoint`]); an invalid one is reported by
+    /// The URL is parsed here (see [`RedisEndpoint`](crate::RedisEndpoint)); an invalid one is reported by
     /// [`StatsPublisherBuilder::start`], without its text.
     pub fn builder(url: impl Into<String>) -> StatsPublisherBuilder {
         let endpoint = crate::RedisEndpoint::parse(&url.into()).map_err(Arc::new);

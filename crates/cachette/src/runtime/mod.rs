@@ -47,6 +47,7 @@ mod default;
 mod evict;
 mod property;
 mod read;
+mod share;
 mod site;
 #[cfg(test)]
 mod tests;
@@ -62,8 +63,9 @@ pub use self::evict::{
 };
 pub use self::property::CachedProperty;
 pub use self::read::{
-    cached_option, cached_result, cached_result_bounded, cached_result_strict, cached_value,
-    put_option, put_result, put_result_strict, put_value,
+    cached_option, cached_result, cached_result_bounded, cached_result_strict, cached_result_with,
+    cached_value, put_option, put_result, put_result_strict, put_value, ErrProbe, ErrSharing,
+    ResultMode, ShareByClone, ShareByFrom, ShareNone,
 };
 pub use self::site::{
     function_stats, function_stats_of, reset_function_stats, FnSite, FunctionStats, SiteKind,

@@ -15,9 +15,18 @@
 //! have no error to return, so they finish the body past it; `#[cached]` only accepts
 //! `hard_timeout` on functions returning `Result<T, E>` with `E: From<cachette::Error>`.
 //!
-//! When concurrent calls of one key are coalesced by the manager, the callers that waited get
-//! the value the first one stored; if that one's body returned an error (or a `None`), each
-//! waiting caller runs its own body, so every caller gets its own function's result.
+//! When concurrent calls of one key are coalesced by the manager, only the first one runs the
+//! body; the callers that waited get its outcome without running theirs:
+//!
+//! - a value: decoded from the bytes it stored (or would have stored);
+//! - a `None` (`Option<T>` functions): `None`;
+//! - an `Err` (`Result<T, E>` functions): a clone of it when `E: Clone + Send + Sync +
+//!   'static`; otherwise, when `E: From<cachette::Error>`, `E::from` an
+//!   [`ErrorKind::Loader`] error ("the loader failed in a concurrent call for this key");
+//!   see [`ErrSharing`]. `#[cached]` picks the first that applies at compile time;
+//! - otherwise (an `E` with neither, or a body that panicked), the waiters do not run their
+//!   bodies together: one of them runs its body next while the others wait for it, so at most
+//!   one body runs at a time per key, as for a value.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -30,10 +39,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
+use crate::load::coalesce::Handoff;
 use crate::load::LoadError;
 use crate::stats::Counters;
 
 use super::call::{Call, CallState};
+pub use super::share::{ErrProbe, ErrSharing, ResultMode, ShareByClone, ShareByFrom, ShareNone};
+use super::share::{NoSharing, NoneSharing, ShareOutput};
 
 /// How a function's return type maps to the cached value.
 pub(crate) trait Shape {
@@ -135,9 +147,13 @@ impl<F: Future> Slot<'_, F> {
 }
 
 /// The body shared between the caller and the loader handed to the manager.
-struct BodyCell<'b, S, F: Future> {
+struct BodyCell<'b, 'h, S: Shape, F: Future> {
     slot: Mutex<Slot<'b, F>>,
     shape: PhantomData<fn() -> S>,
+    /// Where a failed outcome goes for the callers waiting on this one.
+    handoff: &'h Handoff,
+    /// How a failed outcome is shared.
+    sharing: &'h (dyn ShareOutput<S::Output> + Sync),
 }
 
 /// Gives access to the cacheable value of a finished body.
@@ -145,7 +161,7 @@ trait Peek<V> {
     fn peek<R>(&self, f: impl FnOnce(Option<&V>) -> R) -> R;
 }
 
-impl<S: Shape, F: Future<Output = S::Output>> Peek<S::Value> for BodyCell<'_, S, F> {
+impl<S: Shape, F: Future<Output = S::Output>> Peek<S::Value> for BodyCell<'_, '_, S, F> {
     fn peek<R>(&self, f: impl FnOnce(Option<&S::Value>) -> R) -> R {
         let slot = self.slot.lock();
         match &*slot {
@@ -155,7 +171,7 @@ impl<S: Shape, F: Future<Output = S::Output>> Peek<S::Value> for BodyCell<'_, S,
     }
 }
 
-impl<'b, S: Shape, F: Future<Output = S::Output>> BodyCell<'b, S, F> {
+impl<S: Shape, F: Future<Output = S::Output>> BodyCell<'_, '_, S, F> {
     /// Drives the body; once it is finished, answers the manager with a view of the value
     /// (`Ok`) or with [`NotCacheable`] (an `Err`, a `None`).
     fn poll_body<'c>(
@@ -170,6 +186,11 @@ impl<'b, S: Shape, F: Future<Output = S::Output>> BodyCell<'b, S, F> {
             }
         }
         let cacheable = matches!(&*slot, Slot::Finished(output) if S::project(output).is_some());
+        if !cacheable {
+            if let Slot::Finished(output) = &*slot {
+                *self.handoff.outgoing.lock() = self.sharing.share(output);
+            }
+        }
         drop(slot);
         Poll::Ready(if cacheable {
             Ok(Stored::Borrowed(self))
@@ -210,9 +231,11 @@ impl<'de, V: Deserialize<'de>, C> Deserialize<'de> for Stored<'_, V, C> {
 #[derive(Debug)]
 struct NotCacheable;
 
-enum Next<V> {
+enum Next<V, O> {
     Hit(V),
     Body,
+    /// The output rebuilt from a concurrent call's failed outcome.
+    Shared(O),
     Failed(Error),
 }
 
@@ -223,12 +246,15 @@ enum Next<V> {
 /// failure becomes: `Some(output)` is returned as is, `None` runs (or finishes) the body
 /// uncached. `on_timeout` decides what a hard timeout (the options' `hard_timeout`) becomes:
 /// `Some(output)` is returned and the body dropped; `None` (a function that cannot report it)
-/// finishes the body uncached and unbounded.
+/// finishes the body uncached and unbounded. `sharing` hands a failed (not cacheable) outcome
+/// of the body to the calls that waited for it, and rebuilds theirs from it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_through<S, F, U, H, K>(
     call: Call<'_>,
     fail_open: bool,
     on_error: H,
     on_timeout: K,
+    sharing: &(dyn ShareOutput<S::Output> + Sync),
     unless: U,
     body: F,
 ) -> S::Output
@@ -264,33 +290,64 @@ where
     };
 
     let body = pin!(body);
-    let cell: BodyCell<'_, S, F> = BodyCell {
+    let handoff = Handoff::default();
+    let cell: BodyCell<'_, '_, S, F> = BodyCell {
         slot: Mutex::new(Slot::Pending(body)),
         shape: PhantomData,
+        handoff: &handoff,
+        sharing,
     };
-    let store_if = |stored: &Stored<'_, S::Value, BodyCell<'_, S, F>>| match stored {
-        Stored::Owned(value) => !unless(value),
-        Stored::Borrowed(cell) => cell.peek(|value| value.is_some_and(|v| !unless(v))),
-    };
-    let result = manager
-        .get_or_load_as(
-            Some((call.site.module(), call.site.name())),
-            &key,
-            options,
-            Some(call.counters),
-            store_if,
-            || std::future::poll_fn(|cx| cell.poll_body(cx)),
-        )
-        .await;
-    let next = match result {
-        Ok((Stored::Owned(value), _)) => Next::Hit(value),
-        Ok((Stored::Borrowed(_), _)) | Err(LoadError::Loader(NotCacheable)) => Next::Body,
-        Err(LoadError::Cache(e)) => Next::Failed(e),
+    // Taken by the one attempt that stores a value (`unless` is `FnOnce`).
+    let unless = Mutex::new(Some(unless));
+    let next = loop {
+        let store_if = |stored: &Stored<'_, S::Value, BodyCell<'_, '_, S, F>>| {
+            let Some(unless) = unless.lock().take() else {
+                return false;
+            };
+            match stored {
+                Stored::Owned(value) => !unless(value),
+                Stored::Borrowed(cell) => cell.peek(|value| value.is_some_and(|v| !unless(v))),
+            }
+        };
+        let result = manager
+            .get_or_load_as(
+                Some((call.site.module(), call.site.name())),
+                &key,
+                options,
+                Some(call.counters),
+                Some(&handoff),
+                store_if,
+                || std::future::poll_fn(|cx| cell.poll_body(cx)),
+            )
+            .await;
+        match result {
+            Ok((Stored::Owned(value), _)) => break Next::Hit(value),
+            Ok((Stored::Borrowed(_), _)) | Err(LoadError::Loader(NotCacheable)) => {
+                break Next::Body
+            }
+            // This call waited for a concurrent call of the key whose body failed (not a
+            // cache failure): rebuild its outcome, or run the body next (one at a time).
+            Err(LoadError::Cache(e))
+                if e.kind() == ErrorKind::Loader
+                    && matches!(*cell.slot.lock(), Slot::Pending(_)) =>
+            {
+                let payload = handoff.incoming.lock().take();
+                match sharing.rebuild(payload.as_ref(), e) {
+                    Some(output) => break Next::Shared(output),
+                    None => continue,
+                }
+            }
+            Err(LoadError::Cache(e)) => break Next::Failed(e),
+        }
     };
     let slot = cell.slot.into_inner();
     let limit = options.hard_timeout;
     match next {
         Next::Hit(value) => S::inject(value),
+        Next::Shared(output) => {
+            call.counters.coalesced();
+            output
+        }
         Next::Body => slot.finish().await,
         // The body exceeded the hard timeout, in this call (the manager dropped it) or in the
         // concurrent call this one waited for (whose body ran as long as this one's may):
@@ -299,11 +356,6 @@ where
             Some(output) => output,
             None => slot.finish().await,
         },
-        // A concurrent caller's loader (the one this call waited for) failed: that is not a
-        // cache failure, so this caller runs its own body and gets its own result.
-        Next::Failed(e) if e.kind() == ErrorKind::Loader => {
-            slot.finish_within(limit, call.counters, on_timeout).await
-        }
         Next::Failed(e) => match on_error(e) {
             Some(output) => output,
             None => {
@@ -311,6 +363,37 @@ where
                 slot.finish_within(limit, call.counters, on_timeout).await
             }
         },
+    }
+}
+
+/// `#[cached]` on a function returning `Result<T, E>`, with the failure handling of `mode`
+/// and the sharing of `Err` outcomes with concurrent callers of `sharing` (what the macro
+/// expands into; [`cached_result`], [`cached_result_strict`] and [`cached_result_bounded`]
+/// are this with fixed choices).
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
+pub fn cached_result_with<'m, T, E, Fut, U>(
+    call: Call<'m>,
+    mode: ResultMode<E>,
+    sharing: ErrSharing<E>,
+    unless: U,
+    body: Fut,
+) -> impl Future<Output = Result<T, E>> + use<'m, T, E, Fut, U>
+where
+    T: Serialize + DeserializeOwned,
+    Fut: Future<Output = Result<T, E>>,
+    U: FnOnce(&T) -> bool,
+{
+    async move {
+        read_through::<ResultShape<T, E>, _, _, _, _>(
+            call,
+            mode.on_error.is_none(),
+            |e| mode.on_error.map(|f| Err(f(e))),
+            |e| mode.on_timeout.map(|f| Err(f(e))),
+            &sharing,
+            unless,
+            body,
+        )
+        .await
     }
 }
 
@@ -412,7 +495,13 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
+    cached_result_with(
+        call,
+        ResultMode::fail_open(),
+        ErrSharing::none(),
+        unless,
+        body,
+    )
 }
 
 /// [`cached_result`] with `fallback_on_error = false`: a cache failure (down, timeout, key
@@ -430,11 +519,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _, _>(
+    cached_result_with(
         call,
-        false,
-        |e| Some(Err(E::from(e))),
-        |e| Some(Err(E::from(e))),
+        ResultMode::strict(),
+        ErrSharing::converted(),
         unless,
         body,
     )
@@ -502,11 +590,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ResultShape<T, E>, _, _, _, _>(
+    cached_result_with(
         call,
-        true,
-        fail_open,
-        |e| Some(Err(E::from(e))),
+        ResultMode::bounded(),
+        ErrSharing::converted(),
         unless,
         body,
     )
@@ -517,6 +604,7 @@ where
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_option<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -527,13 +615,25 @@ where
     Fut: Future<Output = Option<T>>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<OptionShape<T>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
+    async move {
+        read_through::<OptionShape<T>, _, _, _, _>(
+            call,
+            true,
+            fail_open,
+            fail_open,
+            &NoneSharing,
+            unless,
+            body,
+        )
+        .await
+    }
 }
 
 /// `#[cached]` on a function returning any other `T`: every value is cached.
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_value<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -544,7 +644,12 @@ where
     Fut: Future<Output = T>,
     U: FnOnce(&T) -> bool,
 {
-    read_through::<ValueShape<T>, _, _, _, _>(call, true, fail_open, fail_open, unless, body)
+    async move {
+        read_through::<ValueShape<T>, _, _, _, _>(
+            call, true, fail_open, fail_open, &NoSharing, unless, body,
+        )
+        .await
+    }
 }
 
 /// `#[cache_put]` on a function returning `Result<T, E>`: runs the body and stores an `Ok`

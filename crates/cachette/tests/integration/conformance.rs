@@ -209,6 +209,107 @@ pub(crate) async fn sub_millisecond_ttl_is_not_zero(fx: &Fixture) {
     assert_eq!(c.get::<i32>("k").await.unwrap(), None);
 }
 
+/// One TTL range and one rounding rule on every backend (`cachette::ttl::check`): 1 ns,
+/// 999 µs and 1 ms all live 1 ms; 100 years is stored as such; anything longer is refused
+/// by every call taking a TTL, naming the key, and changes nothing.
+pub(crate) async fn ttl_range_edges_agree(fx: &Fixture) {
+    use cachette::ttl::MAX_TTL;
+    let c = fx.fresh();
+    let one_ms = Duration::from_millis(1);
+    for (i, tiny) in [Duration::from_nanos(1), Duration::from_micros(999), one_ms]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(c.resolve_ttl(tiny).unwrap(), Some(one_ms));
+        let key = format!("tiny:{i}");
+        c.set(&key, &1, tiny).await.unwrap();
+        match c.ttl(&key).await.unwrap() {
+            KeyTtl::Expires(left) => assert!(left <= one_ms, "{tiny:?} -> {left:?}"),
+            KeyTtl::Missing => {}
+            KeyTtl::Persistent => panic!("{tiny:?} made {key} persistent"),
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!c.exists(&key).await.unwrap(), "{tiny:?} outlived 1 ms");
+    }
+    assert_eq!(
+        c.resolve_ttl(Duration::from_micros(1500)).unwrap(),
+        Some(Duration::from_millis(2))
+    );
+
+    let near = |left: Duration| left <= MAX_TTL && left > MAX_TTL - Duration::from_secs(10);
+    c.set("max", &1, MAX_TTL).await.unwrap();
+    assert!(near(c.ttl("max").await.unwrap().remaining().unwrap()));
+    c.set_raw("max_raw", &b"1"[..], MAX_TTL).await.unwrap();
+    assert!(c.set_nx("max_nx", &1, MAX_TTL).await.unwrap());
+    c.set_many([("max_many", 1)], MAX_TTL).await.unwrap();
+    assert!(c.expire("max_nx", MAX_TTL).await.unwrap());
+    for key in ["max_raw", "max_nx", "max_many"] {
+        assert!(
+            near(c.ttl(key).await.unwrap().remaining().unwrap()),
+            "{key}"
+        );
+    }
+
+    for huge in [
+        MAX_TTL + Duration::from_nanos(1),
+        MAX_TTL + one_ms,
+        Duration::from_secs(300 * 365 * 86_400),
+        Duration::MAX,
+    ] {
+        let e = c.set("over", &1, huge).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{huge:?}: {e}");
+        assert!(e.to_string().contains("over"), "names the key: {e}");
+        assert!(e.to_string().contains("100 years"), "says the bound: {e}");
+        let errors = [
+            c.set_raw("over", &b"1"[..], huge).await.unwrap_err(),
+            c.set_nx("over", &1, huge).await.map(|_| ()).unwrap_err(),
+            c.set_many([("over", 1)], huge).await.unwrap_err(),
+            c.expire("max", huge).await.map(|_| ()).unwrap_err(),
+            c.get_or_load(
+                "over",
+                &cachette::LoadOptions::ttl(huge).fallback_on_error(false),
+                || async { Ok::<_, std::io::Error>(1) },
+            )
+            .await
+            .map(|_: i32| ())
+            .map_err(|e| match e {
+                cachette::LoadError::Cache(e) => e,
+                other => panic!("{other:?}"),
+            })
+            .unwrap_err(),
+        ];
+        for e in errors {
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{huge:?}: {e}");
+        }
+        // Failing open (the default), the loader's value is returned and not stored.
+        let v: i32 = c
+            .get_or_load("over", &cachette::LoadOptions::ttl(huge), || async {
+                Ok::<_, std::io::Error>(7)
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+    }
+    assert!(!c.exists("over").await.unwrap());
+    assert!(
+        near(c.ttl("max").await.unwrap().remaining().unwrap()),
+        "refused expire left it"
+    );
+}
+
+pub(crate) async fn non_finite_floats_are_refused(fx: &Fixture) {
+    let c = fx.fresh();
+    for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let e = c.set("f", &vec![1.0, v], Ttl::Default).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("f"), "{e}");
+        let e = c.set_many([("g", v)], Ttl::Default).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+    assert!(!c.exists("f").await.unwrap());
+    assert!(!c.exists("g").await.unwrap());
+}
+
 pub(crate) async fn expire_on_missing_key_is_false(fx: &Fixture) {
     let c = fx.fresh();
     assert!(!c.expire("missing", Duration::from_secs(10)).await.unwrap());
@@ -604,7 +705,9 @@ macro_rules! conformance {
                 one_mib_value_roundtrips, unicode_keys_work_everywhere, empty_key_is_rejected,
                 zero_ttl_is_rejected, ttl_expires_value, never_ttl_is_persistent,
                 default_ttl_is_one_hour, configured_default_ttl_applies, ttl_reports_three_states,
-                set_replaces_ttl, sub_millisecond_ttl_is_not_zero, expire_on_missing_key_is_false,
+                set_replaces_ttl, sub_millisecond_ttl_is_not_zero, ttl_range_edges_agree,
+                non_finite_floats_are_refused,
+                expire_on_missing_key_is_false,
                 expire_sets_ttl_and_expires, expire_never_makes_key_persistent, exists_and_delete,
                 delete_many_counts_existing, set_nx_only_when_absent, delete_if_equals_compares,
                 decode_failure_is_typed_and_names_key, garbage_bytes_are_a_decode_error,

@@ -16,11 +16,14 @@
 //!   copies, jitter.
 //! - `warm`: cache warming in `set_many` batches.
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
+//! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
 mod chaos;
 mod cluster;
+mod coalesced_failures;
 mod conformance;
+mod glob_vs_redis;
 mod macros;
 mod macros_default;
 mod macros_failures;
@@ -32,5 +35,6 @@ mod redis_errors;
 mod redis_failure;
 mod secrets;
 mod stampede;
+mod supersede;
 mod support;
 mod warm;

@@ -65,7 +65,7 @@ use self::ops::scan_cmd;
 use self::topology::{join_host_port, parse_cluster_slots};
 pub use self::topology::{slot, SLOTS};
 use super::{RedisBackend, SCAN_BATCH};
-use crate::config::RedisEndpoint;
+use crate::backend::redis::endpoint::RedisEndpoint;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Redirections followed by one command before it fails.
@@ -237,10 +237,10 @@ impl ClusterBackend {
         let mut seeds = Vec::new();
         for seed in &options.seeds {
             match &seed.transport {
-                crate::config::endpoint::Transport::Tcp { host, port, .. } => {
+                crate::backend::redis::endpoint::Transport::Tcp { host, port, .. } => {
                     seeds.push(join_host_port(host, *port));
                 }
-                crate::config::endpoint::Transport::Unix(_) => {
+                crate::backend::redis::endpoint::Transport::Unix(_) => {
                     return Err(Error::config(
                         "code",
                         "cluster_nodes",
@@ -256,7 +256,7 @@ impl ClusterBackend {
         };
         let tls = matches!(
             template.transport,
-            crate::config::endpoint::Transport::Tcp { tls: true, .. }
+            crate::backend::redis::endpoint::Transport::Tcp { tls: true, .. }
         );
         let scheme = if tls {
             "rediss-cluster"
@@ -307,11 +307,12 @@ impl ClusterBackend {
         if let Some(node) = nodes.get(addr) {
             return Ok(node.clone());
         }
-        let (host, port) = crate::config::cluster_split_host_port(addr)
+        let (host, port) = crate::backend::redis::endpoint::split_host_port(addr)
             .map_err(|m| Error::new(ErrorKind::Backend, m))?;
         let mut endpoint = self.inner.template.clone();
-        if let crate::config::endpoint::Transport::Tcp { tls, .. } = endpoint.transport {
-            endpoint.transport = crate::config::endpoint::Transport::Tcp { host, port, tls };
+        if let crate::backend::redis::endpoint::Transport::Tcp { tls, .. } = endpoint.transport {
+            endpoint.transport =
+                crate::backend::redis::endpoint::Transport::Tcp { host, port, tls };
         }
         let node = RedisBackend::connect_endpoint(
             &endpoint,

@@ -31,7 +31,9 @@
 //! on [`MemoryBackend::purge_expired`]). In a runtime built without timers (no
 //! `enable_time`) it logs one warning and relies on those too. Time is
 //! [`tokio::time::Instant`], so tests can use
-//! `tokio::time::pause()`. TTLs longer than about a century are capped to a century.
+//! `tokio::time::pause()`. TTLs follow the one rule of every backend ([`crate::ttl::check`]):
+//! rounded up to whole milliseconds, at most [`crate::ttl::MAX_TTL`] (100 years); a longer
+//! one is refused with [`ErrorKind::InvalidInput`] naming the key, as the manager does.
 //!
 //! # Bounds and eviction
 //!
@@ -104,6 +106,10 @@ use crate::glob::Pattern;
 /// The default [`MemoryConfig::max_entries`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
+/// The default [`MemoryConfig::max_bytes`]: 256 MiB of keys, values and [`ENTRY_OVERHEAD`]
+/// (an entry count alone let 100 KB values grow a process to gigabytes).
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
 /// Bytes added to each entry's key and value lengths to account for its bookkeeping (slab
 /// slot, table index, deadline index, allocation headers) in `used_memory` and against
 /// `max_bytes`.
@@ -123,8 +129,7 @@ const SWEEP_PER_WRITE: usize = 4;
 const REAP_BATCH: usize = 256;
 /// The most slots one `scan` call visits, whatever `count` asks for.
 const MAX_SCAN_WORK: usize = 1 << 20;
-/// TTLs are capped to this (about a century) so that deadlines never overflow.
-const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+use crate::ttl::MAX_TTL;
 /// No reaper task: none started yet, or its runtime is gone.
 const REAPER_IDLE: u8 = 0;
 /// A reaper task is alive.
@@ -143,6 +148,7 @@ const NO_DEADLINE: u64 = u64::MAX;
 ///
 /// let config = MemoryConfig { max_bytes: Some(64 << 20), ..MemoryConfig::default() };
 /// assert_eq!(config.max_entries, Some(100_000));
+/// assert_eq!(MemoryConfig::default().max_bytes, Some(256 << 20));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryConfig {
@@ -150,7 +156,7 @@ pub struct MemoryConfig {
     /// `Some(0)` is read as `Some(1)`).
     pub max_entries: Option<u64>,
     /// The most bytes kept at once, counting keys, values and [`ENTRY_OVERHEAD`] per entry
-    /// (default `None`: no limit).
+    /// (default [`DEFAULT_MAX_BYTES`], 256 MiB; `None` for no limit).
     pub max_bytes: Option<u64>,
     /// How often the background task reclaims expired entries (default 1 s;
     /// `Duration::ZERO` disables the task, leaving reclamation to writes).
@@ -161,7 +167,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             max_entries: Some(DEFAULT_MAX_ENTRIES),
-            max_bytes: None,
+            max_bytes: Some(DEFAULT_MAX_BYTES),
             reap_interval: Duration::from_secs(1),
         }
     }
@@ -369,6 +375,26 @@ fn weight(key: &str, value: &Bytes) -> u64 {
         .saturating_add(ENTRY_OVERHEAD)
 }
 
+/// Memory reads of one thread between two units of tokio's task budget spent.
+const READS_PER_BUDGET_UNIT: u8 = 8;
+
+/// Spends one unit of tokio's cooperative task budget (`tokio::task::coop::consume_budget`)
+/// every [`READS_PER_BUDGET_UNIT`] memory reads of this thread: a task looping on reads that
+/// never wait then yields after about 128 × 8 of them instead of never. Spending on every
+/// read would cost about 80 ns per read (the budget's bookkeeping and a yield every 128);
+/// this costs a thread-local increment. A no-op outside a tokio task.
+pub(crate) async fn cooperate() {
+    thread_local!(static READS: std::cell::Cell<u8> = const { std::cell::Cell::new(0) });
+    let spend = READS.with(|reads| {
+        let n = reads.get().wrapping_add(1) % READS_PER_BUDGET_UNIT;
+        reads.set(n);
+        n == 0
+    });
+    if spend {
+        tokio::task::coop::consume_budget().await;
+    }
+}
+
 fn hash_key(key: &str) -> u64 {
     xxh3_64(key.as_bytes())
 }
@@ -383,8 +409,15 @@ fn nanos_since(origin: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(NO_DEADLINE - 1)
 }
 
+/// The deadline of a TTL already checked by [`checked_ttl`] (`min` only guards the overflow).
 fn deadline(now: Instant, ttl: Duration) -> Option<Instant> {
     now.checked_add(ttl.min(MAX_TTL))
+}
+
+/// A positive TTL by the rule of every backend ([`crate::ttl::check`]), or an error naming
+/// the key.
+fn checked_ttl(key: &str, ttl: Duration) -> Result<Duration> {
+    crate::ttl::check(ttl).map_err(|message| Error::invalid(message).with_key(key))
 }
 
 fn to_int(n: u64) -> InfoValue {
@@ -401,7 +434,11 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
+    /// Completes without waiting, but cooperates with tokio's task budget ([`cooperate`]): a
+    /// task looping on reads yields now and then, so it cannot starve the runtime's other
+    /// tasks (timers, reconnects). Use [`MemoryBackend::get_now`] for a plain synchronous read.
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        cooperate().await;
         Ok(self.get_now(key))
     }
 
@@ -425,6 +462,12 @@ impl Backend for MemoryBackend {
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         self.ensure_reaper();
+        // As Redis: a TTL of zero deletes the key; any other goes through the TTL rule.
+        let ttl = if ttl.is_zero() {
+            ttl
+        } else {
+            checked_ttl(key, ttl)?
+        };
         Ok(self.inner.expire(key, ttl))
     }
 

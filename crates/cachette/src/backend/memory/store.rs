@@ -215,6 +215,7 @@ impl Inner {
         if ttl.is_some_and(|ttl| ttl.is_zero()) {
             return Err(zero_ttl(key));
         }
+        let ttl = ttl.map(|ttl| checked_ttl(key, ttl)).transpose()?;
         let new_weight = weight(key, &value);
         let hash = hash_key(key);
         let home = shard_index(hash);

@@ -1,6 +1,95 @@
 use super::*;
 use std::collections::HashSet;
 
+/// Item 11: 64 tasks looping on memory reads (through the manager's fast path and through
+/// `Backend::get`) with no other await, on a 2-worker runtime, cannot keep a timer task
+/// from running. Bounded: the loops stop after 5 s at most.
+#[test]
+fn a_loop_of_memory_reads_cannot_starve_the_runtime() {
+    use std::sync::atomic::AtomicBool;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = rt.block_on(async { crate::CacheManager::memory() });
+    let backend: Arc<dyn Backend> = cache.backend().clone();
+    rt.block_on(async { cache.set("k", &1u64, crate::Ttl::Never).await.unwrap() });
+
+    let started = std::time::Instant::now();
+    let ran = Arc::new(AtomicBool::new(false));
+    let timer = ran.clone();
+    rt.spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        timer.store(true, Relaxed);
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let loops: Vec<_> = (0..64)
+        .map(|i| {
+            let (cache, backend, stop) = (cache.clone(), backend.clone(), stop.clone());
+            rt.spawn(async move {
+                while !stop.load(Relaxed) {
+                    if i % 2 == 0 {
+                        let _ = cache.get::<u64>("k").await;
+                    } else {
+                        let _ = backend.get("cache:k").await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = started + Duration::from_secs(5);
+    while !ran.load(Relaxed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = started.elapsed();
+    let timer_ran = ran.load(Relaxed);
+    stop.store(true, Relaxed);
+    for l in loops {
+        rt.block_on(l).unwrap();
+    }
+    assert!(
+        timer_ran && after < Duration::from_secs(2),
+        "timer ran: {timer_ran} after {after:?}"
+    );
+}
+
+/// Item 12: the default store is bounded in bytes, not only in entries. 4 000 values of
+/// 100 KB (400 MB accounted; one shared allocation, so the test itself stays small) never
+/// take the backend's byte accounting over 256 MiB, whichever way the store was built.
+#[tokio::test]
+async fn the_default_store_is_bounded_in_bytes() {
+    use crate::{CacheManager, Config, Ttl};
+    assert_eq!(MemoryConfig::default().max_bytes, Some(DEFAULT_MAX_BYTES));
+    assert_eq!(Config::default().memory_max_bytes, Some(DEFAULT_MAX_BYTES));
+    let value = Bytes::from(vec![7u8; 100_000]);
+    let m = MemoryBackend::default();
+    for i in 0..4_000 {
+        m.set(&format!("big:{i}"), value.clone(), None)
+            .await
+            .unwrap();
+        assert!(m.used_memory() <= DEFAULT_MAX_BYTES, "{}", m.used_memory());
+    }
+    assert!(m.used_memory() > DEFAULT_MAX_BYTES / 2);
+    assert!(m.len() < 4_000);
+
+    let built = CacheManager::builder().memory().build().unwrap();
+    for cache in [CacheManager::memory(), built] {
+        for i in 0..4_000 {
+            cache
+                .set_raw(&format!("big:{i}"), value.clone(), Ttl::Never)
+                .await
+                .unwrap();
+        }
+        let info = cache.info().await.unwrap();
+        let used = info.used_memory().unwrap();
+        assert!(
+            used <= DEFAULT_MAX_BYTES && used > DEFAULT_MAX_BYTES / 2,
+            "{used}"
+        );
+    }
+}
+
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
@@ -104,10 +193,34 @@ async fn expire_persist_ttl_states() {
     let err = m.set("z", b("v"), Some(Duration::ZERO)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 
-    // Huge TTLs are capped instead of overflowing.
-    m.set("long", b("v"), Some(Duration::MAX)).await.unwrap();
-    assert!(m.ttl("long").await.unwrap().remaining().unwrap() >= MAX_TTL);
-    assert!(m.expire("long", Duration::MAX).await.unwrap());
+    // The longest TTL is the same as on every backend; longer ones are refused, not capped.
+    m.set("long", b("v"), Some(MAX_TTL)).await.unwrap();
+    assert_eq!(m.ttl("long").await.unwrap().remaining(), Some(MAX_TTL));
+    for huge in [MAX_TTL + Duration::from_nanos(1), Duration::MAX] {
+        let err = m.set("long", b("w"), Some(huge)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("long"), "{err}");
+        let err = m.expire("long", huge).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    assert_eq!(
+        m.get_now("long"),
+        Some(b("v")),
+        "a refused TTL changes nothing"
+    );
+    // Sub-millisecond TTLs are rounded up to whole milliseconds, never down to zero.
+    m.set("tiny", b("v"), Some(Duration::from_nanos(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        m.ttl("tiny").await.unwrap().remaining(),
+        Some(Duration::from_millis(1))
+    );
+    assert!(m.expire("tiny", Duration::from_micros(1500)).await.unwrap());
+    assert_eq!(
+        m.ttl("tiny").await.unwrap().remaining(),
+        Some(Duration::from_millis(2))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -563,7 +676,7 @@ async fn info_sections() {
     );
     assert_eq!(stat(&info, "stats", "keyspace_hits"), 1);
     assert_eq!(stat(&info, "stats", "keyspace_misses"), 1);
-    assert_eq!(stat(&info, "memory", "maxmemory"), 0);
+    assert_eq!(stat(&info, "memory", "maxmemory"), DEFAULT_MAX_BYTES as i64);
     assert_eq!(
         stat(&info, "memory", "max_entries"),
         DEFAULT_MAX_ENTRIES as i64

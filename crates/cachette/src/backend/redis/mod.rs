@@ -12,6 +12,7 @@
 //! each `redis` error is sorted.
 
 mod connection;
+pub(crate) mod endpoint;
 
 use std::fmt;
 use std::future::Future;
@@ -46,7 +47,7 @@ pub struct RedisOptions {
 impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
-            .field("url", &crate::config::endpoint::describe_url(&self.url))
+            .field("url", &self::endpoint::describe_url(&self.url))
             .field("connections", &self.connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)

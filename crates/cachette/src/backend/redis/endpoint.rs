@@ -26,8 +26,8 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use super::Secret;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// The default Redis port.
 pub(crate) const DEFAULT_PORT: u16 = 6379;
@@ -411,6 +411,22 @@ fn parse(url: &str) -> std::result::Result<RedisEndpoint, String> {
         username,
         password,
     })
+}
+
+/// `host:port` (or `[v6]:port`) into its checked parts.
+pub(crate) fn split_host_port(item: &str) -> std::result::Result<(String, u16), String> {
+    let bad = |what: &str| format!("{what} in cluster node {item:?} (expected host:port)");
+    let (host, port) = item.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("not a port number 1-65535"))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let host = check_host(host).map_err(bad)?;
+    Ok((host, port))
 }
 
 #[cfg(test)]
