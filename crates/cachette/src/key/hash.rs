@@ -31,7 +31,7 @@ mod tag {
 }
 
 /// Hashes function arguments into the `{args_hash}` field of a default key: xxh3-128 over
-/// the canonical encoding described in the [module documentation](self).
+/// the canonical encoding described in the [module documentation](crate::key).
 ///
 /// # Examples
 ///

@@ -203,7 +203,7 @@ impl<'a> DefaultKey<'a> {
     /// The key, without the manager's prefix.
     ///
     /// # Errors
-    /// [`ErrorKind::Encode`] when an argument's `Serialize` implementation failed.
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode) when an argument's `Serialize` implementation failed.
     pub fn build(&self) -> Result<String, Error> {
         Ok(default_key(
             self.module,

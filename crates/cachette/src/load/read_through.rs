@@ -1,4 +1,4 @@
-//! Read-through caching: [`CacheManager::get_or_load`], the runtime that `#[cached]` expands
+//! Read-through caching: [`CacheManager::get_or_load`](crate::CacheManager::get_or_load), the runtime that `#[cached]` expands
 //! into, with stampede control.
 //!
 //! On a hit the stored value is decoded and returned; on a miss (or an undecodable value,
@@ -38,7 +38,7 @@ use crate::load::state::State;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
 
-/// How [`CacheManager::get_or_load`] caches and protects the loader.
+/// How [`CacheManager::get_or_load`](crate::CacheManager::get_or_load) caches and protects the loader.
 ///
 /// Build it with [`LoadOptions::ttl`] (or [`LoadOptions::new`]) and the setters; every setter
 /// is `const` where its argument allows, so options can live in a `static`.
@@ -211,7 +211,7 @@ impl LoadOptions {
     }
 }
 
-/// The error of [`CacheManager::get_or_load`]: the loader's own error, or the cache's.
+/// The error of [`CacheManager::get_or_load`](crate::CacheManager::get_or_load): the loader's own error, or the cache's.
 #[derive(Debug)]
 pub enum LoadError<E> {
     /// The loader failed.
@@ -255,7 +255,7 @@ impl<E> LoadError<E> {
     }
 }
 
-/// What happened on one read-through call (returned by [`CacheManager::get_or_load_traced`]).
+/// What happened on one read-through call (returned by [`CacheManager::get_or_load_traced`](crate::CacheManager::get_or_load_traced)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {

@@ -135,7 +135,7 @@ impl CacheManagerBuilder {
         self
     }
 
-    /// The TTL of writes that use [`Ttl::Default`]; `None` = no expiry. Checked by `build()`
+    /// The TTL of writes that use [`Ttl::Default`](crate::Ttl::Default); `None` = no expiry. Checked by `build()`
     /// against the range of [`crate::ttl::check`] (positive, at most 100 years; rounded up to
     /// whole milliseconds).
     pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
@@ -162,7 +162,7 @@ impl CacheManagerBuilder {
     }
 
     /// The largest encoded value a write may store ([`Config::max_value_bytes`], default
-    /// 32 MiB); a larger one fails with [`ErrorKind::InvalidInput`] before anything is sent.
+    /// 32 MiB); a larger one fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before anything is sent.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.config.max_value_bytes = bytes;
         self
@@ -242,7 +242,7 @@ impl CacheManagerBuilder {
     /// Must be called inside a tokio runtime.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] for an invalid configuration or URL, or outside a tokio runtime.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an invalid configuration or URL, or outside a tokio runtime.
     pub fn build(self) -> Result<CacheManager> {
         if let Some(e) = self.url_error {
             return Err(e.without_source());

@@ -53,12 +53,12 @@ use crate::ttl::Ttl;
 ///
 /// # Errors
 ///
-/// Every operation returns [`Error`]: [`ErrorKind::Timeout`] or [`ErrorKind::Connection`] when
-/// the backend is slow or down (bounded by the command timeout), [`ErrorKind::Decode`] naming
-/// the key when a stored value does not decode, [`ErrorKind::InvalidInput`] for an empty key,
+/// Every operation returns [`Error`]: [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) or [`ErrorKind::Connection`](crate::ErrorKind::Connection) when
+/// the backend is slow or down (bounded by the command timeout), [`ErrorKind::Decode`](crate::ErrorKind::Decode) naming
+/// the key when a stored value does not decode, [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for an empty key,
 /// a zero TTL or a value larger than [`Config::max_value_bytes`] (naming the key and both
 /// sizes; nothing is sent). A server's error reply (`WRONGTYPE`, `NOPERM`, `OOM`, ...) or a
-/// reply of an unexpected type is [`ErrorKind::Backend`]: it never drops the connection and
+/// reply of an unexpected type is [`ErrorKind::Backend`](crate::ErrorKind::Backend): it never drops the connection and
 /// never counts toward the circuit breaker. Nothing panics.
 #[derive(Clone)]
 pub struct CacheManager {
@@ -227,7 +227,7 @@ impl CacheManager {
     /// rounded up to whole milliseconds.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] saying what is wrong with the TTL.
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) saying what is wrong with the TTL.
     pub fn resolve_ttl(&self, ttl: impl Into<Ttl>) -> Result<Option<Duration>> {
         self.inner.resolve_ttl(ttl)
     }
@@ -251,7 +251,7 @@ impl CacheManager {
     /// The value at `key`, decoded as `T`; `None` if absent or expired.
     ///
     /// # Errors
-    /// A backend failure, or [`ErrorKind::Decode`] naming the key if the stored bytes are not a
+    /// A backend failure, or [`ErrorKind::Decode`](crate::ErrorKind::Decode) naming the key if the stored bytes are not a
     /// `T` (the value is left in place).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.checked_key(key)?;
@@ -440,7 +440,7 @@ impl CacheManager {
     /// scan, of `{pattern}#lock`.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when the prefix is empty and `pattern` does not start with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the prefix is empty and `pattern` does not start with
     /// a literal character (`*`, `?*`, `[a-z]*`, ...): it could match keys of every
     /// application in the database. Use [`delete_pattern_forced`](Self::delete_pattern_forced)
     /// if that is what you mean.
@@ -500,7 +500,7 @@ impl CacheManager {
     /// returns how many.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when the prefix is empty (that would be every key of the
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the prefix is empty (that would be every key of the
     /// database); [`delete_pattern_forced("*")`](Self::delete_pattern_forced) does that
     /// explicitly.
     pub async fn clear(&self) -> Result<u64> {

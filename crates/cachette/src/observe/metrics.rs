@@ -9,7 +9,7 @@
 //!   [`crate::runtime::function_stats`], and per [`CacheManager`] you add) into the recorder as
 //!   absolute counters, every interval (default 1 s) or when asked ([`MetricsReporter::report`],
 //!   e.g. right before rendering a scrape). Cache calls pay nothing for it.
-//! - [`MeteredBackend`] wraps a [`Backend`] and records, per operation, the backend latency
+//! - [`MeteredBackend`] wraps a [`Backend`](crate::Backend) and records, per operation, the backend latency
 //!   and the payload size (a histogram each), and backend errors by kind. A manager wraps its
 //!   own backend in one with [`CacheManagerBuilder::metrics`](crate::CacheManagerBuilder::metrics)`(true)`
 //!   (a clock read, a histogram sample and a boxed future per operation).

@@ -74,7 +74,7 @@ type ClonePair<E> = (fn(&E) -> Payload, fn(&Payload) -> Option<E>);
 ///
 /// - [`ErrSharing::cloned`] (`E: Clone + Send + Sync + 'static`): a clone of it;
 /// - [`ErrSharing::converted`] (`E: From<cachette::Error>`): `E::from` an
-///   [`ErrorKind::Loader`] error;
+///   [`ErrorKind::Loader`](crate::ErrorKind::Loader) error;
 /// - [`ErrSharing::none`]: neither; the waiters run their bodies one at a time (one runs while
 ///   the others wait for it, as for the first).
 ///
@@ -133,7 +133,7 @@ impl<E> ErrSharing<E> {
         }
     }
 
-    /// Waiters get `E::from` an [`ErrorKind::Loader`] error.
+    /// Waiters get `E::from` an [`ErrorKind::Loader`](crate::ErrorKind::Loader) error.
     pub fn converted() -> Self
     where
         E: From<Error>,
@@ -203,7 +203,7 @@ impl<E> ShareNone<E> for ErrProbe<E> {
 
 /// How `#[cached]` on a `Result<T, E>` function handles cache failures and the hard timeout:
 /// [`ResultMode::fail_open`], [`ResultMode::strict`] (`fallback_on_error = false`) or
-/// [`ResultMode::bounded`] (`hard_timeout`). See [`cached_result_with`].
+/// [`ResultMode::bounded`] (`hard_timeout`). See [`cached_result_with`](crate::runtime::cached_result_with).
 pub struct ResultMode<E> {
     pub(crate) on_error: Option<fn(Error) -> E>,
     pub(crate) on_timeout: Option<fn(Error) -> E>,
@@ -219,7 +219,7 @@ impl<E> std::fmt::Debug for ResultMode<E> {
 }
 
 impl<E> ResultMode<E> {
-    /// As [`cached_result`]: cache failures run the body uncached.
+    /// As [`cached_result`](crate::runtime::cached_result): cache failures run the body uncached.
     pub const fn fail_open() -> Self {
         ResultMode {
             on_error: None,
@@ -227,7 +227,7 @@ impl<E> ResultMode<E> {
         }
     }
 
-    /// As [`cached_result_strict`]: cache failures and the hard timeout are returned as
+    /// As [`cached_result_strict`](crate::runtime::cached_result_strict): cache failures and the hard timeout are returned as
     /// `Err(E::from(error))`.
     pub fn strict() -> Self
     where
@@ -239,7 +239,7 @@ impl<E> ResultMode<E> {
         }
     }
 
-    /// As [`cached_result_bounded`]: cache failures run the body uncached; the hard timeout is
+    /// As [`cached_result_bounded`](crate::runtime::cached_result_bounded): cache failures run the body uncached; the hard timeout is
     /// returned as `Err(E::from(error))`.
     pub fn bounded() -> Self
     where

@@ -234,27 +234,6 @@ async fn a_panic_is_not_repeated_by_the_waiters(fx: &Fixture) {
     assert_eq!(cache.loads_in_flight(), 0);
 }
 
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
 per_backend!(
     a_clone_error_is_shared_with_the_waiters,
     an_error_is_converted_for_the_waiters,

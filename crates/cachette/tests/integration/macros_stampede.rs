@@ -454,27 +454,6 @@ async fn jitter_keeps_ttls_within_bounds(fx: &Fixture) {
     );
 }
 
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
 per_backend!(
     lock_runs_the_body_once_across_managers,
     lock_wait_bounds_the_wait_for_another_process,

@@ -19,6 +19,9 @@
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 
+#[macro_use]
+mod support;
+
 mod chaos;
 mod cluster;
 mod coalesced_failures;
@@ -36,5 +39,4 @@ mod redis_failure;
 mod secrets;
 mod stampede;
 mod supersede;
-mod support;
 mod warm;

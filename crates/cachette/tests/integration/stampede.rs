@@ -725,27 +725,6 @@ async fn ttl_jitter_spreads_expiries(fx: &Fixture) {
     assert!(*max - *min < Duration::from_secs(2), "{min:?}..{max:?}");
 }
 
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
 per_backend!(
     thousand_callers_run_the_loader_once,
     without_coalescing_every_caller_loads,

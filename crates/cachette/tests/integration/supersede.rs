@@ -225,27 +225,6 @@ async fn no_interleaving_keeps_a_superseded_value(fx: &Fixture) {
     }
 }
 
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
 per_backend!(
     a_write_supersedes_a_fill_in_flight,
     an_eviction_in_another_manager_supersedes_a_locked_fill,

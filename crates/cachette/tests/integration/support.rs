@@ -99,3 +99,26 @@ impl Fixture {
         self.manager(&unique_prefix("c"))
     }
 }
+
+/// Instantiates each named scenario `async fn name(fx: &Fixture)` of the calling module twice,
+/// as `memory::name` and `redis::name` tests (multi-thread runtime, 2 workers).
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&crate::support::Fixture::memory()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&crate::support::Fixture::redis()).await;
+                }
+            )*
+        }
+    };
+}

@@ -180,27 +180,6 @@ async fn warming_goes_through_set_many_batches() {
     assert!(ttls.len() > 3, "{ttls:?}");
 }
 
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&crate::support::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
 per_backend!(
     warm_writes_every_entry_and_reports_progress,
     warmed_entries_carry_metadata_for_stale_copies,

@@ -27,7 +27,7 @@
 //!   `clear`) scan every primary to completion in parallel (a primary whose connection fails
 //!   mid-scan is scanned again, from its new owner after a refresh, up to three times; `keys`
 //!   deduplicates and `UNLINK` counts only keys that existed, so no key is missed or counted
-//!   twice). [`Backend::scan`] has a single cursor: it encodes the primary (by the lowest slot
+//!   twice). [`Backend::scan`](crate::Backend::scan) has a single cursor: it encodes the primary (by the lowest slot
 //!   it serves, which a promoted replica keeps) in the top 16 bits and that node's own cursor
 //!   in the low 48. `info` sums keys and memory over the primaries and adds a `cluster`
 //!   section with one line per node.
@@ -72,7 +72,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub const MAX_REDIRECTS: usize = 5;
 /// Background topology refreshes (after `MOVED`) are at most this frequent.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
-/// Bits of a [`Backend::scan`] cursor that hold the node's own cursor.
+/// Bits of a [`Backend::scan`](crate::Backend::scan) cursor that hold the node's own cursor.
 const NODE_CURSOR_BITS: u32 = 48;
 /// A slot no primary serves.
 const UNASSIGNED: u16 = u16::MAX;

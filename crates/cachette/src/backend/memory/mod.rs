@@ -434,7 +434,7 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    /// Completes without waiting, but cooperates with tokio's task budget ([`cooperate`]): a
+    /// Completes without waiting, but cooperates with tokio's task budget (one unit every 8th read of a thread): a
     /// task looping on reads yields now and then, so it cannot starve the runtime's other
     /// tasks (timers, reconnects). Use [`MemoryBackend::get_now`] for a plain synchronous read.
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {

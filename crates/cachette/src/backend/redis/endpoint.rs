@@ -79,7 +79,7 @@ impl RedisEndpoint {
         }
     }
 
-    /// Parses a connection URL (see the [module docs](self) for the accepted forms).
+    /// Parses a connection URL: `redis://`, `rediss://` or `redis+unix://`.
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the part that is wrong (scheme,
