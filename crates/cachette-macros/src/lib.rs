@@ -106,7 +106,7 @@ fn make_ident(name: &str, span: Span) -> Ident {
 /// | option | meaning |
 /// |---|---|
 /// | `coalesce = false` | turn off in-process coalescing (on by default: concurrent misses of one key in one manager run the body once, the others get its outcome without running theirs: its value; its `None`; its `Err` cloned when `E: Clone + Send + Sync + 'static`, else `E::from` an `ErrorKind::Loader` error when `E: From<cachette::Error>`; otherwise, or after a panic, they run the body one at a time). |
-/// | `lock = true` | coalesce across processes too, through a lease `{key}#lock` in the backend (two more round trips per miss). |
+/// | `lock = true` | coalesce across processes too, through a lease `{key}#lock{T}` (in the key's cluster slot) in the backend (two more round trips per miss). |
 /// | `lock_ttl = 10` | duration of the lease, renewed while the body runs (default 10 s; positive). Needs `lock = true`. |
 /// | `lock_wait = 5` | how long a caller waits for another process's lease before serving its stale copy or running the body itself (default 5 s; `0` = do not wait). Needs `lock = true`. |
 /// | `early_refresh = 1.0` | XFetch factor (`beta`), a float literal, finite and not negative: one caller refreshes the value shortly before it expires (that caller waits for its body), the others keep getting the cached one. `1.0` is the usual setting, larger refreshes earlier. |
@@ -115,7 +115,7 @@ fn make_ident(name: &str, span: Span) -> Ident {
 /// | `hard_timeout = 5` | the body is cancelled after this long: the call returns the stale copy if there is one, otherwise `Err(E::from(error))` with an `ErrorKind::Timeout` error — also under the default `fallback_on_error = true`, since the body is what failed, not the cache. Only for functions returning `Result<T, E>` with `E: From<cachette::Error>`. See "Hard timeout" below. |
 /// | `jitter = 10` | shorten each stored TTL by a random 0–10 % (an integer 0 to 100), so that keys written together do not expire together. |
 ///
-/// `early_refresh` and `stale_ttl` store a small metadata key `{key}#meta` beside the value and
+/// `early_refresh` and `stale_ttl` store a small metadata key `{key}#meta{T}` beside the value and
 /// read both with one `MGET` on a hit. They, and `jitter`, need a finite TTL: with
 /// `ttl = None` they are a compile error; with a manager whose default TTL is "no expiry"
 /// they do nothing. Other combinations that would silently do nothing (`soft_timeout` without

@@ -99,9 +99,11 @@ use crate::error::Error;
 pub const KEY_FORMAT_VERSION: u32 = 1;
 
 mod hash;
+mod slot;
 mod template;
 
 pub use hash::{ArgsHasher, KeyArg};
+pub use slot::{companion_key, has_hash_tag, slot, slot_tag, SLOTS};
 pub use template::{escape_pattern_value, escape_value, KeyTemplate};
 
 /// Appends `value` as 32 lowercase hex digits.

@@ -1,6 +1,6 @@
 //! Cross-process coalescing: a lease per key, and wake-ups when a lease is released.
 //!
-//! The caller that misses a key takes the lease `{key}#lock` with `SET NX PX lock_ttl` and a
+//! The caller that misses a key takes the lease `{key}#lock{T}` (`T` puts it in the key's cluster slot, see [`crate::key::companion_key`]) with `SET NX PX lock_ttl` and a
 //! random token (`"{pid}:{32 hex digits}"`), renews it every `lock_ttl / 3` while its loader
 //! runs (only while the token is still its own), and releases it by compare-and-delete
 //! (`Backend::delete_if_equals`, one Lua script on Redis) after storing the value. Then it
@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
@@ -33,12 +34,10 @@ use crate::error::Result;
 /// Suffix of a lease key.
 pub(crate) const LOCK_SUFFIX: &str = "#lock";
 
-/// The lease key of `full_key`.
+/// The lease key of `full_key`: `{full_key}#lock{T}`, in `full_key`'s cluster slot (see
+/// [`crate::key::companion_key`]).
 pub(crate) fn lease_key(full_key: &str) -> String {
-    let mut k = String::with_capacity(full_key.len() + LOCK_SUFFIX.len());
-    k.push_str(full_key);
-    k.push_str(LOCK_SUFFIX);
-    k
+    crate::key::companion_key(full_key, LOCK_SUFFIX)
 }
 
 /// How often a waiter re-checks by itself when no wake-up arrives.
@@ -250,24 +249,30 @@ pub(crate) enum Leases {
 }
 
 impl Leases {
-    /// Leases whose releases are announced through Redis at `endpoint`.
+    /// Leases whose releases are announced through Redis pub/sub at one of `endpoints` (a
+    /// standalone server, or the seeds of a cluster, which forwards classic pub/sub to every
+    /// node): the first that answers, and the next one whenever it fails.
     pub(crate) fn redis(
-        endpoint: &crate::RedisEndpoint,
+        endpoints: &[crate::RedisEndpoint],
         prefix: &str,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Leases {
-        match endpoint.client() {
-            Ok(client) => Leases::Redis(Arc::new(RedisNotifier::new(
-                client,
-                format!("{prefix}{LOCK_SUFFIX}"),
-                connect_timeout,
-                command_timeout,
-            ))),
-            // The backend was built from the same URL, so this does not happen; local
-            // wake-ups plus periodic re-checks still work.
-            Err(_) => Leases::Local,
+        // The backend was built from the same URLs, so none fails here; without any, local
+        // wake-ups plus periodic re-checks still work.
+        let clients: Vec<redis::Client> = endpoints.iter().filter_map(|e| e.client().ok()).collect();
+        if clients.is_empty() {
+            return Leases::Local;
         }
+        Leases::Redis(Arc::new(RedisNotifier::new(
+            Arc::new(Nodes {
+                clients,
+                current: AtomicUsize::new(0),
+            }),
+            format!("{prefix}{LOCK_SUFFIX}"),
+            connect_timeout,
+            command_timeout,
+        )))
     }
 
     /// Takes the lease of `full_key` for `ttl` if it is free.
@@ -305,14 +310,38 @@ impl Leases {
     }
 }
 
+/// The servers a notifier may talk to, and the one it uses now.
+#[derive(Debug)]
+struct Nodes {
+    clients: Vec<redis::Client>,
+    current: AtomicUsize,
+}
+
+impl Nodes {
+    /// The client in use and its index.
+    fn current(&self) -> (usize, &redis::Client) {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len();
+        (i, &self.clients[i])
+    }
+
+    /// Moves on from `failed` to the next server (unless someone already did).
+    fn failed(&self, failed: usize) {
+        let next = (failed + 1) % self.clients.len();
+        let _ = self
+            .current
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 /// Publishes and receives release messages on one Redis channel.
 pub(crate) struct RedisNotifier {
-    client: redis::Client,
+    nodes: Arc<Nodes>,
     channel: String,
     connect_timeout: Duration,
     command_timeout: Duration,
     registry: Arc<Registry>,
-    publisher: Mutex<Option<MultiplexedConnection>>,
+    /// The publishing connection, and the index of its server in `nodes`.
+    publisher: Mutex<Option<(usize, MultiplexedConnection)>>,
     /// `true` while the subscription is live, and until when callers wait for the first
     /// one; `None` until the subscriber is started.
     subscribed: Mutex<Option<(watch::Receiver<bool>, Instant)>>,
@@ -330,13 +359,13 @@ impl fmt::Debug for RedisNotifier {
 
 impl RedisNotifier {
     fn new(
-        client: redis::Client,
+        nodes: Arc<Nodes>,
         channel: String,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Self {
         RedisNotifier {
-            client,
+            nodes,
             channel,
             connect_timeout,
             command_timeout,
@@ -365,7 +394,7 @@ impl RedisNotifier {
                     let deadline = Instant::now() + self.connect_timeout;
                     *slot = Some((rx.clone(), deadline));
                     tokio::spawn(subscriber(
-                        self.client.clone(),
+                        self.nodes.clone(),
                         self.channel.clone(),
                         Arc::downgrade(&self.registry),
                         tx,
@@ -379,39 +408,57 @@ impl RedisNotifier {
         let _ = tokio::time::timeout_at(deadline, ready.wait_for(|up| *up)).await;
     }
 
+    /// Publishes the release of `full_key`. A failure moves on to the next server and tries
+    /// once more there (with several servers), so one dead node loses no wake-up; after that,
+    /// waiters re-check on their own.
     async fn publish(&self, full_key: &str) {
         // Waiters of other managers in this process hear it through Redis like everyone else.
+        let attempts = self.nodes.clients.len().min(2);
+        for _ in 0..attempts {
+            if self.publish_once(full_key).await {
+                return;
+            }
+        }
+    }
+
+    async fn publish_once(&self, full_key: &str) -> bool {
         let conn = self.publisher.lock().clone();
-        let conn = match conn {
+        let (node, mut conn) = match conn {
             Some(conn) => conn,
             None => {
-                let connect = self.client.get_multiplexed_async_connection();
+                let (node, client) = self.nodes.current();
+                let connect = client.get_multiplexed_async_connection();
                 match tokio::time::timeout(self.connect_timeout, connect).await {
                     Ok(Ok(conn)) => {
-                        *self.publisher.lock() = Some(conn.clone());
-                        conn
+                        *self.publisher.lock() = Some((node, conn.clone()));
+                        (node, conn)
                     }
-                    _ => return,
+                    _ => {
+                        self.nodes.failed(node);
+                        return false;
+                    }
                 }
             }
         };
-        let mut conn = conn;
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(&self.channel).arg(full_key);
         let publish = cmd.query_async::<i64>(&mut conn);
-        match tokio::time::timeout(self.command_timeout, publish).await {
-            Ok(Ok(_)) => {}
-            _ => {
-                // Reconnect next time; waiters re-check on their own meanwhile.
-                *self.publisher.lock() = None;
-            }
+        if matches!(
+            tokio::time::timeout(self.command_timeout, publish).await,
+            Ok(Ok(_))
+        ) {
+            return true;
         }
+        // Reconnect, to the next server.
+        *self.publisher.lock() = None;
+        self.nodes.failed(node);
+        false
     }
 }
 
 /// Keeps one subscription to `channel` alive and forwards its messages to `registry`.
 async fn subscriber(
-    client: redis::Client,
+    nodes: Arc<Nodes>,
     channel: String,
     registry: Weak<Registry>,
     up: watch::Sender<bool>,
@@ -421,6 +468,7 @@ async fn subscriber(
     const PING_EVERY: Duration = Duration::from_secs(2);
     let mut backoff = Duration::from_millis(50);
     loop {
+        let (node, client) = nodes.current();
         let session = async {
             let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub())
                 .await
@@ -458,6 +506,7 @@ async fn subscriber(
             }
         }
         up.send_replace(false);
+        nodes.failed(node);
         if registry.strong_count() == 0 {
             return;
         }
@@ -496,7 +545,7 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(lease_key("cache:user:1"), "cache:user:1#lock");
+        assert_eq!(lease_key("cache:user:1"), "cache:user:1#lock{4Cy}");
         assert_eq!(
             recheck_interval(Duration::from_secs(10)),
             Duration::from_secs(1)

@@ -2,7 +2,7 @@
 //!
 //! Values stay exactly what the codec produces (`serde_json::to_vec(&value)` by default), so
 //! other services can read them. When a read-through call uses early refresh (`beta > 0`) or
-//! stale copies (`stale_ttl`), the value at `{key}` gets a sibling `{key}#meta`, written in the
+//! stale copies (`stale_ttl`), the value at `{key}` gets a sibling `{key}#meta{T}` (in its cluster slot, see [`crate::key::companion_key`]), written in the
 //! same round trip (one pipeline on Redis) with the same TTL, holding one JSON object:
 //!
 //! ```json
@@ -33,12 +33,10 @@ use crate::load::state::State;
 /// Suffix of the metadata key.
 pub(crate) const META_SUFFIX: &str = "#meta";
 
-/// The metadata key of `full_key`.
+/// The metadata key of `full_key`: `{full_key}#meta{T}`, in `full_key`'s cluster slot (see
+/// [`crate::key::companion_key`]).
 pub(crate) fn meta_key(full_key: &str) -> String {
-    let mut k = String::with_capacity(full_key.len() + META_SUFFIX.len());
-    k.push_str(full_key);
-    k.push_str(META_SUFFIX);
-    k
+    crate::key::companion_key(full_key, META_SUFFIX)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -231,6 +229,6 @@ mod tests {
         assert_eq!(Meta::decode(&doc, b"{\"a\":1}"), Some(meta));
         assert_eq!(Meta::decode(&doc, b"{\"a\":2}"), None);
         assert_eq!(Meta::decode(b"garbage", b"{\"a\":1}"), None);
-        assert_eq!(meta_key("cache:user:1"), "cache:user:1#meta");
+        assert_eq!(meta_key("cache:user:1"), "cache:user:1#meta{4Cy}");
     }
 }

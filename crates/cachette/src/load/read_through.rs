@@ -69,7 +69,7 @@ pub struct LoadOptions {
     /// and share its result.
     pub coalesce: bool,
     /// `true`: concurrent misses of one key in *every* process sharing the backend run the
-    /// loader once, through a lease `{key}#lock` in the backend. Off by default (it costs two
+    /// loader once, through a lease `{key}#lock{T}` (in the key's cluster slot) in the backend. Off by default (it costs two
     /// more round trips per miss).
     pub lock: bool,
     /// Lifetime of a lease, renewed every third of it while the loader runs (default 10 s).

@@ -279,16 +279,14 @@ impl CacheManagerBuilder {
                 command_timeout: config.command_timeout,
             })?;
             let description = cluster.describe().to_owned();
-            // Lease wake-ups: classic pub/sub, which a cluster forwards to every node, on the
-            // first seed; while it is down, waiters fall back to their periodic re-checks.
-            if let Some(first) = seeds.first() {
-                leases = Leases::redis(
-                    first,
-                    &config.key_prefix,
-                    config.connect_timeout,
-                    config.command_timeout,
-                );
-            }
+            // Lease wake-ups: classic pub/sub, which a cluster forwards to every node, through
+            // one seed at a time; while none answers, waiters fall back to their re-checks.
+            leases = Leases::redis(
+                &seeds,
+                &config.key_prefix,
+                config.connect_timeout,
+                config.command_timeout,
+            );
             let backend: Arc<dyn Backend> = if config.breaker_failures > 0 {
                 let b = Arc::new(CircuitBreaker::new(
                     Arc::new(cluster),
@@ -309,7 +307,7 @@ impl CacheManagerBuilder {
             )?;
             redis_config = Some(config.clone());
             leases = Leases::redis(
-                &endpoint,
+                std::slice::from_ref(&endpoint),
                 &config.key_prefix,
                 config.connect_timeout,
                 config.command_timeout,

@@ -437,7 +437,7 @@ impl CacheManager {
     /// Supersedes the read-through fills in flight of every matching key, as
     /// [`delete`](Self::delete) does: on a backend other processes can share (Redis, or one
     /// given to [`CacheManagerBuilder::backend`]) their leases go first, which is one more
-    /// scan, of `{pattern}#lock`.
+    /// scan, of `{pattern}#lock{*}`.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the prefix is empty and `pattern` does not start with
@@ -473,10 +473,13 @@ impl CacheManager {
         if !self.inner.shared_backend {
             return Ok(());
         }
-        // `K` matches `{pattern}` exactly when `K#lock` matches `{pattern}#lock`.
-        let mut leases = String::with_capacity(full.len() + crate::load::lease::LOCK_SUFFIX.len());
+        // The lease of `K` is `K#lock{T}` with an alphanumeric `T` (`key::companion_key`):
+        // it matches `{pattern}#lock{*}` when `K` matches `{pattern}`.
+        let suffix = crate::load::lease::LOCK_SUFFIX;
+        let mut leases = String::with_capacity(full.len() + suffix.len() + 3);
         leases.push_str(full);
-        leases.push_str(crate::load::lease::LOCK_SUFFIX);
+        leases.push_str(suffix);
+        leases.push_str("{*}");
         self.inner.backend.delete_pattern(&leases).await.map(|_| ())
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cachette::{cached, CacheManager, ErrorKind};
 use tokio::sync::Barrier;
 
-use crate::support::{unique_prefix, Fixture};
+use crate::support::{lease_of, meta_of, unique_prefix, Fixture};
 
 #[derive(Debug, PartialEq)]
 struct Boom;
@@ -69,7 +69,7 @@ async fn lock_runs_the_body_once_across_managers(fx: &Fixture) {
     }
     // While the body runs, the lease is held with `lock_ttl = 30` (the default is 10 s).
     wait_for(&runs, 1).await;
-    let lease = managers[0].ttl("hot#lock").await.unwrap().remaining();
+    let lease = managers[0].ttl(&lease_of(&managers[0], "hot")).await.unwrap().remaining();
     assert!(
         lease.is_some_and(|t| t > Duration::from_secs(10) && t <= Duration::from_secs(30)),
         "lease TTL {lease:?}"
@@ -83,7 +83,7 @@ async fn lock_runs_the_body_once_across_managers(fx: &Fixture) {
         "one body run for 40 callers"
     );
     assert!(
-        !managers[0].exists("hot#lock").await.unwrap(),
+        !managers[0].exists(&lease_of(&managers[0], "hot")).await.unwrap(),
         "lease released"
     );
     for m in &managers {
@@ -106,7 +106,7 @@ async fn lock_wait_bounds_the_wait_for_another_process(fx: &Fixture) {
     let cache = fx.fresh();
     // Another process holds the lease and hangs (its lease would last 30 s).
     cache
-        .set_raw("held#lock", "4242:somebody-else", Duration::from_secs(30))
+        .set_raw(&lease_of(&cache, "held"), "4242:somebody-else", Duration::from_secs(30))
         .await
         .unwrap();
     let started = Instant::now();
@@ -355,7 +355,7 @@ async fn early_refresh_refreshes_before_expiry(fx: &Fixture) {
     assert!(cache.stats().early_refreshes >= 1, "{:?}", cache.stats());
     // The refreshed value was stored, with metadata beside it.
     assert!(cache.get::<usize>("early").await.unwrap() >= Some(2));
-    assert!(cache.exists("early#meta").await.unwrap());
+    assert!(cache.exists(&meta_of(&cache, "early")).await.unwrap());
 }
 
 // ---- coalesce ----------------------------------------------------------------------------------
@@ -463,4 +463,11 @@ per_backend!(
     early_refresh_refreshes_before_expiry,
     coalesce_false_lets_every_caller_run_the_body,
     jitter_keeps_ttls_within_bounds,
+);
+
+on_cluster!(
+    lock_runs_the_body_once_across_managers,
+    lock_wait_bounds_the_wait_for_another_process,
+    stale_ttl_serves_the_stale_value_when_the_body_fails,
+    early_refresh_refreshes_before_expiry,
 );

@@ -14,6 +14,8 @@
 //! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
 //! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
 //!   copies, jitter.
+//! - `cluster`, `cluster_stampede`: Redis Cluster specifics (batches, every primary, slot
+//!   migration, failover; leases and metadata in their value's slot, wake-ups).
 //! - `warm`: cache warming in `set_many` batches.
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
@@ -24,6 +26,7 @@ mod support;
 
 mod chaos;
 mod cluster;
+mod cluster_stampede;
 mod coalesced_failures;
 mod conformance;
 mod glob_vs_redis;

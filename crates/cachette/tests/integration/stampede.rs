@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cachette::{CacheManager, ErrorKind, LoadError, LoadOptions, Outcome, Ttl};
 use cachette_test_support::RedisServer;
 
-use crate::support::{unique_prefix, Fixture};
+use crate::support::{lease_of, meta_of, unique_prefix, Fixture};
 
 const LOADER_TIME: Duration = Duration::from_millis(50);
 
@@ -279,7 +279,7 @@ async fn four_managers_two_hundred_callers_one_load(fx: &Fixture) {
         assert_eq!(m.loads_in_flight(), 0);
     }
     // The lease is gone.
-    assert!(!managers[0].exists("shared-hot#lock").await.unwrap());
+    assert!(!managers[0].exists(&lease_of(&managers[0], "shared-hot")).await.unwrap());
 }
 
 async fn lease_wait_is_bounded(fx: &Fixture) {
@@ -287,7 +287,7 @@ async fn lease_wait_is_bounded(fx: &Fixture) {
     // Another process holds the lease and never finishes (it hangs; its lease would expire
     // after 30 s).
     cache
-        .set_raw("k#lock", "4242:somebody-else", Duration::from_secs(30))
+        .set_raw(&lease_of(&cache, "k"), "4242:somebody-else", Duration::from_secs(30))
         .await
         .unwrap();
     let options = LoadOptions::ttl(Ttl::secs(60))
@@ -319,7 +319,7 @@ async fn lease_wait_is_bounded(fx: &Fixture) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     cache
-        .set_raw("s#lock", "4242:somebody-else", Duration::from_secs(30))
+        .set_raw(&lease_of(&cache, "s"), "4242:somebody-else", Duration::from_secs(30))
         .await
         .unwrap();
     let (v, outcome) = cache
@@ -527,7 +527,7 @@ async fn stale_copy_is_served_when_the_loader_fails(fx: &Fixture) {
         b"\"v1\""
     );
     let meta: serde_json::Value =
-        serde_json::from_slice(&cache.get_raw("k#meta").await.unwrap().unwrap()).unwrap();
+        serde_json::from_slice(&cache.get_raw(&meta_of(&cache, "k")).await.unwrap().unwrap()).unwrap();
     assert_eq!(meta["v"], 1);
     assert!(meta["expires_at_ms"].as_u64().unwrap() > 0);
     assert_eq!(meta["value_xxh3"].as_str().unwrap().len(), 16);
@@ -742,6 +742,15 @@ per_backend!(
     hard_timeout_gives_up_or_serves_stale,
     shared_variant_serves_stale_at_the_soft_timeout_and_finishes_in_background,
     ttl_jitter_spreads_expiries,
+);
+
+// Cross-process coalescing, early refresh and stale copies on the shared cluster.
+on_cluster!(
+    four_managers_two_hundred_callers_one_load,
+    lease_wait_is_bounded,
+    early_refresh_starts_before_expiry_and_never_overlaps,
+    stale_copy_is_served_when_the_loader_fails,
+    soft_timeout_serves_stale_to_waiters_while_the_reload_finishes,
 );
 
 // ---- 2b. separate OS processes -----------------------------------------------------------------

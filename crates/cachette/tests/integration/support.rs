@@ -100,6 +100,22 @@ impl Fixture {
     }
 }
 
+/// The lease key of `key` in `cache`, without the prefix (`{key}#lock{T}`).
+pub(crate) fn lease_of(cache: &CacheManager, key: &str) -> String {
+    companion_of(cache, key, "#lock")
+}
+
+/// The metadata key of `key` in `cache`, without the prefix (`{key}#meta{T}`).
+pub(crate) fn meta_of(cache: &CacheManager, key: &str) -> String {
+    companion_of(cache, key, "#meta")
+}
+
+fn companion_of(cache: &CacheManager, key: &str, suffix: &str) -> String {
+    let full = cache.full_key(key);
+    let companion = cachette::key::companion_key(&full, suffix);
+    companion[full.len() - key.len()..].to_owned()
+}
+
 /// Instantiates each named scenario `async fn name(fx: &Fixture)` of the calling module twice,
 /// as `memory::name` and `redis::name` tests (multi-thread runtime, 2 workers).
 macro_rules! per_backend {
@@ -117,6 +133,21 @@ macro_rules! per_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(&crate::support::Fixture::redis()).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Instantiates each named scenario `async fn name(fx: &Fixture)` of the calling module on the
+/// shared 3-primary cluster too, as `cluster::name` tests.
+macro_rules! on_cluster {
+    ($($name:ident),* $(,)?) => {
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&crate::support::Fixture::cluster()).await;
                 }
             )*
         }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cachette::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig, ScanPage};
 use cachette::{CacheManager, LoadOptions, Outcome, Ttl, WarmProgress};
 
-use crate::support::Fixture;
+use crate::support::{meta_of, Fixture};
 
 async fn warm_writes_every_entry_and_reports_progress(fx: &Fixture) {
     let cache = fx.fresh();
@@ -45,7 +45,7 @@ async fn warmed_entries_carry_metadata_for_stale_copies(fx: &Fixture) {
         .await
         .unwrap();
     assert_eq!(report.written, 2);
-    assert!(cache.exists("a#meta").await.unwrap());
+    assert!(cache.exists(&meta_of(&cache, "a")).await.unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Logically expired, physically kept: a failing loader gets the warmed stale copy.
     let (v, outcome) = cache

@@ -44,10 +44,10 @@
 //!
 //! # Keys beside a value
 //!
-//! The lease `{key}#lock` and the metadata `{key}#meta` of the read-through layer hash to
-//! their own slots unless the key carries a hash tag. Nothing needs them in one slot: every
-//! command on them is a single-key command (`SET NX PX`, the single-key release script,
-//! `GET`, batches that this module splits by slot), routed by its own key.
+//! The lease `{key}#lock{T}` and the metadata `{key}#meta{T}` of the read-through layer carry
+//! a slot tag `T` chosen so that they hash to the value's own slot
+//! ([`crate::key::companion_key`]): a value and its companions share a node, move together in
+//! a migration, and are read in one pipeline (`get_many([key, meta])` is one slot).
 
 mod ops;
 mod topology;

@@ -1,40 +1,8 @@
-//! Slots and the slot map: CRC16 key hashing with hash tags, and the `CLUSTER SLOTS` reply.
+//! The slot map: the `CLUSTER SLOTS` reply (key hashing is [`crate::key::slot`]).
 
 use redis::Value;
 
-/// Number of hash slots of a Redis Cluster.
-pub const SLOTS: usize = 16384;
-
-/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The hash slot of `key`: CRC16 of the key, or of its hash tag (the bytes between the first
-/// `{` and the first `}` after it, when not empty), modulo 16384.
-pub fn slot(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % SLOTS as u16
-}
+pub use crate::key::{slot, SLOTS};
 
 /// One slot range of a `CLUSTER SLOTS` reply: its primary and replicas as `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,20 +83,6 @@ pub(crate) fn join_host_port(host: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_match_redis_cluster_keyslot() {
-        // Values from `CLUSTER KEYSLOT` on Redis 7.
-        assert_eq!(slot(b"foo"), 12182);
-        assert_eq!(slot(b"bar"), 5061);
-        assert_eq!(slot(b"{a}x"), 15495);
-        assert_eq!(slot(b"a"), 15495);
-        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
-        // An empty tag hashes the whole key; only the first `{` counts.
-        assert_eq!(slot(b"{}x"), crc16(b"{}x") % 16384);
-        assert_eq!(slot(b"x{{a}}"), crc16(b"{a") % 16384);
-        assert_eq!(slot(b""), 0);
-    }
 
     #[test]
     fn cluster_slots_replies_parse_and_malformed_ones_do_not() {
