@@ -39,6 +39,117 @@ impl Names<'_> {
     }
 }
 
+/// The literal braces of a template, which make a Redis Cluster *hash tag*: `{{` and `}}` are a
+/// literal `{` and `}`, so `"user:{{{id}}}:posts"` is `user:{42}:posts`, and every key with the
+/// same tag lands in the same cluster slot. Redis reads only the first `{` of a key and the
+/// first `}` after it, so anything else would not do what it seems to, and is refused here:
+///
+/// - at most one pair `{{ ... }}`, not nested, each `{{` closed by a `}}` and each `}}` opened;
+/// - not empty (`{{}}` hashes the whole key);
+/// - `{{name}}` where `name` is an argument is ambiguous (the literal text `{name}`, or a tag
+///   around the value?): write `{{{name}}}` for the value.
+///
+/// Substituted values have their own braces escaped (`%7B`, `%7D`), so only the template's
+/// literal text can make a hash tag.
+#[derive(Default)]
+struct HashTag {
+    /// Where the open tag's `{{` starts, and the literal text since it.
+    open: Option<(usize, String)>,
+    /// Whether the open tag contains a placeholder.
+    has_value: bool,
+    /// Whether a tag was closed already.
+    closed: bool,
+    /// `{{` refused (nested or second) whose `}}` is still to come: it is not reported again.
+    refused: usize,
+    /// The open tag had an error reported inside it already.
+    reported: bool,
+}
+
+impl HashTag {
+    fn open(&mut self, lit: &LitStr, at: usize, value: &str, errors: &mut Errors) {
+        let span = sub_span(lit, at, at + 2);
+        if self.open.is_some() {
+            errors.push(syn::Error::new(
+                span,
+                "nested `{{` in key template: a hash tag `{{...}}` cannot contain another",
+            ));
+            self.refused += 1;
+            self.reported = true;
+            return;
+        }
+        if self.closed {
+            errors.push(syn::Error::new(
+                span,
+                "a second hash tag `{{...}}` in key template: Redis Cluster only reads the \
+                 first `{` of a key, so this one would not choose the slot",
+            ));
+            self.refused += 1;
+            return;
+        }
+        if value[at + 2..].starts_with("}}") {
+            errors.push(syn::Error::new(
+                sub_span(lit, at, at + 4),
+                "empty hash tag `{{}}` in key template: Redis Cluster then hashes the whole key",
+            ));
+        }
+        self.open = Some((at, String::new()));
+        self.has_value = false;
+        self.reported = false;
+    }
+
+    fn text(&mut self, text: &str) {
+        if let Some((_, since)) = &mut self.open {
+            since.push_str(text);
+        }
+    }
+
+    fn placeholder(&mut self) {
+        self.has_value = true;
+    }
+
+    fn close(&mut self, lit: &LitStr, at: usize, names: &Names<'_>, errors: &mut Errors) {
+        if self.refused > 0 {
+            self.refused -= 1;
+            return;
+        }
+        let Some((start, since)) = self.open.take() else {
+            errors.push(syn::Error::new(
+                sub_span(lit, at, at + 2),
+                "`}}` without a `{{` before it in key template: literal braces make a Redis \
+                 Cluster hash tag `{{...}}` and must come in pairs",
+            ));
+            return;
+        };
+        self.closed = true;
+        let name = since.trim();
+        let is_argument =
+            (name == "self" && names.has_self) || names.args.iter().any(|a| a == name);
+        if !self.has_value && !self.reported && is_argument {
+            errors.push(syn::Error::new(
+                sub_span(lit, start, at + 2),
+                format!(
+                    "ambiguous `{{{{{name}}}}}` in key template: it is the literal text \
+                     `{{{name}}}`, not the argument `{name}`; write `{{{{{{{name}}}}}}}` for a \
+                     hash tag around its value"
+                ),
+            ));
+        }
+    }
+
+    fn finish(&self, lit: &LitStr, len: usize, errors: &mut Errors) {
+        if self.refused > 0 {
+            return;
+        }
+        if let Some((start, _)) = &self.open {
+            errors.push(syn::Error::new(
+                sub_span(lit, *start, len),
+                "`{{` without a `}}` after it in key template: literal braces make a Redis \
+                 Cluster hash tag `{{...}}` and must come in pairs",
+            ));
+        }
+    }
+}
+
 /// A parsed template.
 pub(crate) struct Template {
     pieces: Vec<Piece>,
@@ -63,20 +174,24 @@ fn is_ident(s: &str) -> bool {
 }
 
 impl Template {
-    /// Parses `lit`, checking every placeholder against `names`.
+    /// Parses `lit`, checking every placeholder against `names`, and its hash tag (see
+    /// [`HashTag`]).
     pub(crate) fn parse(lit: &LitStr, names: &Names<'_>, errors: &mut Errors) -> Template {
         let value = lit.value();
         let bytes = value.as_bytes();
         let mut pieces = Vec::new();
         let mut literal = String::new();
+        let mut tag = HashTag::default();
         let mut i = 0;
         while i < bytes.len() {
             match bytes[i] {
                 b'{' if bytes.get(i + 1) == Some(&b'{') => {
+                    tag.open(lit, i, &value, errors);
                     literal.push('{');
                     i += 2;
                 }
                 b'}' if bytes.get(i + 1) == Some(&b'}') => {
+                    tag.close(lit, i, names, errors);
                     literal.push('}');
                     i += 2;
                 }
@@ -91,6 +206,7 @@ impl Template {
                     let end = i + 1 + len;
                     let inner = &value[i + 1..end];
                     let span = sub_span(lit, i, end + 1);
+                    tag.placeholder();
                     if let Some(piece) = Self::placeholder(inner, span, names, errors) {
                         if !literal.is_empty() {
                             pieces.push(Piece::Lit(std::mem::take(&mut literal)));
@@ -109,11 +225,13 @@ impl Template {
                 _ => {
                     // Copy a whole UTF-8 character.
                     let ch_len = value[i..].chars().next().map_or(1, char::len_utf8);
+                    tag.text(&value[i..i + ch_len]);
                     literal.push_str(&value[i..i + ch_len]);
                     i += ch_len;
                 }
             }
         }
+        tag.finish(lit, value.len(), errors);
         if !literal.is_empty() {
             pieces.push(Piece::Lit(literal));
         }

@@ -2,31 +2,18 @@
 //! `tests/ui/<macro>/pass/*.rs` (must compile) and `tests/ui/<macro>/fail/*.rs` (must fail
 //! with exactly the checked-in `.stderr`).
 //!
+//! One test for every macro: trybuild compiles the cases as one crate with one build of the
+//! dependencies. (Four tests would be four processes under nextest, each running cargo on the
+//! same trybuild project and waiting on, or invalidating, the others' builds.)
+//!
 //! After changing a message (or the toolchain), regenerate the expected output with
 //! `TRYBUILD=overwrite cargo test -p cachette --test ui` and review the diff.
 
-fn run_ui_tests(macro_name: &str) {
+#[test]
+fn macros() {
     let t = trybuild::TestCases::new();
-    t.pass(format!("tests/ui/{macro_name}/pass/*.rs"));
-    t.compile_fail(format!("tests/ui/{macro_name}/fail/*.rs"));
-}
-
-#[test]
-fn cached() {
-    run_ui_tests("cached");
-}
-
-#[test]
-fn cache_put() {
-    run_ui_tests("cache_put");
-}
-
-#[test]
-fn cache_evict() {
-    run_ui_tests("cache_evict");
-}
-
-#[test]
-fn cached_property() {
-    run_ui_tests("cached_property");
+    for macro_name in ["cached", "cache_put", "cache_evict", "cached_property"] {
+        t.pass(format!("tests/ui/{macro_name}/pass/*.rs"));
+        t.compile_fail(format!("tests/ui/{macro_name}/fail/*.rs"));
+    }
 }

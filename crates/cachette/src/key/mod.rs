@@ -75,10 +75,23 @@
 //! # Key templates
 //!
 //! `key = "user:{user_id}"` substitutes arguments with their `Display` form, percent-escaping
-//! `%` (as `%25`) and `:` (as `%3A`) so that a value can never add a field to the key
-//! ([`escape_value`]). In eviction *patterns*, substituted values are additionally escaped for
+//! `%` (as `%25`), `:` (as `%3A`), `{` (as `%7B`) and `}` (as `%7D`) so that a value can never
+//! add a field to the key nor make a hash tag ([`escape_value`]). In eviction *patterns*, substituted values are additionally escaped for
 //! Redis globs ([`escape_pattern_value`]), so a user id of `*` matches only the literal key.
-//! The literal parts of a template are used as written.
+//! The literal parts of a template are used as written; `{{` and `}}` are a literal `{` and `}`.
+//!
+//! # Hash tags (Redis Cluster)
+//!
+//! Redis Cluster puts a key in the slot of its *hash tag*, the text between its first `{` and
+//! the first `}` after it, so keys with one tag share a node (and a pipeline). In a template,
+//! write the tag with literal braces: `key = "user:{{{user_id}}}:posts"` stores `user:{42}:posts`,
+//! in the same slot as `user:{42}:profile`; a constant tag is `"{{tenant-a}}:config"`. Since
+//! only the first `{` counts, the macros refuse at compile time what would not do what it
+//! seems to: a second tag, nested or unpaired literal braces, an empty tag `{{}}`, and the
+//! ambiguous `{{user_id}}` (the literal text `{user_id}`, not the value) when `user_id` is an
+//! argument. Values never contribute braces (they are escaped), and the manager's key prefix
+//! comes first, so a prefix with a `{` of its own takes precedence. [`slot`] tells a key's
+//! slot; [`companion_key`] describes the lease and metadata keys kept beside a value.
 //!
 //! # Examples
 //!

@@ -252,8 +252,14 @@ mod tests {
         assert_eq!(slot_tag(0), "06S");
         assert_eq!(slot_tag(16383), "6ZJ");
         assert_eq!(slot_tag(slot(b"foo")), "9Le");
-        assert_eq!(companion_key("cache:user:1", "#lock"), "cache:user:1#lock{4Cy}");
-        assert_eq!(companion_key("cache:{u1}:a", "#meta"), "cache:{u1}:a#meta{19}");
+        assert_eq!(
+            companion_key("cache:user:1", "#lock"),
+            "cache:user:1#lock{4Cy}"
+        );
+        assert_eq!(
+            companion_key("cache:{u1}:a", "#meta"),
+            "cache:{u1}:a#meta{19}"
+        );
         // A `{` without a hash tag: the searched tag.
         assert_eq!(companion_key("a{b", "#lock"), "a{b#lock{b8}");
         assert_eq!(companion_key("{}x", "#meta"), "{}x#meta{FD}");

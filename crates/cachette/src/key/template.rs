@@ -3,15 +3,16 @@
 
 use std::fmt::{self, Display, Write as _};
 
-/// Appends `value` to `out`, percent-escaping `%` and `:` (the escaping of template values in
-/// keys).
+/// Appends `value` to `out`, percent-escaping `%`, `:`, `{` and `}` (the escaping of template
+/// values in keys): a value can neither add a field to the key nor open or close a Redis
+/// Cluster hash tag.
 ///
 /// # Examples
 ///
 /// ```
 /// let mut key = String::from("user:");
-/// cachette::key::escape_value("a:b%c", &mut key);
-/// assert_eq!(key, "user:a%3Ab%25c");
+/// cachette::key::escape_value("a:b%c{d}", &mut key);
+/// assert_eq!(key, "user:a%3Ab%25c%7Bd%7D");
 /// ```
 pub fn escape_value(value: &str, out: &mut String) {
     let mut start = 0;
@@ -19,6 +20,8 @@ pub fn escape_value(value: &str, out: &mut String) {
         let escaped = match b {
             b'%' => "%25",
             b':' => "%3A",
+            b'{' => "%7B",
+            b'}' => "%7D",
             _ => continue,
         };
         out.push_str(&value[start..i]);
@@ -46,6 +49,8 @@ pub fn escape_pattern_value(value: &str, out: &mut String) {
         match c {
             '%' => out.push_str("%25"),
             ':' => out.push_str("%3A"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
             '*' | '?' | '[' | ']' | '\\' => {
                 out.push('\\');
                 out.push(c);

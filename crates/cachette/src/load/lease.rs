@@ -260,7 +260,8 @@ impl Leases {
     ) -> Leases {
         // The backend was built from the same URLs, so none fails here; without any, local
         // wake-ups plus periodic re-checks still work.
-        let clients: Vec<redis::Client> = endpoints.iter().filter_map(|e| e.client().ok()).collect();
+        let clients: Vec<redis::Client> =
+            endpoints.iter().filter_map(|e| e.client().ok()).collect();
         if clients.is_empty() {
             return Leases::Local;
         }

@@ -50,7 +50,9 @@ async fn cluster_lease_and_metadata_live_on_their_values_node() {
         // A stale-capable fill writes the metadata beside the value: same node.
         let options = LoadOptions::ttl(Ttl::secs(60)).stale_ttl(Duration::from_secs(60));
         let v: u32 = cache
-            .get_or_load(key, &options, || async { Ok::<_, std::convert::Infallible>(7) })
+            .get_or_load(key, &options, || async {
+                Ok::<_, std::convert::Infallible>(7)
+            })
             .await
             .unwrap();
         assert_eq!(v, 7);
@@ -60,12 +62,20 @@ async fn cluster_lease_and_metadata_live_on_their_values_node() {
 
         // A lease held by another process sits there too.
         cache
-            .set_raw(&lease_of(&cache, key), "4242:other", Duration::from_secs(30))
+            .set_raw(
+                &lease_of(&cache, key),
+                "4242:other",
+                Duration::from_secs(30),
+            )
             .await
             .unwrap();
         assert_eq!(holder(cluster, &lease), value_node, "{lease}");
         // An eviction removes the lease first (one more scan of `{pattern}#lock{*}`).
-        assert_eq!(cache.delete_pattern("*").await.unwrap(), 2, "the value and its metadata");
+        assert_eq!(
+            cache.delete_pattern("*").await.unwrap(),
+            2,
+            "the value and its metadata"
+        );
         assert!(holder(cluster, &lease).is_empty());
     }
 }

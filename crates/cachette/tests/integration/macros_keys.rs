@@ -79,6 +79,16 @@ async fn account_key(cache: &CacheManager, account: &Account, version: u8) -> u8
     version
 }
 
+#[cached(cache = cache, skip(cache), key = "user:{{{user_id}}}:posts")]
+async fn tagged_posts(cache: &CacheManager, user_id: &str) -> usize {
+    user_id.len()
+}
+
+#[cached(cache = cache, skip(cache), key = "user:{{{user_id}}}:profile")]
+async fn tagged_profile(cache: &CacheManager, user_id: &str) -> usize {
+    user_id.len()
+}
+
 #[cache_evict(cache = cache, pattern = "user:{name}:*")]
 async fn evict_user(cache: &CacheManager, name: &str) -> Result<(), std::io::Error> {
     let _ = name;
@@ -209,4 +219,28 @@ async fn evict_patterns_escape_glob_characters() {
     evict_user(&cache, "[x]").await.unwrap();
     evict_user(&cache, r"\").await.unwrap();
     assert_eq!(keys(&cache).await, ["user:x:a"]);
+}
+
+/// `{{{user_id}}}` is a hash tag around the value: every key of one user shares a cluster
+/// slot, and a value's own braces are escaped, so they cannot move or break the tag.
+#[tokio::test]
+async fn hash_tags_in_templates_put_related_keys_in_one_slot() {
+    use cachette::key::slot;
+    let cache = CacheManager::memory();
+    for (user, tag) in [("42", "42"), ("a}b{c", "a%7Db%7Bc")] {
+        tagged_posts(&cache, user).await;
+        tagged_profile(&cache, user).await;
+        let keys = keys(&cache).await;
+        assert_eq!(
+            keys,
+            [
+                format!("user:{{{tag}}}:posts"),
+                format!("user:{{{tag}}}:profile")
+            ]
+        );
+        for key in &keys {
+            let full = cache.full_key(key);
+            assert_eq!(slot(full.as_bytes()), slot(tag.as_bytes()), "{full}");
+        }
+    }
 }

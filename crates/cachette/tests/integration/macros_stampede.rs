@@ -69,7 +69,11 @@ async fn lock_runs_the_body_once_across_managers(fx: &Fixture) {
     }
     // While the body runs, the lease is held with `lock_ttl = 30` (the default is 10 s).
     wait_for(&runs, 1).await;
-    let lease = managers[0].ttl(&lease_of(&managers[0], "hot")).await.unwrap().remaining();
+    let lease = managers[0]
+        .ttl(&lease_of(&managers[0], "hot"))
+        .await
+        .unwrap()
+        .remaining();
     assert!(
         lease.is_some_and(|t| t > Duration::from_secs(10) && t <= Duration::from_secs(30)),
         "lease TTL {lease:?}"
@@ -83,7 +87,10 @@ async fn lock_runs_the_body_once_across_managers(fx: &Fixture) {
         "one body run for 40 callers"
     );
     assert!(
-        !managers[0].exists(&lease_of(&managers[0], "hot")).await.unwrap(),
+        !managers[0]
+            .exists(&lease_of(&managers[0], "hot"))
+            .await
+            .unwrap(),
         "lease released"
     );
     for m in &managers {
@@ -106,7 +113,11 @@ async fn lock_wait_bounds_the_wait_for_another_process(fx: &Fixture) {
     let cache = fx.fresh();
     // Another process holds the lease and hangs (its lease would last 30 s).
     cache
-        .set_raw(&lease_of(&cache, "held"), "4242:somebody-else", Duration::from_secs(30))
+        .set_raw(
+            &lease_of(&cache, "held"),
+            "4242:somebody-else",
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     let started = Instant::now();

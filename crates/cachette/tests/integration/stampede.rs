@@ -279,7 +279,10 @@ async fn four_managers_two_hundred_callers_one_load(fx: &Fixture) {
         assert_eq!(m.loads_in_flight(), 0);
     }
     // The lease is gone.
-    assert!(!managers[0].exists(&lease_of(&managers[0], "shared-hot")).await.unwrap());
+    assert!(!managers[0]
+        .exists(&lease_of(&managers[0], "shared-hot"))
+        .await
+        .unwrap());
 }
 
 async fn lease_wait_is_bounded(fx: &Fixture) {
@@ -287,7 +290,11 @@ async fn lease_wait_is_bounded(fx: &Fixture) {
     // Another process holds the lease and never finishes (it hangs; its lease would expire
     // after 30 s).
     cache
-        .set_raw(&lease_of(&cache, "k"), "4242:somebody-else", Duration::from_secs(30))
+        .set_raw(
+            &lease_of(&cache, "k"),
+            "4242:somebody-else",
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     let options = LoadOptions::ttl(Ttl::secs(60))
@@ -319,7 +326,11 @@ async fn lease_wait_is_bounded(fx: &Fixture) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     cache
-        .set_raw(&lease_of(&cache, "s"), "4242:somebody-else", Duration::from_secs(30))
+        .set_raw(
+            &lease_of(&cache, "s"),
+            "4242:somebody-else",
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     let (v, outcome) = cache
@@ -438,12 +449,17 @@ async fn early_refresh_starts_before_expiry_and_never_overlaps(fx: &Fixture) {
     assert_eq!(count(Outcome::Refreshed), refreshes);
     let early: u64 = managers.iter().map(|m| m.stats().early_refreshes).sum();
     assert_eq!(early as usize, refreshes);
-    // Everyone else kept getting the cached value at once: only the callers that ran a load
-    // waited for it.
-    let slow = calls.iter().filter(|(_, took)| *took >= COMPUTE).count();
+    // Everyone else kept getting the cached value: no caller waited for a refresh, only for
+    // the first fill of each key (by outcome, not by wall time, which a loaded machine skews).
+    let waited = count(Outcome::Coalesced);
     assert!(
-        slow <= refreshes + KEYS * CALLERS,
-        "{slow} slow calls for {refreshes} refreshes"
+        waited < KEYS * CALLERS,
+        "{waited} calls waited for a load, with {refreshes} refreshes"
+    );
+    assert_eq!(
+        count(Outcome::Hit) + count(Outcome::Miss) + count(Outcome::Refreshed) + waited,
+        calls.len(),
+        "no other outcome"
     );
 }
 
@@ -527,7 +543,8 @@ async fn stale_copy_is_served_when_the_loader_fails(fx: &Fixture) {
         b"\"v1\""
     );
     let meta: serde_json::Value =
-        serde_json::from_slice(&cache.get_raw(&meta_of(&cache, "k")).await.unwrap().unwrap()).unwrap();
+        serde_json::from_slice(&cache.get_raw(&meta_of(&cache, "k")).await.unwrap().unwrap())
+            .unwrap();
     assert_eq!(meta["v"], 1);
     assert!(meta["expires_at_ms"].as_u64().unwrap() > 0);
     assert_eq!(meta["value_xxh3"].as_str().unwrap().len(), 16);
