@@ -86,6 +86,67 @@ impl RedisCluster {
         Ok(cluster)
     }
 
+    /// The environment variable naming a running 3-primary cluster (its seeds, comma
+    /// separated) that [`shared`](Self::shared) attaches to instead of starting one.
+    pub const SHARED_ENV: &'static str = "CACHETTE_TEST_CLUSTER";
+
+    /// The cluster that tests isolated by key prefix share: the one named by
+    /// [`SHARED_ENV`](Self::SHARED_ENV) when set (`scripts/test` starts one for the whole run
+    /// with the `cachette-test-cluster` binary of this crate, since a test runner such as
+    /// nextest runs each test in a process of its own), else a new 3-primary cluster. An
+    /// attached cluster's nodes belong to the process that started them: tests must not kill,
+    /// pause or reconfigure them (use a cluster of their own for that).
+    ///
+    /// # Panics
+    ///
+    /// If the named cluster does not answer as a healthy cluster, or one cannot be started.
+    #[must_use]
+    pub fn shared() -> Self {
+        match std::env::var(Self::SHARED_ENV) {
+            Ok(seeds) if !seeds.trim().is_empty() => match Self::attach(&seeds) {
+                Ok(cluster) => cluster,
+                Err(e) => panic!(
+                    "cachette-test-support: {}={seeds} is not a usable cluster: {e}",
+                    Self::SHARED_ENV
+                ),
+            },
+            _ => Self::new(),
+        }
+    }
+
+    /// Attaches to a running cluster whose nodes are the comma-separated loopback seeds
+    /// `127.0.0.1:PORT,...` (every node of it), after checking that it is `ok`.
+    ///
+    /// # Errors
+    ///
+    /// A seed that is not `127.0.0.1:PORT` ([`SpawnErrorKind::InvalidConfig`]), no
+    /// `redis-server` binary (see [`RedisServer::attach`]), or a cluster that is not `ok`
+    /// within 20 s ([`SpawnErrorKind::Timeout`]).
+    pub fn attach(seeds: &str) -> Result<Self, SpawnError> {
+        let mut nodes = Vec::new();
+        for seed in seeds.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let port = seed
+                .strip_prefix("127.0.0.1:")
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| {
+                    SpawnError::new(
+                        SpawnErrorKind::InvalidConfig,
+                        format!("cluster seed {seed:?} is not 127.0.0.1:PORT (loopback only)"),
+                    )
+                })?;
+            nodes.push(RedisServer::attach(port)?);
+        }
+        if nodes.len() < 3 {
+            return Err(SpawnError::new(
+                SpawnErrorKind::InvalidConfig,
+                "a Redis Cluster needs at least 3 nodes",
+            ));
+        }
+        let cluster = RedisCluster { nodes, replicas: 0 };
+        cluster.wait_ok(READY_TIMEOUT)?;
+        Ok(cluster)
+    }
+
     /// Three primaries, no replicas; panics with the error (for tests).
     ///
     /// # Panics

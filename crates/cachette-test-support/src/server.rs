@@ -44,6 +44,8 @@ pub struct RedisServer {
     password: Option<String>,
     ready_timeout: Duration,
     launch: Launch,
+    /// A server another process started ([`attach`](Self::attach)): never killed from here.
+    attached: bool,
     _dir: TempDir,
 }
 
@@ -73,6 +75,39 @@ impl RedisServer {
             Ok(server) => server,
             Err(e) => panic!("cachette-test-support: could not start redis-server: {e}"),
         }
+    }
+
+    /// A handle on a server that another process started on `127.0.0.1:port` and owns (for
+    /// example the shared cluster of [`RedisCluster::shared`](crate::RedisCluster::shared)):
+    /// [`cli`](Self::cli), [`url`](Self::url) and [`port`](Self::port) work; it counts as
+    /// running, and [`kill`](Self::kill) and the other process controls do nothing to it.
+    ///
+    /// # Errors
+    ///
+    /// No `redis-server` binary is found (its `redis-cli` runs the commands), or no temporary
+    /// directory can be made.
+    pub fn attach(port: u16) -> Result<Self, SpawnError> {
+        let bin = server_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cachette-redis-attached-")
+            .tempdir()
+            .map_err(|e| SpawnError::io("creating a temporary directory", e))?;
+        let launch = Launch {
+            bin,
+            dir: dir.path().to_path_buf(),
+            log_path: dir.path().join("redis.log"),
+            config_file: None,
+            extra_args: Vec::new(),
+        };
+        Ok(Self {
+            process: Mutex::new(None),
+            port,
+            password: None,
+            ready_timeout: Duration::from_secs(10),
+            launch,
+            attached: true,
+            _dir: dir,
+        })
     }
 
     /// A builder for extra arguments, a password, ACL users or config lines.
@@ -130,6 +165,7 @@ impl RedisServer {
                         password,
                         ready_timeout: builder.ready_timeout,
                         launch,
+                        attached: false,
                         _dir: dir,
                     })
                 }
@@ -204,7 +240,7 @@ impl RedisServer {
     /// ([`stop_process`](Self::stop_process)) server is still running.
     #[must_use]
     pub fn is_running(&self) -> bool {
-        self.lock().as_mut().is_some_and(|p| !p.has_exited())
+        self.attached || self.lock().as_mut().is_some_and(|p| !p.has_exited())
     }
 
     /// Whether the process is stopped by [`stop_process`](Self::stop_process).

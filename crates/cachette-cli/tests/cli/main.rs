@@ -743,7 +743,7 @@ fn a_server_error_is_reported_once_and_not_as_unreachable() {
 /// over every primary, delete-pattern, clear, info.
 #[test]
 fn cluster_commands_work_on_a_redis_cluster() {
-    let cluster = cachette_test_support::RedisCluster::new();
+    let cluster = cachette_test_support::RedisCluster::shared();
     let seeds = cluster.seeds_csv();
     let run = |args: &[&str]| {
         let mut cmd = bare();

@@ -30,11 +30,13 @@ pub(crate) enum Fixture {
     Cluster(&'static RedisCluster),
 }
 
-/// The 3-primary cluster of this test binary, started on first use (killed when the test
-/// process exits, by each node's watchdog).
+/// The 3-primary cluster shared by the tests of this process: the one `scripts/test` started
+/// for the whole run (`CACHETTE_TEST_CLUSTER`), else one started on first use (killed when
+/// the test process exits, by each node's watchdog). Tests on it never kill, pause or
+/// reconfigure its nodes.
 pub(crate) fn shared_cluster() -> &'static RedisCluster {
     static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
-    CLUSTER.get_or_init(RedisCluster::new)
+    CLUSTER.get_or_init(RedisCluster::shared)
 }
 
 impl Fixture {
