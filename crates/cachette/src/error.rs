@@ -33,6 +33,14 @@ pub enum ErrorKind {
     CircuitOpen,
     /// The user's loader failed, panicked or was cancelled while other callers waited on it.
     Loader,
+    /// The server refused the credentials (wrong username or password, a disabled ACL user).
+    /// Never retried within a call; counts toward the circuit breaker, which then stops the
+    /// attempts.
+    Auth,
+    /// The server's ACL refused a command, key or channel to this user (`NOPERM`); the
+    /// message names the command. The connection is fine and the breaker does not count it.
+    /// [`crate::acl::rules`] gives the rules each cachette feature needs.
+    Permission,
 }
 
 impl fmt::Display for ErrorKind {
@@ -48,6 +56,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Disabled => "cache disabled",
             ErrorKind::CircuitOpen => "circuit open",
             ErrorKind::Loader => "loader error",
+            ErrorKind::Auth => "authentication failed",
+            ErrorKind::Permission => "permission denied",
         })
     }
 }
@@ -129,7 +139,15 @@ impl Error {
                 | ErrorKind::Timeout
                 | ErrorKind::Backend
                 | ErrorKind::CircuitOpen
+                | ErrorKind::Auth
+                | ErrorKind::Permission
         )
+    }
+
+    /// This error with `prefix` put before its message.
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        self.message.insert_str(0, prefix);
+        self
     }
 
     pub(crate) fn timeout(what: &str, after: Duration) -> Self {

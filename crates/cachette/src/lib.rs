@@ -96,6 +96,7 @@
     deny(clippy::panic, clippy::unwrap_used, clippy::expect_used)
 )]
 
+pub mod acl;
 pub mod backend;
 pub mod codec;
 pub mod config;

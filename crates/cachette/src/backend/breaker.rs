@@ -290,7 +290,10 @@ impl CircuitBreaker {
 
 /// Only failures that say the backend is unhealthy trip the breaker.
 fn counts(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout)
+    matches!(
+        e.kind(),
+        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Auth
+    )
 }
 
 struct Probe<'a> {

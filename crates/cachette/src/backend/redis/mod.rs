@@ -180,13 +180,19 @@ impl RedisBackend {
             cmd.query_async::<T>(&mut conn).await
         })
         .await
+        .map_err(|e| name_refused_command(e, cmd))
     }
 
     async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline, payload: usize) -> Result<T> {
-        self.exec("redis pipeline", payload, |mut conn| async move {
-            pipe.query_async::<T>(&mut conn).await
-        })
-        .await
+        let result = self
+            .exec("redis pipeline", payload, |mut conn| async move {
+                pipe.query_async::<T>(&mut conn).await
+            })
+            .await;
+        match pipe.cmd_iter().next() {
+            Some(first) => result.map_err(|e| name_refused_command(e, first)),
+            None => result,
+        }
     }
 
     /// One attempt on the live connection (connecting first if needed), then one more on a
@@ -258,7 +264,7 @@ impl RedisBackend {
                     }
                     Box::pin(self.retry(what, link, live, payload, e, send)).await
                 }
-                Failure::TimedOut => {
+                Failure::TimedOut | Failure::Auth => {
                     link.discard(live.generation);
                     Err(Error::from(e))
                 }
@@ -376,6 +382,23 @@ pub(crate) enum Failure {
     /// setting): [`ErrorKind::Config`] for a client setting, [`ErrorKind::Backend`] otherwise.
     /// Kept, not retried, not counted.
     Client,
+    /// The server refused the credentials (`WRONGPASS`, `NOAUTH`, a failed handshake):
+    /// [`ErrorKind::Auth`]. The connection is discarded and not retried (the same
+    /// credentials would fail again); counted by the breaker, which stops further attempts.
+    Auth,
+}
+
+/// A [`ErrorKind::Permission`] error names the command the server refused (its reply names
+/// it only when the command itself is not allowed, not for a key or a channel).
+pub(crate) fn name_refused_command(e: Error, cmd: &Cmd) -> Error {
+    if e.kind() != ErrorKind::Permission {
+        return e;
+    }
+    let name = match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+        _ => return e,
+    };
+    e.prefixed(&format!("{name} refused: "))
 }
 
 /// Sorts a [`redis::RedisError`] (see [`Failure`]). Exhaustive over the `redis` crate's
@@ -386,8 +409,9 @@ pub(crate) fn classify(e: &redis::RedisError) -> Failure {
     match e.kind() {
         K::Io if e.is_timeout() => Failure::TimedOut,
         K::Io => Failure::Broken,
-        // The handshake (AUTH/HELLO/SELECT) failed: no connection was made.
-        K::AuthenticationFailed => Failure::Broken,
+        // The handshake (AUTH/HELLO) refused the credentials: no connection was made.
+        K::AuthenticationFailed => Failure::Auth,
+        K::Server(_) if matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) => Failure::Auth,
         // Topology errors (sentinel, cluster): no server to talk to.
         K::ClusterConnectionNotFound
         | K::MasterNameNotFoundBySentinel
@@ -409,7 +433,9 @@ impl Failure {
         match self {
             Failure::Broken => ErrorKind::Connection,
             Failure::TimedOut => ErrorKind::Timeout,
+            Failure::Refused if e.code() == Some("NOPERM") => ErrorKind::Permission,
             Failure::Refused | Failure::BadReply => ErrorKind::Backend,
+            Failure::Auth => ErrorKind::Auth,
             Failure::Client if e.kind() == redis::ErrorKind::InvalidClientConfig => {
                 ErrorKind::Config
             }
@@ -594,7 +620,21 @@ impl From<redis::RedisError> for Error {
         // One classification for the kind, the retry decision and the breaker.
         let kind = classify(&err).kind(&err);
         // redis errors never contain the password, but may contain the host; that is fine.
-        Error::new(kind, crate::error::redact(&err.to_string()))
+        let message = crate::error::redact(&err.to_string());
+        match kind {
+            ErrorKind::Permission => Error::new(
+                kind,
+                format!(
+                    "{message} (the ACL user lacks a permission: cachette::acl::rules lists the \
+                     rules each feature needs)"
+                ),
+            ),
+            ErrorKind::Auth => Error::new(
+                kind,
+                format!("{message} (check the username and password; not retried)"),
+            ),
+            _ => Error::new(kind, message),
+        }
     }
 }
 
