@@ -4,13 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Inspect, edit and load-test a cachette cache (Redis) in its own terms: its key prefix, its
-/// JSON values, its published hit/miss counters.
+/// Inspect, edit and load-test a cachette cache (Redis or Redis Cluster) in its own terms: its
+/// key prefix, its JSON values, its published hit/miss counters.
 ///
 /// The connection comes from the same sources as the library (built-in defaults <
 /// config.json "redis" section, or the file in CACHETTE_CONFIG < REDIS_* environment
-/// variables), then --url and --prefix. When none of them names a Redis server the CLI uses
-/// redis://127.0.0.1:6379, like redis-cli.
+/// variables), then --url, --cluster-nodes and --prefix. When none of them names a Redis
+/// server the CLI uses redis://127.0.0.1:6379, like redis-cli. On a cluster every command
+/// covers every primary.
 ///
 /// Keys given to and printed by every command are relative to the prefix (default "cache:").
 ///

@@ -19,9 +19,9 @@ pub(crate) const DEFAULT_HOST: (&str, u16) = ("127.0.0.1", 6379);
 #[derive(Debug)]
 pub(crate) struct Context {
     pub(crate) cache: CacheManager,
-    /// The server, parsed from the URL where it entered (never printed with credentials).
+    /// The server, parsed from the URL where it entered (never printed with credentials); on
+    /// a cluster, the first seed.
     endpoint: RedisEndpoint,
-    config: Config,
     /// Whether the server is [`DEFAULT_HOST`] because nothing named one.
     pub(crate) defaulted: bool,
 }
@@ -71,15 +71,10 @@ impl Context {
             config.endpoint().context("invalid configuration")?
         }
         .ok_or_else(|| exit::usage("no Redis server configured"))?;
-        let cache = config
-            .clone()
-            .builder()
-            .build()
-            .context("invalid configuration")?;
+        let cache = config.builder().build().context("invalid configuration")?;
         Ok(Context {
             cache,
             endpoint,
-            config,
             defaulted,
         })
     }
@@ -147,34 +142,6 @@ impl Context {
         .await?;
         Ok(n)
     }
-
-    /// A plain `redis` connection for commands the cache API does not wrap (`HGETALL` of the
-    /// published statistics), with the configured timeouts.
-    pub(crate) async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        let client = self
-            .endpoint
-            .client()
-            .map_err(|_| exit::usage(format!("invalid Redis URL {}", self.server())))?;
-        let options = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(Some(self.config.command_timeout));
-        client
-            .get_multiplexed_async_connection_with_config(&options)
-            .await
-            .map_err(|e| {
-                let reachable = !matches!(
-                    cachette::Error::from(e.clone()).kind(),
-                    cachette::ErrorKind::Connection | cachette::ErrorKind::Timeout
-                );
-                let e = anyhow::anyhow!("{}", e.kind_and_detail());
-                if reachable {
-                    // The server answered (e.g. an ACL or a handshake error reply).
-                    e.context(format!("Redis at {} refused the connection", self.server()))
-                } else {
-                    e.context(format!("cannot reach Redis at {}", self.server()))
-                }
-            })
-    }
 }
 
 /// An incremental `SCAN MATCH` that yields each key once: SCAN may repeat keys while the
@@ -215,19 +182,5 @@ impl Scan {
             }
         }
         Ok(None)
-    }
-}
-
-/// `ErrorKind: detail` of a redis error without the URL it may embed.
-trait Detail {
-    fn kind_and_detail(&self) -> String;
-}
-
-impl Detail for redis::RedisError {
-    fn kind_and_detail(&self) -> String {
-        match self.detail() {
-            Some(detail) => format!("{:?}: {detail}", self.kind()),
-            None => format!("{:?}", self.kind()),
-        }
     }
 }

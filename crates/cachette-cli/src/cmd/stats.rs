@@ -1,10 +1,11 @@
 //! `cachette stats [--json] [--filter TEXT] [--reset]`: the per-function counters that
-//! cachette processes publish to `{prefix}__cachette:stats` (see `cachette::publish`).
+//! cachette processes publish to `{prefix}__cachette:stats` (see `cachette::publish`), read
+//! with `CacheManager::published_stats` (on a cluster, from the primary serving the hash).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use cachette::publish::{stats_key, Published, COUNTERS};
+use cachette::publish::{stats_key, COUNTERS};
 use serde_json::json;
 
 use crate::args::StatsArgs;
@@ -14,36 +15,22 @@ use crate::output;
 
 pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> anyhow::Result<u8> {
     let key = stats_key(ctx.prefix());
-    let mut conn = ctx.redis().await?;
+    // Through the cache's own connections: on a cluster, the primary that serves the hash's
+    // slot.
     if args.reset {
-        let removed: u64 = ctx
-            .reach(
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(cachette::Error::from),
-            )
+        let removed = ctx
+            .reach(ctx.cache.reset_published_stats().await)
             .with_context(|| format!("cannot delete {key:?}"))?;
-        output::line(if removed > 0 {
+        output::line(if removed {
             "OK"
         } else {
             "OK (nothing was published)"
         })?;
         return Ok(exit::OK);
     }
-    // Through `cachette::Error` (one line, no source): a `redis` server error also reports
-    // itself as its own source, so `WRONGTYPE` would be printed twice.
-    let fields: Vec<(String, String)> = ctx
-        .reach(
-            redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .map_err(cachette::Error::from),
-        )
+    let mut published = ctx
+        .reach(ctx.cache.published_stats().await)
         .with_context(|| format!("cannot read {key:?}"))?;
-    let mut published = Published::parse(fields);
     if let Some(filter) = &args.filter {
         published
             .functions

@@ -1,16 +1,19 @@
-//! End-to-end tests of the `cachette` binary against a real, spawned `redis-server`.
+//! End-to-end tests of the `cachette` binary against a real, spawned `redis-server`, and a
+//! real local Redis Cluster (3 primaries) for the `cluster_*` tests.
 //!
-//! One server for the whole binary; each test works under its own key prefix. Every command
+//! One server and one cluster for the whole binary (started on first use); each test works
+//! under its own key prefix. Every command
 //! runs with the REDIS_* variables removed and in a directory without `config.json`, so the
 //! machine's environment cannot leak in.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::process::Command as StdCommand;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use cachette_test_support::RedisServer;
+use cachette_test_support::{RedisCluster, RedisServer};
 use predicates::prelude::*;
 use predicates::str::contains;
 use proptest::strategy::Strategy as _;
@@ -739,66 +742,278 @@ fn a_server_error_is_reported_once_and_not_as_unreachable() {
     assert_eq!(stdout_of(p, &["keys", "user:*"]), "user:1\n");
 }
 
-/// The CLI on a Redis Cluster (`--cluster-nodes`, and `REDIS_CLUSTER_NODES`): set, get, keys
-/// over every primary, delete-pattern, clear, info.
-#[test]
-fn cluster_commands_work_on_a_redis_cluster() {
-    let cluster = cachette_test_support::RedisCluster::shared();
-    let seeds = cluster.seeds_csv();
-    let run = |args: &[&str]| {
-        let mut cmd = bare();
-        cmd.args(["--cluster-nodes", &seeds, "--prefix", "clu:"]);
-        cmd.args(args);
-        cmd
-    };
-    for i in 0..30 {
-        run(&["set", &format!("k{i}"), &i.to_string()])
-            .assert()
-            .success();
-    }
-    run(&["get", "k7"]).assert().success().stdout(contains("7"));
-    let out = run(&["keys", "*"])
+/// The 3-primary Redis Cluster of this test binary, started on first use; each test works
+/// under its own prefix.
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::shared)
+}
+
+/// `cachette --cluster-nodes <the cluster> --prefix <prefix> args...`.
+fn on_cluster(prefix: &str, args: &[&str]) -> Command {
+    let mut cmd = bare();
+    cmd.args([
+        "--cluster-nodes",
+        &cluster().seeds_csv(),
+        "--prefix",
+        prefix,
+    ]);
+    cmd.args(args);
+    cmd
+}
+
+fn cluster_stdout(prefix: &str, args: &[&str]) -> String {
+    let out = on_cluster(prefix, args)
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(
-        out.lines().filter(|l| l.starts_with('k')).count(),
-        30,
-        "{out}"
-    );
-    // Spread over every primary, all listed.
-    for i in 0..3 {
-        assert!(cluster.cli(i, ["DBSIZE"]).parse::<u64>().unwrap() > 0);
+    String::from_utf8(out).expect("utf-8 output")
+}
+
+/// The keys under `prefix` that primary `i` holds (`KEYS`, fine on a test server).
+fn keys_on_node(i: usize, prefix: &str) -> Vec<String> {
+    cluster()
+        .cli(i, ["KEYS", &format!("{prefix}*")])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_prefix(prefix).unwrap_or(l).to_owned())
+        .collect()
+}
+
+/// Runs `body` with a manager on the shared cluster under `prefix`.
+fn with_cluster_manager<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(cachette::CacheManager) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = cachette::CacheManager::builder()
+            .cluster_nodes(cluster().seeds())
+            .key_prefix(prefix)
+            .command_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        body(cache).await;
+    });
+}
+
+/// The CLI on a Redis Cluster (`--cluster-nodes`, and `REDIS_CLUSTER_NODES`): set, get, keys
+/// listing the keys of every primary, delete-pattern and clear on every primary.
+#[test]
+fn cluster_keys_delete_pattern_and_clear_cover_every_primary() {
+    let p = "t_ckeys:";
+    for i in 0..30 {
+        on_cluster(p, &["set", &format!("k{i}"), &i.to_string()])
+            .assert()
+            .success();
     }
-    run(&["info"])
+    on_cluster(p, &["get", "k7"])
         .assert()
         .success()
-        .stdout(contains("redis-cluster://"));
+        .stdout("7\n");
+    let listed: BTreeSet<String> = cluster_stdout(p, &["keys", "*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // Every primary holds some of them, and every key of every primary is listed.
+    let mut held = BTreeSet::new();
+    for i in 0..3 {
+        let keys = keys_on_node(i, p);
+        assert!(!keys.is_empty(), "node {i} holds none of {listed:?}");
+        held.extend(keys);
+    }
+    assert_eq!(held.len(), 30);
+    assert_eq!(listed, held);
+    assert_eq!(
+        cluster_stdout(p, &["keys", "k1*", "-n", "3"])
+            .lines()
+            .count(),
+        3
+    );
     let mut env = bare();
-    env.env("REDIS_CLUSTER_NODES", &seeds).args([
+    env.env("REDIS_CLUSTER_NODES", cluster().seeds_csv()).args([
         "--prefix",
-        "clu:",
+        p,
         "delete-pattern",
         "k1*",
         "--yes",
     ]);
-    env.assert().success();
-    let out = run(&["keys", "*"])
+    env.assert().success().stdout("11\n");
+    let left: BTreeSet<String> = cluster_stdout(p, &["keys", "*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(left.len(), 30 - 11);
+    assert!(left.iter().all(|k| !k.starts_with("k1")), "{left:?}");
+    on_cluster(p, &["clear"]).assert().code(4);
+    on_cluster(p, &["clear", "--yes"])
         .assert()
         .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 30 - 11);
-    run(&["clear", "--yes"]).assert().success();
-    let out = run(&["keys", "*"])
+        .stdout("19\n");
+    for i in 0..3 {
+        assert_eq!(keys_on_node(i, p), Vec::<String>::new(), "node {i}");
+    }
+    assert_eq!(cluster_stdout(p, &["keys", "*"]), "");
+}
+
+/// `info` on a cluster: keys, memory and reads summed over the primaries, and one line (one
+/// JSON object) per primary that adds up to them.
+#[test]
+fn cluster_info_sums_every_primary_and_lists_each_node() {
+    let p = "t_cinfo:";
+    for i in 0..30 {
+        on_cluster(p, &["set", &format!("k{i}"), "1"])
+            .assert()
+            .success();
+    }
+    // Reads on every primary (`GET` counts a hit on the node that holds the key).
+    for i in 0..30 {
+        on_cluster(p, &["get", &format!("k{i}")]).assert().success();
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&cluster_stdout(p, &["info", "--json"])).unwrap();
+    assert_eq!(doc["keys_under_prefix"], 30, "{doc}");
+    assert!(doc["server"]
+        .as_str()
+        .unwrap()
+        .starts_with("redis-cluster://"));
+    assert_eq!(doc["cluster"]["primaries"], 3, "{doc}");
+    let nodes = doc["cluster"]["nodes"].as_array().unwrap();
+    let names: BTreeSet<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
+    let seeds = cluster().seeds();
+    assert_eq!(names, seeds.iter().map(String::as_str).collect());
+    let sum = |field: &str| {
+        nodes
+            .iter()
+            .map(|n| n[field].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(doc["keys_in_db"].as_i64(), Some(sum("keys")));
+    assert_eq!(doc["used_memory"].as_i64(), Some(sum("used_memory")));
+    assert_eq!(doc["keyspace_hits"].as_i64(), Some(sum("keyspace_hits")));
+    assert_eq!(
+        doc["keyspace_misses"].as_i64(),
+        Some(sum("keyspace_misses"))
+    );
+    for n in nodes {
+        // Every node holds some of the 30 keys, and was read.
+        assert!(n["keys"].as_i64().unwrap() > 0, "{n}");
+        assert!(n["keyspace_hits"].as_i64().unwrap() > 0, "{n}");
+    }
+    let text = cluster_stdout(p, &["info"]);
+    assert!(text.contains("\"t_cinfo:\": 30 keys"), "{text}");
+    assert!(text.contains("cluster       3 primaries"), "{text}");
+    assert!(text.contains("(every primary, since start)"), "{text}");
+    for seed in &seeds {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(seed.as_str()) && l.contains(" keys")),
+            "no line for {seed}: {text}"
+        );
+    }
+    on_cluster(p, &["clear", "--yes"]).assert().success();
+}
+
+/// `stats` on a cluster reads the hash from the primary that serves its slot (here not the
+/// first seed, so a read from the first seed alone would get `MOVED`); `--reset` deletes it
+/// there.
+#[test]
+fn cluster_stats_reads_what_a_publisher_wrote() {
+    // A prefix whose statistics hash is not on the first seed.
+    let p = (0..)
+        .map(|i| format!("t_cstats{i}:"))
+        .find(|p| {
+            let key = cachette::publish::stats_key(p);
+            cluster().owner_of_slot(cachette::backend::cluster::slot(key.as_bytes())) != Some(0)
+        })
+        .unwrap();
+    let key = cachette::publish::stats_key(&p);
+    let owner = cluster()
+        .owner_of_slot(cachette::backend::cluster::slot(key.as_bytes()))
+        .unwrap();
+    on_cluster(&p, &["stats"])
         .assert()
         .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(String::from_utf8(out).unwrap().trim(), "");
+        .stderr(contains("no statistics"));
+    with_cluster_manager(&p, |cache| async move {
+        cache.set("a", &1, cachette::Ttl::Never).await.unwrap();
+        for _ in 0..3 {
+            let _: Option<u32> = cache.get("a").await.unwrap();
+        }
+        let _: Option<u32> = cache.get("missing").await.unwrap();
+        let publisher = cache
+            .stats_publisher()
+            .unwrap()
+            .functions(false)
+            .interval(Duration::from_secs(3600))
+            .start()
+            .unwrap();
+        assert_eq!(publisher.publish_now().await.unwrap(), 3);
+        let _: Option<u32> = cache.get("a").await.unwrap();
+        publisher.stop().await; // publishes the last hit
+    });
+    assert_eq!(cluster().cli(owner, ["HGET", &key, "manager|hits"]), "4");
+    on_cluster(&p, &["stats"])
+        .assert()
+        .success()
+        .stdout(contains("manager").and(contains("80.0%")));
+    let doc: serde_json::Value =
+        serde_json::from_str(&cluster_stdout(&p, &["stats", "--json"])).unwrap();
+    let f = &doc["functions"][0];
+    assert_eq!(f["name"], "manager");
+    assert_eq!(f["counters"]["hits"], 4);
+    assert_eq!(f["counters"]["misses"], 1);
+    assert_eq!(f["counters"]["writes"], 1);
+    assert!(doc["published_at_ms"].is_u64());
+    on_cluster(&p, &["stats", "--reset"])
+        .assert()
+        .success()
+        .stdout("OK\n");
+    assert_eq!(cluster().cli(owner, ["EXISTS", &key]), "0");
+    on_cluster(&p, &["stats", "--reset"])
+        .assert()
+        .success()
+        .stdout("OK (nothing was published)\n");
+    on_cluster(&p, &["clear", "--yes"]).assert().success();
+}
+
+/// `bench` and `ping` on a cluster: operations on every primary, no errors, nothing left.
+#[test]
+fn cluster_bench_runs_and_cleans_up() {
+    let p = "t_cbench:";
+    on_cluster(p, &["ping"])
+        .assert()
+        .success()
+        .stdout(contains("PONG from redis-cluster://"));
+    let out = cluster_stdout(
+        p,
+        &[
+            "bench",
+            "--duration",
+            "0.3",
+            "--concurrency",
+            "4",
+            "--keys",
+            "60",
+            "--json",
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["ops"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(doc["errors"], 0, "{doc}");
+    assert!(doc["hits"].as_u64().unwrap() > 0, "{doc}");
+    for q in ["p50_us", "p99_us"] {
+        assert!(doc["latency"][q].as_u64().unwrap() > 0, "{q}");
+    }
+    assert_eq!(cluster_stdout(p, &["keys"]), "", "bench keys left behind");
+    for i in 0..3 {
+        assert_eq!(keys_on_node(i, p), Vec::<String>::new(), "node {i}");
+    }
 }

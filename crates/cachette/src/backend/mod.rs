@@ -35,6 +35,39 @@ pub use self::redis::{RedisBackend, RedisOptions};
 /// How many keys one `SCAN` step asks for, and how many keys one `UNLINK` removes.
 pub const SCAN_BATCH: usize = 1000;
 
+/// The Redis a manager built from its configuration runs on, without the wrappers around it
+/// (circuit breaker, layers): for the few commands the [`Backend`] trait does not name, such as
+/// those on the statistics hash of `observe::publish`. A clone shares the manager's
+/// connections.
+#[derive(Debug, Clone)]
+pub(crate) enum DirectRedis {
+    /// A standalone server.
+    Standalone(RedisBackend),
+    /// A Redis Cluster.
+    Cluster(ClusterBackend),
+}
+
+impl DirectRedis {
+    /// Runs `cmd`, every key of which hashes to the slot of `key`: on the server, or on the
+    /// primary that serves that slot (following `MOVED`/`ASK`, refreshing the slot map after a
+    /// failover), bounded by the backend's timeouts.
+    ///
+    /// # Errors
+    /// As the backend's single-key operations: [`ErrorKind::Connection`](crate::ErrorKind::Connection),
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), or
+    /// [`ErrorKind::Backend`](crate::ErrorKind::Backend) for the server's error reply.
+    pub(crate) async fn query_on_key(
+        &self,
+        key: &str,
+        cmd: &::redis::Cmd,
+    ) -> Result<::redis::Value> {
+        match self {
+            DirectRedis::Standalone(redis) => redis.query(cmd).await,
+            DirectRedis::Cluster(cluster) => cluster.query_on_key(key, cmd, 0).await,
+        }
+    }
+}
+
 /// The remaining lifetime of a key, as `TTL`/`PTTL` report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyTtl {

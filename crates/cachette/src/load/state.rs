@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backend::breaker::CircuitBreaker;
-use crate::backend::{Backend, MemoryBackend, RedisBackend};
+use crate::backend::{Backend, DirectRedis, MemoryBackend, RedisBackend};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -42,9 +42,12 @@ pub(crate) struct State {
     pub(crate) leases: Leases,
     /// The breaker around the backend, when there is one.
     pub(crate) breaker: Option<Arc<CircuitBreaker>>,
-    /// The configuration, when the manager runs on the Redis server it names (for
-    /// [`CacheManager::stats_publisher`]).
+    /// The configuration, when the manager runs on the Redis server or cluster it names (for
+    /// [`CacheManager::stats_publisher`]); set together with `direct`.
     pub(crate) redis_config: Option<Config>,
+    /// That server or cluster without the wrappers around it, for the commands the backend
+    /// trait does not name (the statistics hash).
+    pub(crate) direct: Option<DirectRedis>,
     /// [`Config::max_value_bytes`], checked before every write.
     pub(crate) max_value_bytes: usize,
 }

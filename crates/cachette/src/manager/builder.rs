@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::CacheManager;
 use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
 use crate::backend::{
-    Backend, ClusterBackend, ClusterOptions, MemoryBackend, MemoryConfig, NullBackend, RedisBackend,
+    Backend, ClusterBackend, ClusterOptions, DirectRedis, MemoryBackend, MemoryConfig, NullBackend,
+    RedisBackend,
 };
 use crate::codec::Codec;
 use crate::config::{Config, RedisEndpoint};
@@ -260,6 +261,7 @@ impl CacheManagerBuilder {
         let mut leases = Leases::Local;
         let mut breaker = None;
         let mut redis_config = None;
+        let mut direct = None;
         let shared_backend = config.enabled
             && (self.backend.is_some() || config.uses_redis() || config.uses_cluster());
         let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
@@ -279,6 +281,8 @@ impl CacheManagerBuilder {
                 command_timeout: config.command_timeout,
             })?;
             let description = cluster.describe().to_owned();
+            redis_config = Some(config.clone());
+            direct = Some(DirectRedis::Cluster(cluster.clone()));
             // Lease wake-ups: classic pub/sub, which a cluster forwards to every node, through
             // one seed at a time; while none answers, waiters fall back to their re-checks.
             leases = Leases::redis(
@@ -306,6 +310,7 @@ impl CacheManagerBuilder {
                 config.command_timeout,
             )?;
             redis_config = Some(config.clone());
+            direct = Some(DirectRedis::Standalone(redis.clone()));
             leases = Leases::redis(
                 std::slice::from_ref(&endpoint),
                 &config.key_prefix,
@@ -370,6 +375,7 @@ impl CacheManagerBuilder {
                 leases,
                 breaker,
                 redis_config,
+                direct,
                 max_value_bytes: config.max_value_bytes,
             }),
         })

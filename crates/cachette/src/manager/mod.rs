@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::backend::breaker::CircuitBreaker;
 use crate::backend::info::ServerInfo;
-use crate::backend::{Backend, KeyTtl, MemoryBackend, MemoryConfig};
+use crate::backend::{Backend, DirectRedis, KeyTtl, MemoryBackend, MemoryConfig};
 use crate::codec::Codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -117,6 +117,7 @@ impl CacheManager {
                 leases: Leases::Local,
                 breaker: None,
                 redis_config: None,
+                direct: None,
                 max_value_bytes: config.max_value_bytes,
             }),
         }
@@ -169,10 +170,14 @@ impl CacheManager {
         stats
     }
 
-    /// The configuration, when the manager runs on the Redis server it names (for
-    /// [`CacheManager::stats_publisher`]).
-    pub(crate) fn redis_config(&self) -> Option<&Config> {
-        self.inner.redis_config.as_ref()
+    /// The configuration and the server or cluster it names, without the wrappers around it,
+    /// when the manager runs on Redis it was configured with (for
+    /// [`CacheManager::stats_publisher`] and the statistics hash).
+    pub(crate) fn direct_redis(&self) -> Option<(&Config, &DirectRedis)> {
+        Some((
+            self.inner.redis_config.as_ref()?,
+            self.inner.direct.as_ref()?,
+        ))
     }
 
     /// The circuit breaker around the backend, if the manager has one (Redis built from the

@@ -104,12 +104,39 @@ async fn cluster_keys_delete_pattern_and_clear_cover_every_primary() {
     assert_eq!(cache.clear().await.unwrap(), 500);
     assert!(cache.keys("*").await.unwrap().is_empty());
     assert_eq!(other.get::<u8>("kept").await.unwrap(), Some(1));
-    // INFO is summed over the primaries, with one line per node.
+    // INFO is summed over the primaries, with one line per node; reads on every primary
+    // first.
+    let spread: Vec<(String, u32)> = (0..30).map(|i| (format!("h{i}"), i)).collect();
+    let spread_keys: Vec<String> = spread.iter().map(|(k, _)| k.clone()).collect();
+    other.set_many(spread, Ttl::secs(60)).await.unwrap();
+    let got: Vec<Option<u32>> = other.get_many(&spread_keys).await.unwrap();
+    assert!(got.iter().all(Option::is_some));
     let info = other.info().await.unwrap();
     assert!(info.keys_in_db(0) >= 1);
     let section = &info.sections["cluster"];
     assert_eq!(section["primaries"].as_i64(), Some(3));
-    assert_eq!(section.len(), 1 + 2 * 3, "{section:?}");
+    assert_eq!(section.len(), 1 + 4 * 3, "{section:?}");
+    let per_node = |field: &str| -> Vec<i64> {
+        cluster
+            .seeds()
+            .iter()
+            .map(|addr| section[&format!("{addr}_{field}")].as_i64().unwrap())
+            .collect()
+    };
+    let hits = per_node("keyspace_hits");
+    assert!(hits.iter().all(|&h| h > 0), "{hits:?}");
+    let field = |name: &str| info.get(name).and_then(cachette::info::InfoValue::as_i64);
+    assert_eq!(field("keyspace_hits"), Some(hits.iter().sum()));
+    assert_eq!(
+        field("keyspace_misses"),
+        Some(per_node("keyspace_misses").iter().sum())
+    );
+    let keys = per_node("keys");
+    assert_eq!(info.keys_in_db(0), keys.iter().sum::<i64>() as u64);
+    assert_eq!(
+        info.used_memory(),
+        Some(per_node("used_memory").iter().sum::<i64>() as u64)
+    );
 }
 
 /// Moves the slot of a key from its owner to another primary while the manager reads and

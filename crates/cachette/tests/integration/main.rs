@@ -20,6 +20,8 @@
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
+//! - `cluster`: Redis Cluster batches, scans, redirections and a failover; `cluster_stats`:
+//!   the stats publisher on a cluster (slot owner, MOVED, failover, unreachable seeds).
 
 #[macro_use]
 mod support;
@@ -27,6 +29,7 @@ mod support;
 mod chaos;
 mod cluster;
 mod cluster_stampede;
+mod cluster_stats;
 mod coalesced_failures;
 mod conformance;
 mod glob_vs_redis;

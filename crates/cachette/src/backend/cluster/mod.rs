@@ -29,8 +29,11 @@
 //!   deduplicates and `UNLINK` counts only keys that existed, so no key is missed or counted
 //!   twice). [`Backend::scan`](crate::Backend::scan) has a single cursor: it encodes the primary (by the lowest slot
 //!   it serves, which a promoted replica keeps) in the top 16 bits and that node's own cursor
-//!   in the low 48. `info` sums keys and memory over the primaries and adds a `cluster`
-//!   section with one line per node.
+//!   in the low 48. `info` sums keys, memory, clients, hits and misses over the primaries
+//!   and adds a `cluster` section with one line per node.
+//! - **Commands the [`Backend`](crate::Backend) trait does not name** (the statistics hash of
+//!   `observe::publish`) go through the same routing, keyed by their one key
+//!   (`query_on_key`).
 //!
 //! # Bounds
 //!

@@ -14,6 +14,23 @@ use crate::backend::info::{InfoValue, KeyspaceStats, ServerInfo};
 use crate::backend::redis::{millis, set_cmd, DELETE_IF_EQUALS};
 use crate::backend::{Backend, KeyTtl, ScanPage};
 use crate::error::{Error, ErrorKind, Result};
+
+/// The `INFO` fields that [`Backend::info`] sums over the primaries, as `(section, field)`
+/// (memory ones with their `_human` form); listed again in its docs.
+const SUMMED: [(&str, &str); 11] = [
+    ("memory", "used_memory"),
+    ("memory", "used_memory_peak"),
+    ("memory", "maxmemory"),
+    ("clients", "connected_clients"),
+    ("clients", "blocked_clients"),
+    ("stats", "keyspace_hits"),
+    ("stats", "keyspace_misses"),
+    ("stats", "expired_keys"),
+    ("stats", "evicted_keys"),
+    ("stats", "total_commands_processed"),
+    ("stats", "instantaneous_ops_per_sec"),
+];
+
 pub(super) fn scan_cmd(cursor: u64, pattern: &str, count: usize) -> Cmd {
     let mut cmd = redis::cmd("SCAN");
     cmd.arg(cursor)
@@ -34,6 +51,16 @@ fn split_utf8(raw: Vec<Vec<u8>>) -> (Vec<String>, Vec<Vec<u8>>) {
         }
     }
     (keys, other)
+}
+
+impl ClusterBackend {
+    /// Runs `cmd`, every key of which hashes to the slot of `key`, on the primary that serves
+    /// that slot: the routing of every single-key operation (`MOVED` followed at once, `ASK`,
+    /// `TRYAGAIN`, the slot map refreshed after a failover), bounded by twice the command
+    /// timeout. For commands the [`Backend`] trait does not name (the statistics hash).
+    pub(crate) async fn query_on_key(&self, key: &str, cmd: &Cmd, payload: usize) -> Result<Value> {
+        self.route(key_slot(key), cmd, payload).await
+    }
 }
 
 #[async_trait]
@@ -179,8 +206,14 @@ impl Backend for ClusterBackend {
         })
     }
 
-    /// Sums keys and memory over the primaries; the `cluster` section has `primaries` and,
-    /// per node, `<host:port>_keys` and `<host:port>_used_memory`.
+    /// Sums over the primaries the keyspace and these fields: `used_memory`,
+    /// `used_memory_peak`, `maxmemory` (`0`, no limit, when a primary has none),
+    /// `connected_clients`, `blocked_clients`, `keyspace_hits`, `keyspace_misses`,
+    /// `expired_keys`, `evicted_keys`, `total_commands_processed` and
+    /// `instantaneous_ops_per_sec` (the memory ones with their `_human` form); every other
+    /// field is the first primary's. The `cluster` section has
+    /// `primaries` and, per node, `<host:port>_keys`, `<host:port>_used_memory`,
+    /// `<host:port>_keyspace_hits` and `<host:port>_keyspace_misses`.
     async fn info(&self) -> Result<ServerInfo> {
         let topology = self.topology().await?;
         let infos = join_all(topology.primaries.iter().map(|p| async move {
@@ -199,7 +232,8 @@ impl Backend for ClusterBackend {
         }))
         .await;
         let mut total = ServerInfo::default();
-        let mut memory: i64 = 0;
+        let mut sums = [0i64; SUMMED.len()];
+        let mut unlimited = false;
         let mut keyspace: BTreeMap<String, KeyspaceStats> = BTreeMap::new();
         let mut cluster: BTreeMap<String, InfoValue> = BTreeMap::new();
         let mut raw = String::new();
@@ -208,10 +242,15 @@ impl Backend for ClusterBackend {
             if i == 0 {
                 total.sections = info.sections.clone();
             }
-            let used = info
-                .used_memory()
-                .map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX));
-            memory = memory.saturating_add(used);
+            let int = |(section, field): (&str, &str)| {
+                info.field(section, field)
+                    .and_then(InfoValue::as_i64)
+                    .unwrap_or(0)
+            };
+            for (sum, field) in sums.iter_mut().zip(SUMMED) {
+                *sum = sum.saturating_add(int(field));
+            }
+            unlimited |= int(("memory", "maxmemory")) == 0;
             for (db, stats) in &info.keyspace {
                 let t = keyspace.entry(db.clone()).or_default();
                 t.keys += stats.keys;
@@ -220,21 +259,36 @@ impl Backend for ClusterBackend {
             }
             let keys = i64::try_from(info.keys_in_db(0)).unwrap_or(i64::MAX);
             cluster.insert(format!("{addr}_keys"), InfoValue::Int(keys));
-            cluster.insert(format!("{addr}_used_memory"), InfoValue::Int(used));
+            for field in ["used_memory", "keyspace_hits", "keyspace_misses"] {
+                let value = info.get(field).and_then(InfoValue::as_i64).unwrap_or(0);
+                cluster.insert(format!("{addr}_{field}"), InfoValue::Int(value));
+            }
             raw.push_str(&format!("# Node {addr}\r\n{}\r\n", info.raw));
         }
         cluster.insert(
             "primaries".to_owned(),
             InfoValue::Int(i64::try_from(topology.primaries.len()).unwrap_or(i64::MAX)),
         );
-        let mem = total.sections.entry("memory".to_owned()).or_default();
-        mem.insert("used_memory".to_owned(), InfoValue::Int(memory));
-        mem.insert(
-            "used_memory_human".to_owned(),
-            InfoValue::Text(crate::backend::info::human_bytes(
-                u64::try_from(memory).unwrap_or(0),
-            )),
-        );
+        for ((section, field), sum) in SUMMED.into_iter().zip(sums) {
+            let fields = total.sections.entry(section.to_owned()).or_default();
+            if field == "maxmemory" && unlimited {
+                fields.insert(field.to_owned(), InfoValue::Int(0));
+                fields.insert(
+                    "maxmemory_human".to_owned(),
+                    InfoValue::Text("0B".to_owned()),
+                );
+                continue;
+            }
+            fields.insert(field.to_owned(), InfoValue::Int(sum));
+            if section == "memory" {
+                fields.insert(
+                    format!("{field}_human"),
+                    InfoValue::Text(crate::backend::info::human_bytes(
+                        u64::try_from(sum).unwrap_or(0),
+                    )),
+                );
+            }
+        }
         let ks = total.sections.entry("keyspace".to_owned()).or_default();
         ks.clear();
         for (db, s) in &keyspace {

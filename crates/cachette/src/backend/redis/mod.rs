@@ -169,7 +169,7 @@ impl RedisBackend {
 
     /// Runs one command, bounded by the command timeout, retrying once on a new connection if
     /// the connection had broken.
-    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         self.query_sized(cmd, 0).await
     }
 

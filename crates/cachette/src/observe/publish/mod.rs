@@ -21,6 +21,23 @@
 //! Delivery is at least once: a batch whose reply times out is sent again with the next one,
 //! so a timeout can count a batch twice; a batch that fails is kept and added to the next.
 //!
+//! # On a Redis Cluster
+//!
+//! The hash lives on the primary that serves its slot. A batch is then one `EVAL` of a short
+//! script doing the same `HINCRBY`s and `HSET` on that one key (a `MULTI` cannot follow a
+//! redirection), routed by the cluster backend like any single-key command: `MOVED` and `ASK`
+//! followed, the slot map refreshed after a failover, bounded by twice the command timeout.
+//! [`CacheManager::stats_publisher`] reuses the manager's cluster backend (its slot map and
+//! node connections); [`Config::stats_publisher`] builds one of the publisher's own from the
+//! seeds. Read the hash back with [`CacheManager::published_stats`] (what `cachette stats`
+//! does).
+//!
+//! # Guarantees
+//!
+//! The publisher never makes a cache call wait or fail: it runs in its own task, every batch
+//! is bounded by the timeouts, and a failure is logged once (`warn`) and retried with the
+//! next batch.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -42,16 +59,20 @@
 //! # }
 //! ```
 
+mod read;
+mod sink;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+pub use self::read::{Published, PublishedFunction};
+use self::sink::{Sink, Target};
+use crate::backend::{ClusterBackend, DirectRedis};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manager::CacheManager;
@@ -108,12 +129,13 @@ pub fn counters_of(stats: &Stats, evicted: u64) -> [u64; COUNTERS.len()] {
 type Snapshot = Vec<(String, [u64; COUNTERS.len()])>;
 type Source = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
-/// Builds a [`StatsPublisher`]: from [`Config::stats_publisher`] (same server and prefix as
-/// the cache) or [`StatsPublisher::builder`] (an explicit URL).
+/// Builds a [`StatsPublisher`]: from [`CacheManager::stats_publisher`] or
+/// [`Config::stats_publisher`] (same server or cluster and prefix as the cache),
+/// [`StatsPublisher::builder`] (an explicit URL) or [`StatsPublisher::builder_for_cluster`].
 #[must_use]
 pub struct StatsPublisherBuilder {
-    /// The server, parsed where the URL entered; a parse error is returned by `start`.
-    endpoint: std::result::Result<crate::RedisEndpoint, Arc<Error>>,
+    /// Where the batches go (a URL parse error is returned by `start`).
+    target: Target,
     prefix: String,
     interval: Duration,
     connect_timeout: Duration,
@@ -125,13 +147,7 @@ pub struct StatsPublisherBuilder {
 impl fmt::Debug for StatsPublisherBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatsPublisherBuilder")
-            .field(
-                "url",
-                &match &self.endpoint {
-                    Ok(endpoint) => endpoint.to_string(),
-                    Err(_) => "<invalid URL>".to_owned(),
-                },
-            )
+            .field("target", &self.target.describe())
             .field("prefix", &self.prefix)
             .field("interval", &self.interval)
             .field("functions", &self.functions)
@@ -146,9 +162,13 @@ impl CacheManager {
     /// counters (as `manager`). Start it with `.start()`; `cachette stats` then shows the
     /// hit rates of every decorated function in every process that publishes.
     ///
+    /// On a Redis Cluster the publisher goes through this manager's cluster backend (its slot
+    /// map, redirections and node connections; see the [module docs](self)), outside its
+    /// circuit breaker; on a standalone server it opens one connection of its own.
+    ///
     /// # Errors
-    /// [`ErrorKind::Config`] when the manager does not run on a Redis server it was configured
-    /// with (memory backend, or a backend of your own: use
+    /// [`ErrorKind::Config`] when the manager does not run on a Redis server or cluster it was
+    /// configured with (memory backend, or a backend of your own: use
     /// [`StatsPublisher::builder`](crate::observe::publish::StatsPublisher::builder)).
     ///
     /// # Examples
@@ -162,24 +182,41 @@ impl CacheManager {
     /// # }
     /// ```
     pub fn stats_publisher(&self) -> Result<StatsPublisherBuilder> {
-        let config = self.redis_config().ok_or_else(|| {
+        let (config, direct) = self.direct_redis().ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,
                 "statistics are published to Redis, and this manager does not run on one",
             )
         })?;
-        Ok(config.stats_publisher()?.manager("manager", self))
+        let builder = match direct {
+            DirectRedis::Cluster(cluster) => StatsPublisher::builder_for_cluster(cluster.clone())
+                .prefix(config.key_prefix.clone())
+                .timeouts(config.connect_timeout, config.command_timeout),
+            DirectRedis::Standalone(_) => config.stats_publisher()?,
+        };
+        Ok(builder.manager("manager", self))
     }
 }
 
 impl Config {
-    /// A [`StatsPublisherBuilder`] for the Redis server and key prefix of this configuration,
-    /// with its timeouts.
+    /// A [`StatsPublisherBuilder`] for the Redis server (or Redis Cluster, when
+    /// [`cluster_nodes`](Config::cluster_nodes) names seeds) and key prefix of this
+    /// configuration, with its timeouts. On a cluster the publisher gets a cluster backend of
+    /// its own (its own node connections; [`CacheManager::stats_publisher`] shares the
+    /// manager's instead).
     ///
     /// # Errors
     /// [`ErrorKind::Config`] when the configuration names no Redis server (the memory backend
-    /// lives in one process: read [`crate::runtime::function_stats`] there instead).
+    /// lives in one process: read [`crate::runtime::function_stats`] there instead), or an
+    /// invalid cluster seed.
     pub fn stats_publisher(&self) -> Result<StatsPublisherBuilder> {
+        if self.uses_cluster() {
+            return Ok(StatsPublisher::builder_with(Target::ClusterSeeds(
+                self.cluster_endpoints()?,
+            ))
+            .prefix(self.key_prefix.clone())
+            .timeouts(self.connect_timeout, self.command_timeout));
+        }
         let endpoint = self.endpoint()?.ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,
@@ -205,7 +242,9 @@ impl StatsPublisherBuilder {
         self
     }
 
-    /// Connect and command timeouts (default 1 s and 500 ms).
+    /// Connect and command timeouts (default 1 s and 500 ms). A publisher on a cluster
+    /// backend given to [`StatsPublisher::builder_for_cluster`] (or the manager's) keeps that
+    /// backend's timeouts.
     pub fn timeouts(mut self, connect: Duration, command: Duration) -> Self {
         self.connect_timeout = connect;
         self.command_timeout = command;
@@ -244,7 +283,7 @@ impl StatsPublisherBuilder {
     /// or [`StatsPublisher::stop`]ped. Does not connect until the first batch.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] for an invalid URL, or outside a tokio runtime.
+    /// [`ErrorKind::Config`] for an invalid URL or cluster seed, or outside a tokio runtime.
     pub fn start(self) -> Result<StatsPublisher> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::new(
@@ -252,17 +291,15 @@ impl StatsPublisherBuilder {
                 "a StatsPublisher must be started inside a tokio runtime",
             )
         })?;
-        let client = self.endpoint.map_err(|e| e.without_source())?.client()?;
+        let sink = self
+            .target
+            .into_sink(self.connect_timeout, self.command_timeout)?;
         let mut sources = self.extra;
         if self.functions {
             sources.insert(0, Arc::new(function_snapshot));
         }
         let state = Arc::new(Mutex::new(State {
-            client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.connect_timeout))
-                .set_response_timeout(Some(self.command_timeout)),
-            connection: None,
+            sink,
             key: stats_key(&self.prefix),
             sources,
             published: HashMap::new(),
@@ -322,19 +359,24 @@ impl StatsPublisher {
     /// [`StatsPublisherBuilder::start`], without its text.
     pub fn builder(url: impl Into<String>) -> StatsPublisherBuilder {
         let endpoint = crate::RedisEndpoint::parse(&url.into()).map_err(Arc::new);
-        StatsPublisher::builder_with(endpoint)
+        StatsPublisher::builder_with(Target::Redis(endpoint))
     }
 
     /// A builder publishing to `endpoint`.
     pub fn builder_for(endpoint: crate::RedisEndpoint) -> StatsPublisherBuilder {
-        StatsPublisher::builder_with(Ok(endpoint))
+        StatsPublisher::builder_with(Target::Redis(Ok(endpoint)))
     }
 
-    fn builder_with(
-        endpoint: std::result::Result<crate::RedisEndpoint, Arc<Error>>,
-    ) -> StatsPublisherBuilder {
+    /// A builder publishing to the Redis Cluster of `cluster`, through it: each batch goes to
+    /// the primary serving the hash's slot, with the backend's redirections, node connections
+    /// and timeouts (see the [module docs](self)).
+    pub fn builder_for_cluster(cluster: ClusterBackend) -> StatsPublisherBuilder {
+        StatsPublisher::builder_with(Target::Cluster(cluster))
+    }
+
+    fn builder_with(target: Target) -> StatsPublisherBuilder {
         StatsPublisherBuilder {
-            endpoint,
+            target,
             prefix: crate::config::DEFAULT_PREFIX.to_owned(),
             interval: DEFAULT_INTERVAL,
             connect_timeout: Duration::from_millis(1000),
@@ -352,8 +394,9 @@ impl StatsPublisher {
     /// Publishes the counts since the last batch now; returns how many fields changed.
     ///
     /// # Errors
-    /// [`ErrorKind::Connection`] or [`ErrorKind::Timeout`] when Redis does not take the batch
-    /// (it is kept and sent with the next one).
+    /// [`ErrorKind::Connection`] or [`ErrorKind::Timeout`] when Redis does not take the batch,
+    /// [`ErrorKind::Backend`] when it refuses it (the hash holds another type); the batch is
+    /// kept and sent with the next one.
     pub async fn publish_now(&self) -> Result<usize> {
         self.state.lock().await.publish().await
     }
@@ -375,9 +418,7 @@ impl Drop for StatsPublisher {
 }
 
 struct State {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
-    connection: Option<MultiplexedConnection>,
+    sink: Sink,
     key: String,
     sources: Vec<Source>,
     /// What this process has published so far, per function.
@@ -427,24 +468,10 @@ impl State {
         if fields.is_empty() {
             return Ok(0);
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (field, delta) in &fields {
-            pipe.cmd("HINCRBY")
-                .arg(&self.key)
-                .arg(field)
-                .arg(*delta)
-                .ignore();
-        }
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        pipe.cmd("HSET")
-            .arg(&self.key)
-            .arg(PUBLISHED_AT_FIELD)
-            .arg(now_ms)
-            .ignore();
-        match self.send(&pipe).await {
+        match self.sink.send(&self.key, &fields, now_ms).await {
             Ok(()) => {
                 self.published.extend(totals);
                 if self.failing {
@@ -454,7 +481,7 @@ impl State {
                 Ok(fields.len())
             }
             Err(e) => {
-                self.connection = None;
+                self.sink.reset();
                 if !self.failing {
                     tracing::warn!(key = %self.key, error = %e, "cannot publish cachette statistics; will retry");
                     self.failing = true;
@@ -463,107 +490,6 @@ impl State {
             }
         }
     }
-
-    async fn send(&mut self, pipe: &redis::Pipeline) -> Result<()> {
-        let mut conn = match &self.connection {
-            Some(conn) => conn.clone(),
-            None => {
-                let conn = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&self.config)
-                    .await
-                    .map_err(|e| redis_error("connect", &e))?;
-                self.connection = Some(conn.clone());
-                conn
-            }
-        };
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| redis_error("HINCRBY pipeline", &e))
-    }
-}
-
-fn redis_error(what: &str, e: &redis::RedisError) -> Error {
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        ErrorKind::Connection
-    } else {
-        ErrorKind::Backend
-    };
-    let detail = e.detail().map_or_else(String::new, |d| format!(": {d}"));
-    Error::new(
-        kind,
-        format!("statistics publisher: {what}: {:?}{detail}", e.kind()),
-    )
-}
-
-/// One function's totals as read back from the hash.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PublishedFunction {
-    /// The function (`module::function`), or a name given to [`StatsPublisherBuilder::manager`].
-    pub name: String,
-    /// Counter name to total, for every counter present (see [`COUNTERS`]; counters of newer
-    /// versions are kept too).
-    pub counters: BTreeMap<String, u64>,
-}
-
-impl PublishedFunction {
-    /// A counter's total (`0` when absent).
-    pub fn get(&self, counter: &str) -> u64 {
-        self.counters.get(counter).copied().unwrap_or(0)
-    }
-
-    /// `hits / (hits + misses)`, `None` before any read.
-    pub fn hit_rate(&self) -> Option<f64> {
-        let (hits, misses) = (self.get("hits"), self.get("misses"));
-        (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
-    }
-}
-
-/// The content of the statistics hash, as `HGETALL` returns it, by function.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Published {
-    /// Per function, sorted by name.
-    pub functions: Vec<PublishedFunction>,
-    /// Unix time in milliseconds of the latest batch from any process.
-    pub published_at_ms: Option<u64>,
-}
-
-impl Published {
-    /// Groups `HGETALL` fields (`function|counter` to a number); ignores malformed fields.
-    pub fn parse<I, K, V>(fields: I) -> Published
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<str>,
-    {
-        let mut published = Published::default();
-        let mut by_name: BTreeMap<String, PublishedFunction> = BTreeMap::new();
-        for (field, value) in fields {
-            let (field, value) = (field.as_ref(), value.as_ref());
-            if field == PUBLISHED_AT_FIELD {
-                published.published_at_ms = value.parse().ok();
-                continue;
-            }
-            let (Some((name, counter)), Ok(n)) = (field.rsplit_once('|'), value.parse::<u64>())
-            else {
-                continue;
-            };
-            by_name
-                .entry(name.to_owned())
-                .or_insert_with(|| PublishedFunction {
-                    name: name.to_owned(),
-                    counters: BTreeMap::new(),
-                })
-                .counters
-                .insert(counter.to_owned(), n);
-        }
-        published.functions = by_name.into_values().collect();
-        published
-    }
 }
 
 #[cfg(test)]
@@ -571,10 +497,11 @@ mod tests {
     use super::*;
 
     fn state(source: Source) -> State {
+        let target = Target::Redis(Ok(crate::RedisEndpoint::tcp("127.0.0.1", 1)));
         State {
-            client: redis::Client::open("redis://127.0.0.1:1/").unwrap(),
-            config: AsyncConnectionConfig::new(),
-            connection: None,
+            sink: target
+                .into_sink(Duration::from_secs(1), Duration::from_secs(1))
+                .unwrap(),
             key: stats_key("t:"),
             sources: vec![source],
             published: HashMap::new(),
@@ -604,23 +531,5 @@ mod tests {
         // Reset below the published total: everything counts as new.
         *counts.lock() = vec![1, 0];
         assert_eq!(s.deltas().0, [("f|hits".to_owned(), 1)]);
-    }
-
-    #[test]
-    fn parse_groups_fields_by_function() {
-        let p = Published::parse([
-            ("a::f|hits", "3"),
-            ("a::f|misses", "1"),
-            ("b|errors", "2"),
-            (PUBLISHED_AT_FIELD, "1700000000000"),
-            ("garbage", "1"),
-            ("c|hits", "x"),
-        ]);
-        assert_eq!(p.published_at_ms, Some(1_700_000_000_000));
-        assert_eq!(p.functions.len(), 2);
-        assert_eq!(p.functions[0].name, "a::f");
-        assert_eq!(p.functions[0].hit_rate(), Some(0.75));
-        assert_eq!(p.functions[1].get("errors"), 2);
-        assert_eq!(p.functions[1].hit_rate(), None);
     }
 }
