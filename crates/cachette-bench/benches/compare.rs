@@ -1,4 +1,5 @@
-//! One run, one spawned redis-server, every contender side by side.
+//! One run, one spawned redis-server (and a local 3-primary Redis Cluster for the cluster
+//! rows), every contender side by side.
 //!
 //! `cargo bench -p cachette-bench` (or `scripts/bench`). `BENCH_SECS` and `BENCH_ROUNDS` tune
 //! the time per row; rows of a group alternate each round and the best round counts.
@@ -305,11 +306,17 @@ async fn bench() {
     let alternatives = cachette_bench::alternatives::section(&url, plan, &rows, value()).await;
     rows.extend(alternatives);
 
+    // ---- Redis Cluster (issue 11): a local 3-primary cluster beside the raw cluster client ----
+    let (cluster_rows, cluster) =
+        cachette_bench::cluster::section(&redis_cache, &url, plan, value()).await;
+    rows.extend(cluster_rows);
+
     let notes = serde_json::json!({
         "value_bytes": json.len(),
         "secs_per_row": plan.duration.as_secs_f64(),
         "rounds": plan.rounds,
         "redis_server": server.url(),
+        "cluster": cluster,
     });
     match write_json("summary.json", &rows, notes) {
         Ok(path) => println!("\nwrote {}", path.display()),

@@ -3,6 +3,7 @@
 //! print rows side by side (plus JSON).
 
 pub mod alternatives;
+pub mod cluster;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -129,7 +129,7 @@ async fn wrongtype_is_a_backend_error_that_keeps_the_connection_and_the_breaker_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn noperm_is_a_backend_error_that_keeps_the_connection_and_the_breaker_closed() {
+async fn noperm_is_a_permission_error_that_keeps_the_connection_and_the_breaker_closed() {
     let server = RedisServer::builder()
         .acl_user(
             "limited",
@@ -142,10 +142,15 @@ async fn noperm_is_a_backend_error_that_keeps_the_connection_and_the_breaker_clo
     let before = connections(&server);
     for _ in 0..FAILURES {
         let e = cache.ttl("healthy").await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
-        assert!(e.to_string().contains("permissions"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
+        assert!(e.to_string().contains("PTTL refused"), "{e}");
+        assert!(
+            e.is_backend_failure(),
+            "fail-open treats it as a cache failure"
+        );
         let e = cache.delete("healthy").await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+        assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
+        assert!(e.to_string().contains("UNLINK refused"), "{e}");
     }
     still_healthy(&cache, &server, before).await;
 }

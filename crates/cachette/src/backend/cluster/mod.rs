@@ -20,9 +20,10 @@
 //!   `delete_pattern`) group the keys by slot and the slots by primary, and send one pipeline
 //!   per primary (an `MGET`/`UNLINK` per slot, or a `SET` per key), every primary in parallel;
 //!   results come back in the caller's order and no command ever spans two slots, so
-//!   `CROSSSLOT` cannot happen. A slot whose command is redirected is resent alone (following
-//!   the redirection); the keys of a node whose connection failed are regrouped after one
-//!   topology refresh and sent once more.
+//!   `CROSSSLOT` cannot happen. A redirected slot is resent alone (only its redirected `SET`s),
+//!   key by key while it is being migrated (`ASK`, `TRYAGAIN`: a multi-key command there gets
+//!   `TRYAGAIN` while its keys are split or missing); the keys of a node whose connection
+//!   failed are regrouped after one topology refresh and sent once more.
 //! - **Whole-keyspace operations** visit every primary: `keys` and `delete_pattern` (so
 //!   `clear`) scan every primary to completion in parallel (a primary whose connection fails
 //!   mid-scan is scanned again, from its new owner after a refresh, up to three times; `keys`
@@ -543,9 +544,11 @@ impl ClusterBackend {
     }
 
     /// Runs per-slot command groups: `groups` maps a slot to its items; `build` gives the
-    /// commands of one group; `parse` turns their replies into `(item, result)` pairs. One
-    /// pipeline per primary, primaries in parallel; redirected groups resent alone; the
-    /// groups of a node whose connection failed regrouped once after a refresh.
+    /// commands of one group (one for the whole group, or one per item in the items' order);
+    /// `parse` turns their replies into `(item, result)` pairs. One pipeline per primary,
+    /// primaries in parallel; redirected groups resent alone (only their redirected commands,
+    /// item by item while the slot is being migrated); the groups of a node whose connection
+    /// failed regrouped once after a refresh.
     async fn per_slot<R, B, P>(
         &self,
         groups: BTreeMap<u16, Vec<usize>>,
@@ -602,11 +605,12 @@ impl ClusterBackend {
                     (groups, Some(result))
                 }
             });
-            let mut redirected: Vec<(u16, Vec<usize>)> = Vec::new();
+            // To resend: the slot, its items, whether the slot is being migrated.
+            let mut redirected: Vec<(u16, Vec<usize>, bool)> = Vec::new();
             for (groups, result) in join_all(runs).await {
                 let replies = match result {
                     None => {
-                        redirected.extend(groups);
+                        redirected.extend(groups.into_iter().map(|(s, items)| (s, items, false)));
                         continue;
                     }
                     Some(Err(e)) if e.kind() == ErrorKind::Connection && round == 0 => {
@@ -626,33 +630,54 @@ impl ClusterBackend {
                             "a Redis Cluster pipeline returned too few replies",
                         ));
                     }
-                    let mut moved = false;
-                    for v in &mine {
+                    let mut again = vec![false; n];
+                    let mut migrating = false;
+                    for (j, v) in mine.iter().enumerate() {
                         if let Value::ServerError(e) = v {
                             let e: redis::RedisError = e.clone().into();
                             match sort_reply(&e) {
                                 Reply::Fail => return Err(Error::from(e)),
-                                _ => moved = true,
+                                reply => {
+                                    again[j] = true;
+                                    migrating |= matches!(reply, Reply::Ask(_) | Reply::TryAgain);
+                                }
                             }
                         }
                     }
-                    if moved {
-                        redirected.push((slot, items));
-                    } else {
+                    if !again.contains(&true) {
                         out.extend(parse(&items, mine)?);
+                    } else if n > 1 && n == items.len() {
+                        // One command per item (`SET`): keep what ran, resend only the rest
+                        // (a `SET` sent twice could undo a later write of another client).
+                        let (rest, ran): (Vec<_>, Vec<_>) =
+                            items.iter().zip(mine).zip(again).partition(|(_, a)| *a);
+                        let (ran, replies): (Vec<usize>, Vec<Value>) =
+                            ran.into_iter().map(|((&i, v), _)| (i, v)).unzip();
+                        out.extend(parse(&ran, replies)?);
+                        let rest = rest.into_iter().map(|((&i, _), _)| i).collect();
+                        redirected.push((slot, rest, migrating));
+                    } else {
+                        redirected.push((slot, items, migrating));
                     }
                 }
             }
-            // Redirected slots, one routed command at a time per slot, slots in parallel.
-            let resends = redirected.into_iter().map(|(slot, items)| {
+            // Redirected slots, one routed command at a time per slot, slots in parallel. A
+            // slot being migrated (`ASK`, `TRYAGAIN`) answers a multi-key command with
+            // `TRYAGAIN` as long as its keys are split between the two nodes or some do not
+            // exist, so there every item goes alone, in the caller's order.
+            let resends = redirected.into_iter().map(|(slot, items, migrating)| {
                 let build = &build;
                 let parse = &parse;
                 async move {
-                    let mut replies = Vec::new();
-                    for cmd in build(&items) {
-                        replies.push(self.route_unbounded(slot, &cmd, payload).await?);
+                    let mut found = Vec::new();
+                    for part in items.chunks(if migrating { 1 } else { items.len().max(1) }) {
+                        let mut replies = Vec::new();
+                        for cmd in build(part) {
+                            replies.push(self.route_unbounded(slot, &cmd, payload).await?);
+                        }
+                        found.extend(parse(part, replies)?);
                     }
-                    parse(&items, replies)
+                    Ok::<_, Error>(found)
                 }
             });
             for r in join_all(resends).await {
