@@ -7,8 +7,8 @@
 //! | feature | rules (besides `~{prefix}*` and `&{prefix}*`) |
 //! |---|---|
 //! | [`Feature::Caching`]: `get`, `set`, `delete`, `exists`, `expire`, `ttl`, batches, `keys`, `delete_pattern`, `clear`, `info`, `ping`, `#[cached]` | `+get +set +mget +unlink +exists +pexpire +persist +pttl +scan +info +ping` |
-//! | [`Feature::Lease`]: `lock = true` (cross-process coalescing and its wake-ups), `delete_if_equals` | `+eval +publish +subscribe` |
-//! | [`Feature::StatsPublisher`]: [`StatsPublisher`](crate::StatsPublisher) and `cachette stats` | `+eval +hgetall +del` |
+//! | [`Feature::Lease`]: `lock = true` (cross-process coalescing and its wake-ups), `delete_if_equals` | `+eval +del +publish +subscribe` (the release script runs `GET` and `DEL`) |
+//! | [`Feature::StatsPublisher`]: [`StatsPublisher`](crate::StatsPublisher) and `cachette stats` | `+eval +hincrby +hset +hgetall +del` (a batch is one script of `HINCRBY`s and an `HSET`) |
 //! | [`Feature::Cluster`]: Redis Cluster (slot map, redirections) | `+cluster\|slots +asking` |
 //! | [`Feature::Database`]: a database other than 0 | `+select` |
 //!
@@ -26,7 +26,7 @@
 //! assert_eq!(
 //!     line,
 //!     "resetkeys ~cache:* resetchannels &cache:* -@all +get +set +mget +unlink +exists \
-//!      +pexpire +persist +pttl +scan +info +ping +eval +publish +subscribe"
+//!      +pexpire +persist +pttl +scan +info +ping +eval +del +publish +subscribe"
 //! );
 //! // ACL SETUSER cachette on >password resetkeys ~cache:* ...
 //! ```
@@ -56,8 +56,9 @@ impl Feature {
                 "+get", "+set", "+mget", "+unlink", "+exists", "+pexpire", "+persist", "+pttl",
                 "+scan", "+info", "+ping",
             ],
-            Feature::Lease => &["+eval", "+publish", "+subscribe"],
-            Feature::StatsPublisher => &["+eval", "+hgetall", "+del"],
+            // The release script runs `GET` and `DEL`: a script's commands are checked too.
+            Feature::Lease => &["+eval", "+del", "+publish", "+subscribe"],
+            Feature::StatsPublisher => &["+eval", "+hincrby", "+hset", "+hgetall", "+del"],
             Feature::Cluster => &["+cluster|slots", "+asking"],
             Feature::Database => &["+select"],
         }

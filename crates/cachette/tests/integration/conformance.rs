@@ -529,7 +529,8 @@ pub(crate) async fn clear_removes_only_own_prefix(fx: &Fixture) {
     let unprefixed = fx.manager("");
     seed(&own, &["a", "b", "c"]).await;
     seed(&sibling, &["a"]).await;
-    let foreign = format!("foreign-{}", base);
+    // Outside `base` (but under the process prefix, which the ACL fixture's user may touch).
+    let foreign = format!("{}-foreign", base.trim_end_matches(':'));
     unprefixed.set(&foreign, &1, Ttl::Default).await.unwrap();
     assert_eq!(own.clear().await.unwrap(), 3);
     assert!(own.keys("*").await.unwrap().is_empty());
@@ -740,6 +741,7 @@ conformance! {
     memory => crate::support::Fixture::memory(),
     redis => crate::support::Fixture::redis(),
     cluster => crate::support::Fixture::cluster(),
+    redis_acl => crate::support::Fixture::acl(),
 }
 
 // Redis behind the metered backend (`CacheManagerBuilder::metrics(true)`).

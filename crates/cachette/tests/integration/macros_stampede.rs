@@ -476,7 +476,8 @@ per_backend!(
     jitter_keeps_ttls_within_bounds,
 );
 
-on_cluster!(
+on_backend!(
+    cluster => crate::support::Fixture::cluster();
     lock_runs_the_body_once_across_managers,
     lock_wait_bounds_the_wait_for_another_process,
     stale_ttl_serves_the_stale_value_when_the_body_fails,

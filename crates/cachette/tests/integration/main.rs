@@ -11,6 +11,8 @@
 //!   `macros_failures`: `fallback_on_error` against a dead server; `macros_stampede`: the
 //!   stampede options of `#[cached]` (`lock`, `stale_ttl`, `soft_timeout`, `hard_timeout`,
 //!   `early_refresh`, `jitter`, `coalesce`).
+//! - `acl`: a least-privilege ACL user (the documented rules suffice and are all needed),
+//!   `NOPERM` and wrong-password errors.
 //! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
 //! - `stampede`: coalescing, leases across managers and processes, early refresh, stale
 //!   copies, jitter.
@@ -26,6 +28,7 @@
 #[macro_use]
 mod support;
 
+mod acl;
 mod chaos;
 mod cluster;
 mod cluster_stampede;

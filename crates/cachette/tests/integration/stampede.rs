@@ -761,8 +761,19 @@ per_backend!(
     ttl_jitter_spreads_expiries,
 );
 
+// The lease as a least-privilege ACL user (`cachette::acl::rules` with `Feature::Lease`):
+// wake-ups must arrive through its channel, within the time the scenario allows.
+on_backend!(
+    redis_acl => crate::support::Fixture::acl();
+    four_managers_two_hundred_callers_one_load,
+    lease_wait_is_bounded,
+    early_refresh_starts_before_expiry_and_never_overlaps,
+    stale_copy_is_served_when_the_loader_fails,
+);
+
 // Cross-process coalescing, early refresh and stale copies on the shared cluster.
-on_cluster!(
+on_backend!(
+    cluster => crate::support::Fixture::cluster();
     four_managers_two_hundred_callers_one_load,
     lease_wait_is_bounded,
     early_refresh_starts_before_expiry_and_never_overlaps,

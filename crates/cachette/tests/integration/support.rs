@@ -13,8 +13,8 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// A unique prefix per call, so tests sharing a server never see each other's keys.
 pub(crate) fn unique_prefix(tag: &str) -> String {
     format!(
-        "t{}:{}:{tag}:",
-        std::process::id(),
+        "{}{}:{tag}:",
+        process_prefix(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
@@ -28,7 +28,18 @@ pub(crate) enum Fixture {
     Metered(Box<RedisServer>),
     /// The 3-primary Redis Cluster shared by every test of this binary (isolated by prefix).
     Cluster(&'static RedisCluster),
+    /// Redis as the ACL user `cachette`, restricted to exactly `cachette::acl::rules` for
+    /// caching and the lease, on the key prefix every test prefix of this process starts with.
+    Acl(Box<RedisServer>),
 }
+
+/// The prefix every [`unique_prefix`] of this process starts with.
+pub(crate) fn process_prefix() -> String {
+    format!("t{}:", std::process::id())
+}
+
+/// The password of the `cachette` user of [`Fixture::acl`].
+pub(crate) const ACL_PASSWORD: &str = "acl-pw";
 
 /// The 3-primary cluster shared by the tests of this process: the one `scripts/test` started
 /// for the whole run (`CACHETTE_TEST_CLUSTER`), else one started on first use (killed when
@@ -56,6 +67,19 @@ impl Fixture {
         Fixture::Redis(Box::new(RedisServer::new()))
     }
 
+    /// A server whose user `cachette` has exactly the rules cachette documents for plain
+    /// caching and the lease (the default user keeps every right, for `redis-cli`).
+    pub(crate) fn acl() -> Fixture {
+        use cachette::acl::{rules, Feature};
+        let mut user = vec!["on".to_owned(), format!(">{ACL_PASSWORD}")];
+        user.extend(rules(&process_prefix(), &[Feature::Lease]));
+        let server = RedisServer::builder()
+            .acl_user("cachette", user)
+            .spawn()
+            .expect("redis-server with an ACL user");
+        Fixture::Acl(Box::new(server))
+    }
+
     #[cfg(feature = "metrics")]
     pub(crate) fn metered() -> Fixture {
         Fixture::Metered(Box::new(RedisServer::new()))
@@ -63,7 +87,7 @@ impl Fixture {
 
     pub(crate) fn is_redis(&self) -> bool {
         match self {
-            Fixture::Redis(_) | Fixture::Cluster(_) => true,
+            Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
             Fixture::Memory(_) => false,
@@ -86,6 +110,7 @@ impl Fixture {
             Fixture::Memory(b) => builder.backend(b.clone() as Arc<dyn Backend>),
             Fixture::Redis(server) => builder.url(server.url()),
             Fixture::Cluster(cluster) => builder.cluster_nodes(cluster.seeds()),
+            Fixture::Acl(server) => builder.url(server.url_for_user("cachette", ACL_PASSWORD)),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
         };
@@ -141,15 +166,15 @@ macro_rules! per_backend {
     };
 }
 
-/// Instantiates each named scenario `async fn name(fx: &Fixture)` of the calling module on the
-/// shared 3-primary cluster too, as `cluster::name` tests.
-macro_rules! on_cluster {
-    ($($name:ident),* $(,)?) => {
-        mod cluster {
+/// Instantiates each named scenario `async fn name(fx: &Fixture)` of the calling module on one
+/// more fixture, as `module::name` tests: `on_backend!(cluster => Fixture::cluster(); a, b)`.
+macro_rules! on_backend {
+    ($module:ident => $fixture:expr; $($name:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(&crate::support::Fixture::cluster()).await;
+                    super::$name(&$fixture).await;
                 }
             )*
         }

@@ -401,6 +401,14 @@ pub(crate) fn name_refused_command(e: Error, cmd: &Cmd) -> Error {
     e.prefixed(&format!("{name} refused: "))
 }
 
+/// Whether the server's ACL refused the command: `NOPERM`, or a command inside a script
+/// (`ERR The user executing the script can't run this command ...`).
+fn refused_by_acl(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOPERM")
+        || e.detail()
+            .is_some_and(|d| d.starts_with("The user executing the script can't run"))
+}
+
 /// Sorts a [`redis::RedisError`] (see [`Failure`]). Exhaustive over the `redis` crate's
 /// error kinds that exist today; a kind added later is treated as a server answer (never a
 /// broken connection), so it can never take a healthy connection down or trip the breaker.
@@ -433,7 +441,7 @@ impl Failure {
         match self {
             Failure::Broken => ErrorKind::Connection,
             Failure::TimedOut => ErrorKind::Timeout,
-            Failure::Refused if e.code() == Some("NOPERM") => ErrorKind::Permission,
+            Failure::Refused if refused_by_acl(e) => ErrorKind::Permission,
             Failure::Refused | Failure::BadReply => ErrorKind::Backend,
             Failure::Auth => ErrorKind::Auth,
             Failure::Client if e.kind() == redis::ErrorKind::InvalidClientConfig => {
