@@ -190,3 +190,39 @@ async fn a_wrong_password_is_an_auth_error_never_retried_in_a_loop() {
     let made = connections(&server) - before - 1;
     assert!(made <= 3, "{made} connection attempts for 20 calls");
 }
+
+/// The stats publisher and reading its hash back, as a user with the `StatsPublisher` rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_publisher_runs_as_a_user_with_its_rules() {
+    let prefix = unique_prefix("acl-stats");
+    let server = server_with_rules(rules(&prefix, &[Feature::StatsPublisher]));
+    let cache = manager(server.url_for_user("cachette", ACL_PASSWORD), &prefix, 5);
+    cache.set("k", &1u8, Ttl::secs(60)).await.unwrap();
+    assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+    let publisher = cache
+        .stats_publisher()
+        .unwrap()
+        .functions(false)
+        .interval(Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    assert!(publisher.publish_now().await.unwrap() > 0);
+    let published = cache.published_stats().await.unwrap();
+    assert!(published.published_at_ms.is_some());
+    cache.reset_published_stats().await.unwrap();
+
+    // Without them, publishing is refused with a Permission error naming the script.
+    let prefix = unique_prefix("acl-nostats");
+    let server = server_with_rules(rules(&prefix, &[]));
+    let cache = manager(server.url_for_user("cachette", ACL_PASSWORD), &prefix, 5);
+    cache.set("k", &1u8, Ttl::secs(60)).await.unwrap();
+    let publisher = cache
+        .stats_publisher()
+        .unwrap()
+        .functions(false)
+        .interval(Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    let e = publisher.publish_now().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
+}

@@ -13,9 +13,9 @@ use crate::backend::{ClusterBackend, ClusterOptions};
 use crate::config::RedisEndpoint;
 use crate::error::{Error, ErrorKind, Result};
 
-/// One batch on a cluster, atomically and in one command routed by the hash's key:
+/// One batch, atomically and in one command (on a cluster, routed by the hash's key):
 /// `ARGV[1]`/`ARGV[2]` are the time field and its value, then `field, delta` pairs.
-const CLUSTER_BATCH: &str = "for i = 3, #ARGV, 2 do \
+const BATCH: &str = "for i = 3, #ARGV, 2 do \
      redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) \
      end \
      redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) \
@@ -120,16 +120,6 @@ impl Sink {
                     config,
                     connection,
                 } = &mut **own;
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for (field, delta) in fields {
-                    pipe.cmd("HINCRBY").arg(key).arg(field).arg(*delta).ignore();
-                }
-                pipe.cmd("HSET")
-                    .arg(key)
-                    .arg(PUBLISHED_AT_FIELD)
-                    .arg(now_ms)
-                    .ignore();
                 let mut conn = match connection {
                     Some(conn) => conn.clone(),
                     None => {
@@ -141,22 +131,18 @@ impl Sink {
                         conn
                     }
                 };
-                pipe.query_async::<()>(&mut conn)
+                // One script, as on a cluster: atomic, one command for the ACL (`+eval` and
+                // the commands it runs), and no `MULTI` (whose refusal the `redis` crate
+                // 1.8 miscounts).
+                batch_script(key, fields, now_ms)
+                    .query_async::<()>(&mut conn)
                     .await
-                    .map_err(|e| redis_error("HINCRBY pipeline", &e))
+                    .map_err(Error::from)
             }
-            Sink::Cluster(cluster) => {
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(CLUSTER_BATCH)
-                    .arg(1)
-                    .arg(key)
-                    .arg(PUBLISHED_AT_FIELD)
-                    .arg(now_ms);
-                for (field, delta) in fields {
-                    cmd.arg(field).arg(*delta);
-                }
-                cluster.query_on_key(key, &cmd, 0).await.map(drop)
-            }
+            Sink::Cluster(cluster) => cluster
+                .query_on_key(key, &batch_script(key, fields, now_ms), 0)
+                .await
+                .map(drop),
         }
     }
 
@@ -167,6 +153,20 @@ impl Sink {
             own.connection = None;
         }
     }
+}
+
+/// The `EVAL` of [`BATCH`] for one batch.
+fn batch_script(key: &str, fields: &[(String, u64)], now_ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(BATCH)
+        .arg(1)
+        .arg(key)
+        .arg(PUBLISHED_AT_FIELD)
+        .arg(now_ms);
+    for (field, delta) in fields {
+        cmd.arg(field).arg(*delta);
+    }
+    cmd
 }
 
 fn redis_error(what: &str, e: &redis::RedisError) -> Error {
