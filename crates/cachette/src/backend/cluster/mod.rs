@@ -46,12 +46,7 @@
 //! that could not be followed, `CLUSTERDOWN`, `WRONGTYPE`, ...) are [`ErrorKind::Backend`] and
 //! never count.
 //!
-//! # Keys beside a value
-//!
-//! The lease `{key}#lock{T}` and the metadata `{key}#meta{T}` of the read-through layer carry
-//! a slot tag `T` chosen so that they hash to the value's own slot
-//! ([`crate::key::companion_key`]): a value and its companions share a node, move together in
-//! a migration, and are read in one pipeline (`get_many([key, meta])` is one slot).
+//! A value's lease and metadata hash to its own slot ([`crate::key::companion_key`]).
 
 mod ops;
 mod topology;
