@@ -157,8 +157,25 @@ pub fn slot_tag(slot: u16) -> &'static str {
     TAGS.get(usize::from(slot) % SLOTS).map_or("", |t| &**t)
 }
 
-/// The companion key `full + suffix + "{T}"` of the full key `full`, in `full`'s hash slot
-/// (see the [module documentation](self)).
+/// The companion key `full + suffix + "{T}"` of the full key `full`, in `full`'s hash slot:
+/// the lease (`#lock`) and the metadata (`#meta`) that the read-through layer keeps beside a
+/// value, so that on Redis Cluster they sit on the value's node (one pipeline, one failover,
+/// moved together in a migration). For a full key `K` it is `K + suffix + "{" + T + "}"`
+/// (e.g. `cache:user:1#lock{4Cy}`), where `T` is a short alphanumeric *slot tag*:
+///
+/// - if `K` has a hash tag of its own (`cache:{user:1}:profile`), Redis hashes that tag and
+///   ignores ours; `T` is still appended, so every companion has the same shape;
+/// - if `K` has no `{`, Redis hashes `T`, and `T` is [`slot_tag`]`(slot(K))`: the first string
+///   in shortlex order over `0-9A-Za-z` (ASCII order) whose slot is `K`'s;
+/// - if `K` has a `{` but no hash tag (`a{b`, `{}a`), the tag `T` is the first string in that
+///   same order that makes the whole companion hash to `K`'s slot (a search of about 16 384
+///   candidates, only ever for such keys).
+///
+/// The rule is the same on every backend, so a process on the memory backend, on a standalone
+/// server and on a cluster would all name the companions alike, and any client (another
+/// language included) can compute them from this description. Since `T` has no glob
+/// characters, the companions of every key matching a glob `P` are matched by
+/// `P + suffix + "{*}"`.
 ///
 /// # Examples
 ///
