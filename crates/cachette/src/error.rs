@@ -33,6 +33,12 @@ pub enum ErrorKind {
     CircuitOpen,
     /// The user's loader failed, panicked or was cancelled while other callers waited on it.
     Loader,
+    /// The TLS handshake with the server failed: its certificate is not signed by a trusted
+    /// CA, is for another host name or has expired, or the server refused the client
+    /// certificate (or its absence). The message says which check failed. Counted by the
+    /// circuit breaker like a connection error, but never retried at once: a certificate
+    /// does not fix itself between two attempts.
+    Tls,
 }
 
 impl fmt::Display for ErrorKind {
@@ -48,6 +54,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Disabled => "cache disabled",
             ErrorKind::CircuitOpen => "circuit open",
             ErrorKind::Loader => "loader error",
+            ErrorKind::Tls => "TLS error",
         })
     }
 }
@@ -120,6 +127,11 @@ impl Error {
         self.kind == ErrorKind::Config
     }
 
+    /// The TLS handshake failed (see [`ErrorKind::Tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.kind == ErrorKind::Tls
+    }
+
     /// A failure of the cache itself (backend unreachable, slow, failing or circuit open), as
     /// opposed to bad data or bad input. Fail-open logic treats these as "run uncached".
     pub fn is_backend_failure(&self) -> bool {
@@ -129,6 +141,7 @@ impl Error {
                 | ErrorKind::Timeout
                 | ErrorKind::Backend
                 | ErrorKind::CircuitOpen
+                | ErrorKind::Tls
         )
     }
 
@@ -236,7 +249,9 @@ impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         let kind = match e.kind() {
             ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
-            ErrorKind::Connection | ErrorKind::CircuitOpen => std::io::ErrorKind::NotConnected,
+            ErrorKind::Connection | ErrorKind::CircuitOpen | ErrorKind::Tls => {
+                std::io::ErrorKind::NotConnected
+            }
             ErrorKind::Decode | ErrorKind::Encode => std::io::ErrorKind::InvalidData,
             ErrorKind::InvalidInput | ErrorKind::Config => std::io::ErrorKind::InvalidInput,
             _ => std::io::ErrorKind::Other,

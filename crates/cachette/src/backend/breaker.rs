@@ -288,9 +288,13 @@ impl CircuitBreaker {
     }
 }
 
-/// Only failures that say the backend is unhealthy trip the breaker.
+/// Only failures that say the backend is unhealthy trip the breaker (a failed TLS handshake
+/// is one: no connection can be made).
 fn counts(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout)
+    matches!(
+        e.kind(),
+        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Tls
+    )
 }
 
 struct Probe<'a> {

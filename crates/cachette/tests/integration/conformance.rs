@@ -742,6 +742,12 @@ conformance! {
     cluster => crate::support::Fixture::cluster(),
 }
 
+// Redis over TLS (`rediss://`, certificates made for the test server).
+#[cfg(feature = "tls")]
+conformance! {
+    redis_tls => crate::support::Fixture::tls(),
+}
+
 // Redis behind the metered backend (`CacheManagerBuilder::metrics(true)`).
 #[cfg(feature = "metrics")]
 conformance! {

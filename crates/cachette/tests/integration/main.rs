@@ -20,6 +20,9 @@
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
+//! - `tls` (feature `tls`): `rediss://` against a TLS `redis-server` (good and bad
+//!   certificates, mutual TLS, the stall watchdog, file errors); the conformance suite also
+//!   runs over TLS (`conformance::redis_tls`).
 
 #[macro_use]
 mod support;
@@ -42,4 +45,6 @@ mod redis_failure;
 mod secrets;
 mod stampede;
 mod supersede;
+#[cfg(feature = "tls")]
+mod tls;
 mod warm;

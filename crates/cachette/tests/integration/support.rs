@@ -26,6 +26,9 @@ pub(crate) enum Fixture {
     /// Redis through the `metrics` feature's metered backend.
     #[cfg(feature = "metrics")]
     Metered(Box<RedisServer>),
+    /// Redis over TLS (`rediss://`, the server's own CA trusted).
+    #[cfg(feature = "tls")]
+    Tls(Box<RedisServer>),
     /// The 3-primary Redis Cluster shared by every test of this binary (isolated by prefix).
     Cluster(&'static RedisCluster),
 }
@@ -56,6 +59,16 @@ impl Fixture {
         Fixture::Redis(Box::new(RedisServer::new()))
     }
 
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls() -> Fixture {
+        Fixture::Tls(Box::new(
+            RedisServer::builder()
+                .tls()
+                .spawn()
+                .expect("redis-server with TLS"),
+        ))
+    }
+
     #[cfg(feature = "metrics")]
     pub(crate) fn metered() -> Fixture {
         Fixture::Metered(Box::new(RedisServer::new()))
@@ -66,6 +79,8 @@ impl Fixture {
             Fixture::Redis(_) | Fixture::Cluster(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
+            #[cfg(feature = "tls")]
+            Fixture::Tls(_) => true,
             Fixture::Memory(_) => false,
         }
     }
@@ -88,6 +103,11 @@ impl Fixture {
             Fixture::Cluster(cluster) => builder.cluster_nodes(cluster.seeds()),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
+            #[cfg(feature = "tls")]
+            Fixture::Tls(server) => {
+                let files = server.tls_files().expect("a TLS server");
+                builder.url(server.url()).tls_ca_file(&files.ca_file)
+            }
         };
         builder.build().expect("build manager")
     }

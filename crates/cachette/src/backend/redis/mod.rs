@@ -13,6 +13,7 @@
 
 mod connection;
 pub(crate) mod endpoint;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -118,6 +119,8 @@ impl RedisBackend {
             command_timeout,
         };
         let client = endpoint.client()?;
+        // Built once: the TLS files are read (and checked) here, not on every connect.
+        let tls = endpoint.tls_connector()?;
         let db = endpoint.db();
         // Our own deadline bounds each operation (including a pending reconnect), so the
         // driver's per-response timer would only double the cost.
@@ -128,6 +131,7 @@ impl RedisBackend {
             .map(|_| {
                 Reconnecting::new(
                     client.clone(),
+                    tls.clone(),
                     config.clone(),
                     options.connect_timeout,
                     options.command_timeout,
@@ -258,7 +262,7 @@ impl RedisBackend {
                     }
                     Box::pin(self.retry(what, link, live, payload, e, send)).await
                 }
-                Failure::TimedOut => {
+                Failure::TimedOut | Failure::Tls => {
                     link.discard(live.generation);
                     Err(Error::from(e))
                 }
@@ -295,7 +299,7 @@ impl RedisBackend {
         let attempt = live.timed(left, send(live.conn.clone())).await;
         match attempt {
             // A connection that breaks right after it was made is not retried.
-            Attempt::Done(Err(e)) if classify(&e) == Failure::Broken => {
+            Attempt::Done(Err(e)) if matches!(classify(&e), Failure::Broken | Failure::Tls) => {
                 link.discard(live.generation);
                 Err(refused_upload(payload, &e).unwrap_or_else(|| Error::from(e)))
             }
@@ -364,6 +368,10 @@ pub(crate) enum Failure {
     Broken,
     /// An I/O timeout: [`ErrorKind::Timeout`]. The connection is discarded (not retried).
     TimedOut,
+    /// The TLS handshake failed (untrusted, expired or misnamed server certificate; client
+    /// certificate missing or refused): [`ErrorKind::Tls`]. The connection is discarded and
+    /// the command not retried (the next attempt would fail the same way); counted.
+    Tls,
     /// The server answered with an error reply (`WRONGTYPE`, `NOPERM`, `OOM`, `ERR ...`,
     /// `LOADING`, `READONLY`, ...): [`ErrorKind::Backend`]. The connection is healthy: kept,
     /// not retried, not counted.
@@ -384,6 +392,8 @@ pub(crate) enum Failure {
 pub(crate) fn classify(e: &redis::RedisError) -> Failure {
     use redis::ErrorKind as K;
     match e.kind() {
+        #[cfg(feature = "tls")]
+        K::Io if tls::tls_failure(e).is_some() => Failure::Tls,
         K::Io if e.is_timeout() => Failure::TimedOut,
         K::Io => Failure::Broken,
         // The handshake (AUTH/HELLO/SELECT) failed: no connection was made.
@@ -409,6 +419,7 @@ impl Failure {
         match self {
             Failure::Broken => ErrorKind::Connection,
             Failure::TimedOut => ErrorKind::Timeout,
+            Failure::Tls => ErrorKind::Tls,
             Failure::Refused | Failure::BadReply => ErrorKind::Backend,
             Failure::Client if e.kind() == redis::ErrorKind::InvalidClientConfig => {
                 ErrorKind::Config
@@ -593,6 +604,10 @@ impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
         // One classification for the kind, the retry decision and the breaker.
         let kind = classify(&err).kind(&err);
+        #[cfg(feature = "tls")]
+        if let Some(failure) = tls::tls_failure(&err) {
+            return Error::new(kind, tls::describe(failure));
+        }
         // redis errors never contain the password, but may contain the host; that is fine.
         Error::new(kind, crate::error::redact(&err.to_string()))
     }
