@@ -412,8 +412,14 @@ fn tls_settings_from_file_and_environment_field_by_field() {
     let c = Config::load_from(Some((path.clone(), true)), env(&[])).unwrap();
     assert!(c.tls);
     assert_eq!(c.tls_options.ca_file, Some(PathBuf::from("/file/ca.pem")));
-    assert_eq!(c.tls_options.cert_file, Some(PathBuf::from("/file/client.pem")));
-    assert_eq!(c.tls_options.key_file, Some(PathBuf::from("/file/client.key")));
+    assert_eq!(
+        c.tls_options.cert_file,
+        Some(PathBuf::from("/file/client.pem"))
+    );
+    assert_eq!(
+        c.tls_options.key_file,
+        Some(PathBuf::from("/file/client.key"))
+    );
     assert!(!c.tls_options.insecure);
     let endpoint = c.endpoint().unwrap().unwrap();
     assert_eq!(endpoint.tls_options, c.tls_options);
@@ -429,7 +435,10 @@ fn tls_settings_from_file_and_environment_field_by_field() {
     )
     .unwrap();
     assert_eq!(c.tls_options.ca_file, Some(PathBuf::from("/env/ca.pem")));
-    assert_eq!(c.tls_options.cert_file, Some(PathBuf::from("/file/client.pem")));
+    assert_eq!(
+        c.tls_options.cert_file,
+        Some(PathBuf::from("/file/client.pem"))
+    );
     assert!(c.tls_options.insecure);
     assert_eq!(c.describe_backend(), "rediss://other:6380/0");
 
@@ -453,7 +462,10 @@ fn bad_tls_settings_name_source_and_field() {
     for (json, field) in [
         (r#"{"redis": {"tls_ca_file": 3}}"#, "redis.tls_ca_file"),
         (r#"{"redis": {"tls_cert_file": ""}}"#, "redis.tls_cert_file"),
-        (r#"{"redis": {"tls_insecure": "yes"}}"#, "redis.tls_insecure"),
+        (
+            r#"{"redis": {"tls_insecure": "yes"}}"#,
+            "redis.tls_insecure",
+        ),
     ] {
         let path = write(&dir, json);
         let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
@@ -462,7 +474,10 @@ fn bad_tls_settings_name_source_and_field() {
     }
     let path = write(&dir, r#"{"redis": {"tls_ca_flie": "/x"}}"#);
     let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
-    assert!(e.to_string().contains("did you mean \"tls_ca_file\""), "{e}");
+    assert!(
+        e.to_string().contains("did you mean \"tls_ca_file\""),
+        "{e}"
+    );
     let e = Config::load_from(None, env(&[("REDIS_TLS_INSECURE", "maybe")])).unwrap_err();
     assert!(e.to_string().contains("REDIS_TLS_INSECURE"), "{e}");
     // TLS settings for a plain server are refused, naming the setting.
@@ -481,7 +496,12 @@ fn bad_tls_settings_name_source_and_field() {
 
 #[test]
 fn every_json_field_and_env_var_for_tls_is_listed() {
-    for field in ["tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure"] {
+    for field in [
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_insecure",
+    ] {
         assert!(JSON_FIELDS.contains(&field), "{field}");
     }
     for var in [

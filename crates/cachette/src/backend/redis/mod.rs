@@ -5,8 +5,8 @@
 //! and hands them out round-robin. Every operation is bounded by the command timeout (which
 //! also bounds the wait for a reconnect): through a stall watchdog per connection rather than a
 //! timer per command, so a command gives up between 1x and about 1.25x the timeout (TLS
-//! connections keep a timer per command). A command that failed because the connection broke is retried once on a
-//! new connection (within a further command timeout), so a server restart costs callers at
+//! connections included: cachette opens them itself, see `tls.rs`). A command that failed
+//! because the connection broke is retried once on a new connection (within a further command timeout), so a server restart costs callers at
 //! most one error. A command the server answered with an error (or with a reply of an
 //! unexpected type) is never retried and leaves the connection alone; see `classify` for how
 //! each `redis` error is sorted.
