@@ -158,7 +158,7 @@ pub fn slot_tag(slot: u16) -> &'static str {
 }
 
 /// The companion key `full + suffix + "{T}"` of the full key `full`, in `full`'s hash slot
-/// (see the [module documentation](self)).
+/// (see the [`key`](crate::key) module documentation).
 ///
 /// # Examples
 ///

@@ -313,6 +313,7 @@ async fn watchdog(live: Weak<Live>, timeout: Duration) {
 pub(crate) struct Reconnecting {
     client: Client,
     /// The TLS configuration of a `rediss://` endpoint.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls: Option<TlsConnector>,
     /// The last failed TLS handshake, reported without a new attempt for
     /// [`TLS_FAILURE_HOLD`].

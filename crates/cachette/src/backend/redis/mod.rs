@@ -371,6 +371,7 @@ pub(crate) enum Failure {
     /// The TLS handshake failed (untrusted, expired or misnamed server certificate; client
     /// certificate missing or refused): [`ErrorKind::Tls`]. The connection is discarded and
     /// the command not retried (the next attempt would fail the same way); counted.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls,
     /// The server answered with an error reply (`WRONGTYPE`, `NOPERM`, `OOM`, `ERR ...`,
     /// `LOADING`, `READONLY`, ...): [`ErrorKind::Backend`]. The connection is healthy: kept,
