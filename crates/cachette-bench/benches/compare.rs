@@ -161,6 +161,45 @@ async fn bench() {
         );
     }
 
+    // TLS (issue 12): the same GET over `rediss://` (a second server with generated
+    // certificates, its CA trusted), beside plain Redis, in the same run.
+    let tls_server = RedisServer::builder()
+        .tls()
+        .spawn()
+        .expect("redis-server with TLS");
+    let tls_cache = CacheManager::builder()
+        .url(tls_server.url())
+        .tls_ca_file(&tls_server.tls_files().expect("TLS files").ca_file)
+        .key_prefix("bench:")
+        .build()
+        .expect("TLS manager");
+    tls_cache
+        .set("profile", &value(), Ttl::Never)
+        .await
+        .expect("seed over TLS");
+    for concurrency in [1, 64] {
+        println!(
+            "
+redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
+        );
+        rows.extend(
+            compare(
+                &format!("tls get x{concurrency}"),
+                concurrency,
+                1,
+                plan,
+                vec![
+                    ("CacheManager::get (redis://)", manager_get(&redis_cache)),
+                    (
+                        "CacheManager::get (rediss://, TLS)",
+                        manager_get(&tls_cache),
+                    ),
+                ],
+            )
+            .await,
+        );
+    }
+
     // get_many(1000) against 1000 sequential gets: ops = keys read.
     let keys: Vec<String> = (0..1000).map(|i| format!("many:{i}")).collect();
     redis_cache

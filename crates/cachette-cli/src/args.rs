@@ -35,9 +35,24 @@ pub(crate) struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// Redis URL (`redis://[user[:password]@]host:port/db`); overrides REDIS_URL and config.json.
+    /// Redis URL (`redis://[user[:password]@]host:port/db`, `rediss://` for TLS); overrides
+    /// REDIS_URL and config.json.
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) url: Option<String>,
+    /// TLS: PEM file of the CA to trust instead of the public roots (overrides
+    /// REDIS_TLS_CA_FILE and config.json's tls_ca_file).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// TLS: PEM client certificate for mutual TLS (with --tls-key-file; overrides
+    /// REDIS_TLS_CERT_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// TLS: PEM private key of the client certificate (overrides REDIS_TLS_KEY_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) tls_key_file: Option<PathBuf>,
+    /// TLS, DEVELOPMENT ONLY: accept any server certificate (no CA, expiry or host name check).
+    #[arg(long, global = true)]
+    pub(crate) tls_insecure: bool,
     /// Redis Cluster seed nodes, comma-separated `host:port` (overrides REDIS_CLUSTER_NODES and
     /// config.json's cluster_nodes); credentials and TLS still come from the URL/configuration.
     #[arg(long, global = true, value_name = "HOST:PORT,...")]

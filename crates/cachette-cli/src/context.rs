@@ -42,6 +42,18 @@ impl Context {
             let endpoint = RedisEndpoint::parse_from(url, "the command line", "--url")?;
             config.apply_endpoint(endpoint);
         }
+        if let Some(path) = &global.tls_ca_file {
+            config.tls_options.ca_file = Some(path.clone());
+        }
+        if let Some(path) = &global.tls_cert_file {
+            config.tls_options.cert_file = Some(path.clone());
+        }
+        if let Some(path) = &global.tls_key_file {
+            config.tls_options.key_file = Some(path.clone());
+        }
+        if global.tls_insecure {
+            config.tls_options.insecure = true;
+        }
         if let Some(nodes) = &global.cluster_nodes {
             config.cluster_nodes = vec![nodes.clone()];
         }

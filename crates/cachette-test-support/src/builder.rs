@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use crate::error::SpawnError;
 use crate::server::RedisServer;
+use crate::tls::TlsSettings;
 
 /// Default bound on the wait for the first `PING` answer.
 pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options the crate sets itself and that callers may not override.
-pub(crate) const RESERVED: [&str; 5] = ["port", "bind", "daemonize", "dir", "logfile"];
+pub(crate) const RESERVED: [&str; 6] = ["port", "bind", "daemonize", "dir", "logfile", "tls-port"];
 
 /// Builds a [`RedisServer`] with extra `redis-server` arguments; from [`RedisServer::builder`].
 ///
@@ -34,6 +35,7 @@ pub struct RedisServerBuilder {
     pub(crate) config_lines: Vec<String>,
     pub(crate) password: Option<String>,
     pub(crate) ready_timeout: Duration,
+    pub(crate) tls: Option<TlsSettings>,
 }
 
 impl Default for RedisServerBuilder {
@@ -43,6 +45,7 @@ impl Default for RedisServerBuilder {
             config_lines: Vec::new(),
             password: None,
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -104,6 +107,56 @@ impl RedisServerBuilder {
     /// override it.
     pub fn config_line(mut self, line: impl Into<String>) -> Self {
         self.config_lines.push(line.into());
+        self
+    }
+
+    /// Serves TLS too, with certificates generated for this server (see
+    /// [`TlsFiles`](crate::TlsFiles)): a CA, a server certificate for `localhost` and
+    /// `127.0.0.1` signed by it, a client certificate signed by it, and an unrelated CA.
+    /// [`RedisServer::url`] is then `rediss://127.0.0.1:TLS_PORT/`; [`RedisServer::port`]
+    /// stays a plain loopback control port (readiness, [`RedisServer::cli`], `INFO`). Client
+    /// certificates are optional (checked when presented) unless
+    /// [`tls_auth_clients`](Self::tls_auth_clients).
+    ///
+    /// ```no_run
+    /// use cachette_test_support::RedisServer;
+    ///
+    /// let server = RedisServer::builder().tls().spawn()?;
+    /// assert!(server.url().starts_with("rediss://127.0.0.1:"));
+    /// let files = server.tls_files().expect("a TLS server");
+    /// assert!(files.ca_file.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tls(mut self) -> Self {
+        self.tls.get_or_insert_with(TlsSettings::default);
+        self
+    }
+
+    /// [`tls`](Self::tls), with the server certificate issued for `names` (DNS names or IP
+    /// addresses) instead of `localhost` and `127.0.0.1`.
+    pub fn tls_server_names<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.tls
+            .get_or_insert_with(TlsSettings::default)
+            .server_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// [`tls`](Self::tls), with a server certificate that expired (valid during 2000 only).
+    pub fn tls_expired_certificate(mut self) -> Self {
+        self.tls.get_or_insert_with(TlsSettings::default).expired = true;
+        self
+    }
+
+    /// [`tls`](Self::tls), with `--tls-auth-clients yes` when `required` (a client without a
+    /// certificate signed by the CA is refused) instead of `optional`.
+    pub fn tls_auth_clients(mut self, required: bool) -> Self {
+        self.tls
+            .get_or_insert_with(TlsSettings::default)
+            .auth_clients = required;
         self
     }
 
@@ -177,6 +230,7 @@ impl fmt::Debug for RedisServerBuilder {
             )
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ready_timeout", &self.ready_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -58,6 +58,7 @@ mod error;
 mod process;
 mod resp;
 mod server;
+mod tls;
 mod url;
 
 pub use binary::redis_available;
@@ -65,6 +66,7 @@ pub use builder::RedisServerBuilder;
 pub use cluster::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 pub use error::{SpawnError, SpawnErrorKind};
 pub use server::RedisServer;
+pub use tls::TlsFiles;
 
 #[cfg(test)]
 mod tests;

@@ -48,15 +48,18 @@ pub(crate) struct Launch {
     pub(crate) log_path: PathBuf,
     pub(crate) config_file: Option<PathBuf>,
     pub(crate) extra_args: Vec<OsString>,
+    /// `--tls-cert-file ...` and the rest of a TLS server's arguments (its port apart).
+    pub(crate) tls_args: Vec<OsString>,
 }
 
 impl Launch {
-    /// The full argument list for `port`.
+    /// The full argument list for `port` (and `tls_port` for a TLS server).
     ///
     /// Order: config file, overridable defaults (`--save ""`, `--appendonly no`), the caller's
     /// extra arguments, then the enforced ones (`--port`, `--bind 127.0.0.1`, `--daemonize no`,
-    /// `--dir`, `--logfile`), which therefore always win.
-    pub(crate) fn args(&self, port: u16) -> Vec<OsString> {
+    /// `--dir`, `--logfile`, and `--tls-port` with the certificate files), which therefore
+    /// always win.
+    pub(crate) fn args(&self, port: u16, tls_port: Option<u16>) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         if let Some(conf) = &self.config_file {
             args.push(conf.into());
@@ -78,6 +81,11 @@ impl Launch {
         args.push(self.dir.clone().into());
         args.push("--logfile".into());
         args.push(self.log_path.clone().into());
+        if let Some(tls_port) = tls_port {
+            args.push("--tls-port".into());
+            args.push(tls_port.to_string().into());
+            args.extend(self.tls_args.iter().cloned());
+        }
         args
     }
 }
@@ -95,13 +103,13 @@ pub(crate) struct Process {
 impl Process {
     /// Starts the server on `port`; stdout and stderr are appended to the log file, so errors
     /// printed before the log file is opened (bad arguments) end up there too.
-    pub(crate) fn start(launch: &Launch, port: u16) -> io::Result<Self> {
+    pub(crate) fn start(launch: &Launch, port: u16, tls_port: Option<u16>) -> io::Result<Self> {
         let log = File::options()
             .create(true)
             .append(true)
             .open(&launch.log_path)?;
         let child = Command::new(&launch.bin)
-            .args(launch.args(port))
+            .args(launch.args(port, tls_port))
             .current_dir(&launch.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

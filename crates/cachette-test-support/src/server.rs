@@ -16,6 +16,7 @@ use crate::builder::RedisServerBuilder;
 use crate::error::{SpawnError, SpawnErrorKind};
 use crate::process::{free_port, read_log, signal, Launch, Process};
 use crate::resp::{probe, Probe};
+use crate::tls::TlsFiles;
 use crate::url::redis_url;
 
 /// How many fresh ports [`RedisServer::spawn`] tries when the port is taken under it.
@@ -41,6 +42,8 @@ pub struct RedisServer {
     // Declared first so the process is gone before the directory is removed.
     process: Mutex<Option<Process>>,
     port: u16,
+    /// The TLS port and certificate files of a TLS server ([`RedisServerBuilder::tls`]).
+    tls: Option<(u16, TlsFiles)>,
     password: Option<String>,
     ready_timeout: Duration,
     launch: Launch,
@@ -98,10 +101,12 @@ impl RedisServer {
             log_path: dir.path().join("redis.log"),
             config_file: None,
             extra_args: Vec::new(),
+            tls_args: Vec::new(),
         };
         Ok(Self {
             process: Mutex::new(None),
             port,
+            tls: None,
             password: None,
             ready_timeout: Duration::from_secs(10),
             launch,
@@ -146,22 +151,35 @@ impl RedisServer {
             extra_args.push("--requirepass".into());
             extra_args.push(pw.into());
         }
+        let tls_files = match &builder.tls {
+            Some(settings) => Some((TlsFiles::generate(dir.path(), settings)?, settings)),
+            None => None,
+        };
         let launch = Launch {
             bin,
             dir: dir.path().to_path_buf(),
             log_path: dir.path().join("redis.log"),
             config_file,
             extra_args,
+            tls_args: tls_files
+                .as_ref()
+                .map(|(files, settings)| files.server_args(settings))
+                .unwrap_or_default(),
         };
 
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            match start(&launch, port, builder.ready_timeout) {
+            let tls_port = match &tls_files {
+                Some(_) => Some(free_port_besides(port)?),
+                None => None,
+            };
+            match start(&launch, port, tls_port, builder.ready_timeout) {
                 Ok(process) => {
                     return Ok(Self {
                         process: Mutex::new(Some(process)),
                         port,
+                        tls: tls_port.zip(tls_files.map(|(files, _)| files)),
                         password,
                         ready_timeout: builder.ready_timeout,
                         launch,
@@ -178,10 +196,41 @@ impl RedisServer {
         }))
     }
 
-    /// The TCP port (below 55535); it stays the same across [`restart`](Self::restart).
+    /// The TCP port (below 55535); it stays the same across [`restart`](Self::restart). On a
+    /// TLS server ([`RedisServerBuilder::tls`]) this is the plain control port, and
+    /// [`tls_port`](Self::tls_port) the one clients use.
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS port of a server built with [`RedisServerBuilder::tls`], else `None`; it stays
+    /// the same across [`restart`](Self::restart).
+    #[must_use]
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(port, _)| *port)
+    }
+
+    /// The certificate files of a server built with [`RedisServerBuilder::tls`], else `None`.
+    #[must_use]
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(_, files)| files)
+    }
+
+    /// `redis://127.0.0.1:PORT/` (with the password) on the plain port, also for a TLS server.
+    #[must_use]
+    pub fn plain_url(&self) -> String {
+        redis_url(self.port, None, self.password.as_deref(), None)
+    }
+
+    /// The URL of the TLS port with `host` in place of `127.0.0.1` (e.g. `localhost`, to
+    /// check the certificate against a name), or `None` on a plain server.
+    #[must_use]
+    pub fn tls_url_for_host(&self, host: &str) -> Option<String> {
+        let port = self.tls_port()?;
+        let url = redis_url(port, None, self.password.as_deref(), None);
+        let url = url.replacen("redis://", "rediss://", 1);
+        Some(url.replacen("127.0.0.1", host, 1))
     }
 
     /// Always `"127.0.0.1"`.
@@ -191,10 +240,13 @@ impl RedisServer {
     }
 
     /// `redis://127.0.0.1:PORT/`, or `redis://:PASSWORD@127.0.0.1:PORT/` with a password
-    /// (percent-encoded).
+    /// (percent-encoded); `rediss://127.0.0.1:TLS_PORT/` on a TLS server.
     #[must_use]
     pub fn url(&self) -> String {
-        redis_url(self.port, None, self.password.as_deref(), None)
+        match self.tls_url_for_host("127.0.0.1") {
+            Some(url) => url,
+            None => self.plain_url(),
+        }
     }
 
     /// [`url`](Self::url) selecting database `db`: `redis://127.0.0.1:PORT/DB`.
@@ -281,7 +333,7 @@ impl RedisServer {
         drop(guard.take());
         let deadline = Instant::now() + RESTART_PORT_WAIT;
         loop {
-            match start(&self.launch, self.port, self.ready_timeout) {
+            match start(&self.launch, self.port, self.tls_port(), self.ready_timeout) {
                 Ok(process) => {
                     *guard = Some(process);
                     return Ok(());
@@ -443,13 +495,33 @@ impl fmt::Debug for RedisServer {
     }
 }
 
+/// A free port other than `taken` (the kernel may hand the same one out twice, since
+/// [`free_port`] does not hold it).
+fn free_port_besides(taken: u16) -> Result<u16, SpawnError> {
+    for _ in 0..8 {
+        let port = free_port()?;
+        if port != taken {
+            return Ok(port);
+        }
+    }
+    Err(SpawnError::new(
+        SpawnErrorKind::NoFreePort,
+        "no second free loopback port for TLS",
+    ))
+}
+
 /// Starts a process on `port` and waits until it answers `PING`.
 ///
 /// [`SpawnErrorKind::PortInUse`] when the process failed to bind, or when another server answers
 /// on the port (its `process_id` is not ours).
-fn start(launch: &Launch, port: u16, ready_timeout: Duration) -> Result<Process, SpawnError> {
+fn start(
+    launch: &Launch,
+    port: u16,
+    tls_port: Option<u16>,
+    ready_timeout: Duration,
+) -> Result<Process, SpawnError> {
     let log_start = read_log(&launch.log_path).len();
-    let mut process = Process::start(launch, port).map_err(|e| {
+    let mut process = Process::start(launch, port, tls_port).map_err(|e| {
         SpawnError::io(
             format!("starting {} on port {port}", launch.bin.display()),
             e,

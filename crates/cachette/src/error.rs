@@ -41,6 +41,12 @@ pub enum ErrorKind {
     /// message names the command. The connection is fine and the breaker does not count it.
     /// [`crate::acl::rules`] gives the rules each cachette feature needs.
     Permission,
+    /// The TLS handshake with the server failed: its certificate is not signed by a trusted
+    /// CA, is for another host name or has expired, or the server refused the client
+    /// certificate (or its absence). The message says which check failed. Counted by the
+    /// circuit breaker like a connection error, but never retried at once: a certificate
+    /// does not fix itself between two attempts.
+    Tls,
 }
 
 impl fmt::Display for ErrorKind {
@@ -58,6 +64,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Loader => "loader error",
             ErrorKind::Auth => "authentication failed",
             ErrorKind::Permission => "permission denied",
+            ErrorKind::Tls => "TLS error",
         })
     }
 }
@@ -130,6 +137,11 @@ impl Error {
         self.kind == ErrorKind::Config
     }
 
+    /// The TLS handshake failed (see [`ErrorKind::Tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.kind == ErrorKind::Tls
+    }
+
     /// A failure of the cache itself (backend unreachable, slow, failing or circuit open), as
     /// opposed to bad data or bad input. Fail-open logic treats these as "run uncached".
     pub fn is_backend_failure(&self) -> bool {
@@ -141,6 +153,7 @@ impl Error {
                 | ErrorKind::CircuitOpen
                 | ErrorKind::Auth
                 | ErrorKind::Permission
+                | ErrorKind::Tls
         )
     }
 
@@ -254,7 +267,9 @@ impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         let kind = match e.kind() {
             ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
-            ErrorKind::Connection | ErrorKind::CircuitOpen => std::io::ErrorKind::NotConnected,
+            ErrorKind::Connection | ErrorKind::CircuitOpen | ErrorKind::Tls => {
+                std::io::ErrorKind::NotConnected
+            }
             ErrorKind::Decode | ErrorKind::Encode => std::io::ErrorKind::InvalidData,
             ErrorKind::InvalidInput | ErrorKind::Config => std::io::ErrorKind::InvalidInput,
             _ => std::io::ErrorKind::Other,

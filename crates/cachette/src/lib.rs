@@ -121,7 +121,7 @@ pub use backend::{Backend, KeyTtl};
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState};
 pub use codec::Codec;
 pub use config::Config;
-pub use config::RedisEndpoint;
+pub use config::{RedisEndpoint, TlsOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use info::ServerInfo;
 pub use load::{LoadError, LoadOptions, Outcome};

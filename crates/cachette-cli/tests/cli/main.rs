@@ -1017,3 +1017,41 @@ fn cluster_bench_runs_and_cleans_up() {
         assert_eq!(keys_on_node(i, p), Vec::<String>::new(), "node {i}");
     }
 }
+
+/// `--tls-ca-file` (and the client certificate flags) beside a `rediss://` `--url`: the CA
+/// of the test server connects; an unrelated CA fails with the check named (exit 3); a
+/// missing key file is a usage error naming the flag's setting and path (exit 2).
+#[cfg(feature = "tls")]
+#[test]
+fn tls_flags_beside_url() {
+    let server = RedisServer::builder()
+        .tls_auth_clients(true)
+        .spawn()
+        .expect("redis-server with TLS");
+    let files = server.tls_files().expect("a TLS server");
+    let url = server.url();
+    let path = |p: &std::path::Path| p.display().to_string();
+    bare()
+        .args(["--url", &url, "--tls-ca-file", &path(&files.ca_file)])
+        .args(["--tls-cert-file", &path(&files.cert_file)])
+        .args(["--tls-key-file", &path(&files.key_file), "ping"])
+        .assert()
+        .success()
+        .stdout(contains("PONG from rediss://127.0.0.1:"));
+    bare()
+        .args(["--url", &url, "--tls-ca-file", &path(&files.other_ca_file)])
+        .args(["--tls-cert-file", &path(&files.cert_file)])
+        .args(["--tls-key-file", &path(&files.key_file), "ping"])
+        .assert()
+        .code(3)
+        .stderr(contains("not signed by a trusted CA"));
+    let missing = files.ca_file.with_file_name("missing.key");
+    bare()
+        .args(["--url", &url, "--tls-ca-file", &path(&files.ca_file)])
+        .args(["--tls-cert-file", &path(&files.cert_file)])
+        .args(["--tls-key-file", &path(&missing), "ping"])
+        .assert()
+        .code(2)
+        .stderr(contains("tls_key_file"))
+        .stderr(contains(path(&missing)));
+}

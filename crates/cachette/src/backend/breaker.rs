@@ -288,11 +288,12 @@ impl CircuitBreaker {
     }
 }
 
-/// Only failures that say the backend is unhealthy trip the breaker.
+/// Only failures that say the backend is unhealthy trip the breaker (a failed TLS handshake
+/// is one: no connection can be made).
 fn counts(e: &Error) -> bool {
     matches!(
         e.kind(),
-        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Auth
+        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Auth | ErrorKind::Tls
     )
 }
 

@@ -79,6 +79,7 @@ impl Config {
                 endpoint.transport = Transport::Tcp { host, port, tls };
                 endpoint.username = username.clone();
                 endpoint.password = password.clone();
+                endpoint.tls_options = self.tls_options.clone();
                 Ok(endpoint)
             })
             .collect()

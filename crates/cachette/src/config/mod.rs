@@ -11,6 +11,10 @@
 //! | host | `host` (or the URL's) | `REDIS_HOST` (or the URL's) | none (`localhost` if only a port is named) |
 //! | port | `port` (or the URL's) | `REDIS_PORT` (or the URL's) | `6379` |
 //! | tls | the URL's scheme (`rediss://`) | the URL's scheme | `false` |
+//! | TLS: CA file to trust (PEM) | `tls_ca_file` | `REDIS_TLS_CA_FILE` | none (the bundled public roots) |
+//! | TLS: client certificate (PEM, mutual TLS) | `tls_cert_file` | `REDIS_TLS_CERT_FILE` | none |
+//! | TLS: client key (PEM) | `tls_key_file` | `REDIS_TLS_KEY_FILE` | none |
+//! | TLS: **skip certificate verification (development only)** | `tls_insecure` | `REDIS_TLS_INSECURE` | `false` |
 //! | socket | the URL's path (`redis+unix://`) | the URL's path | none |
 //! | db | `db` (or the URL's path) | `REDIS_DB` (or the URL's path) | `0` |
 //! | username (ACL) | `username` (or the URL's) | `REDIS_USERNAME` (or the URL's) | none |
@@ -31,6 +35,14 @@
 //! **Redis Cluster.** When `cluster_nodes` names at least one seed, the manager runs on the
 //! cluster backend ([`crate::backend::cluster`]); the seeds take the place of `url`/`host`/
 //! `port`, which then only lend their user name, password and TLS setting (`db` must be 0).
+//!
+//! **TLS.** The `tls_*` settings apply to `rediss://` connections (crate feature `tls`),
+//! standalone and cluster, and are an error with a `redis://` server. The server's
+//! certificate is checked against the host name of the URL (or node) and the CA
+//! (`tls_ca_file`, else the bundled public roots); the files are read when the manager is
+//! built, and one that cannot be read or parsed is an error naming the setting and the path
+//! (never the contents). `tls_insecure` turns verification off and is logged at `warn`.
+//! See [`TlsOptions`].
 //!
 //! **Resolution, part by part.** Each layer (file, then environment, then code) changes only
 //! the fields it names. A URL ([`RedisEndpoint`] lists the accepted forms) is parsed where
@@ -64,6 +76,7 @@ use std::time::Duration;
 
 pub use crate::backend::redis::endpoint::RedisEndpoint;
 use crate::backend::redis::endpoint::{self, check_host, Transport};
+pub use crate::backend::redis::tls::TlsOptions;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 pub use crate::secret::Secret;
@@ -95,6 +108,10 @@ pub struct Config {
     pub port: Option<u16>,
     /// Whether the TCP connection uses TLS (`rediss://`; crate feature `tls`).
     pub tls: bool,
+    /// CA file, client certificate and key, and the development-only opt-out of verification
+    /// of a TLS connection (`tls_ca_file`, `tls_cert_file`, `tls_key_file`, `tls_insecure`).
+    /// Not changed by a URL.
+    pub tls_options: TlsOptions,
     /// A Unix socket to connect to instead of `host`/`port` (`redis+unix://`).
     pub socket: Option<PathBuf>,
     /// Database number.
@@ -155,6 +172,7 @@ impl Default for Config {
             host: None,
             port: None,
             tls: false,
+            tls_options: TlsOptions::default(),
             socket: None,
             db: 0,
             username: None,
@@ -192,6 +210,7 @@ impl fmt::Debug for Config {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
+            .field("tls_options", &self.tls_options)
             .field("socket", &self.socket)
             .field("db", &self.db)
             .field("username", &self.username.as_ref().map(|_| Secret::new("")))
@@ -221,6 +240,10 @@ pub const ENV_VARS: &[&str] = &[
     "REDIS_DB",
     "REDIS_USERNAME",
     "REDIS_PASSWORD",
+    "REDIS_TLS_CA_FILE",
+    "REDIS_TLS_CERT_FILE",
+    "REDIS_TLS_KEY_FILE",
+    "REDIS_TLS_INSECURE",
     "REDIS_MAX_CONNECTIONS",
     "REDIS_DEFAULT_TTL",
     "REDIS_KEY_PREFIX",
@@ -275,8 +298,13 @@ impl Config {
 
     /// Replaces every part of the endpoint (transport, host, port, db, credentials) by those
     /// of `endpoint`, and clears [`Config::url`]: this is how a URL from any source is applied.
+    /// The TLS options are replaced only when `endpoint` carries some (a parsed URL never
+    /// does).
     pub fn apply_endpoint(&mut self, endpoint: RedisEndpoint) {
         self.url = None;
+        if !endpoint.tls_options.is_default() {
+            self.tls_options = endpoint.tls_options;
+        }
         match endpoint.transport {
             Transport::Tcp { host, port, tls } => {
                 self.host = Some(host);
@@ -314,7 +342,9 @@ impl Config {
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an invalid URL or host set in code.
     pub fn endpoint(&self) -> Result<Option<RedisEndpoint>> {
         if let Some(url) = &self.url {
-            return RedisEndpoint::parse_from(url, "code", "url").map(Some);
+            let mut endpoint = RedisEndpoint::parse_from(url, "code", "url")?;
+            endpoint.tls_options = self.tls_options.clone();
+            return Ok(Some(endpoint));
         }
         if !self.uses_redis() {
             return Ok(None);
@@ -339,6 +369,7 @@ impl Config {
         endpoint.db = self.db;
         endpoint.username = self.username.clone();
         endpoint.password = self.password.clone();
+        endpoint.tls_options = self.tls_options.clone();
         Ok(Some(endpoint))
     }
 
@@ -374,7 +405,7 @@ impl Config {
         if self.max_value_bytes == 0 {
             return Err(Error::config("code", "max_value_bytes", "must be positive"));
         }
-        Ok(())
+        self.validate_tls()
     }
 
     /// Whether a Redis server is named (URL, host or port); otherwise the memory backend runs.
@@ -434,6 +465,39 @@ impl Config {
     }
 }
 
+impl Config {
+    /// TLS settings only make sense for a `rediss://` server: naming a CA or a client
+    /// certificate for a plain one would silently send the traffic unencrypted.
+    fn validate_tls(&self) -> Result<()> {
+        let named = self.uses_redis() || self.uses_cluster();
+        if !named || self.tls_options.is_default() {
+            return Ok(());
+        }
+        let tls = match &self.url {
+            Some(url) => RedisEndpoint::parse_from(url, "code", "url")?.is_tls(),
+            None => self.tls && self.socket.is_none(),
+        };
+        if tls {
+            return Ok(());
+        }
+        let field = if self.tls_options.ca_file.is_some() {
+            "tls_ca_file"
+        } else if self.tls_options.cert_file.is_some() {
+            "tls_cert_file"
+        } else if self.tls_options.key_file.is_some() {
+            "tls_key_file"
+        } else {
+            "tls_insecure"
+        };
+        Err(Error::config(
+            "the configuration",
+            field,
+            "TLS settings are given but the Redis server is not reached over TLS \
+             (use a rediss:// URL)",
+        ))
+    }
+}
+
 /// The keys of the `"redis"` section of `config.json`.
 pub const JSON_FIELDS: &[&str] = &[
     "enabled",
@@ -443,6 +507,10 @@ pub const JSON_FIELDS: &[&str] = &[
     "db",
     "username",
     "password",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_insecure",
     "max_connections",
     "default_ttl",
     "key_prefix",

@@ -83,6 +83,20 @@ impl Config {
                         .map_err(|_| bad("expected a string or null"))?
                         .map(Secret::new)
                 }
+                "tls_ca_file" => {
+                    self.tls_options.ca_file = opt_path(value).map_err(&bad)?;
+                }
+                "tls_cert_file" => {
+                    self.tls_options.cert_file = opt_path(value).map_err(&bad)?;
+                }
+                "tls_key_file" => {
+                    self.tls_options.key_file = opt_path(value).map_err(&bad)?;
+                }
+                "tls_insecure" => {
+                    self.tls_options.insecure = value
+                        .as_bool()
+                        .ok_or_else(|| bad("expected true or false"))?
+                }
                 "max_connections" => {
                     self.max_connections = value
                         .as_u64()
@@ -227,6 +241,19 @@ impl Config {
         // A password is taken as is (spaces included); only an empty one is unset.
         if let Some(v) = env("REDIS_PASSWORD").filter(|v| !v.is_empty()) {
             self.password = Some(Secret::new(v));
+        }
+        for (name, slot) in [
+            ("REDIS_TLS_CA_FILE", &mut self.tls_options.ca_file),
+            ("REDIS_TLS_CERT_FILE", &mut self.tls_options.cert_file),
+            ("REDIS_TLS_KEY_FILE", &mut self.tls_options.key_file),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = Some(PathBuf::from(v.trim()));
+            }
+        }
+        if let Some(v) = get("REDIS_TLS_INSECURE") {
+            self.tls_options.insecure = parse_bool(&v)
+                .ok_or_else(|| bad("REDIS_TLS_INSECURE", "expected true/false/1/0"))?;
         }
         if let Some(v) = get("REDIS_MAX_CONNECTIONS") {
             self.max_connections = v
@@ -376,6 +403,16 @@ fn opt_string(value: &Value) -> std::result::Result<Option<String>, ()> {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
         _ => Err(()),
+    }
+}
+
+/// A file path (a non-empty string) or `null`.
+fn opt_path(value: &Value) -> std::result::Result<Option<PathBuf>, &'static str> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.trim().is_empty() => Ok(Some(PathBuf::from(s.trim()))),
+        Value::String(_) => Err("expected a file path (not empty) or null"),
+        _ => Err("expected a file path (a string) or null"),
     }
 }
 

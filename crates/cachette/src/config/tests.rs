@@ -398,3 +398,118 @@ proptest::proptest! {
         }
     }
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn tls_settings_from_file_and_environment_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        r#"{"redis": {"url": "rediss://cache.internal:6380/0", "tls_ca_file": "/file/ca.pem",
+            "tls_cert_file": "/file/client.pem", "tls_key_file": "/file/client.key",
+            "tls_insecure": false}}"#,
+    );
+    let c = Config::load_from(Some((path.clone(), true)), env(&[])).unwrap();
+    assert!(c.tls);
+    assert_eq!(c.tls_options.ca_file, Some(PathBuf::from("/file/ca.pem")));
+    assert_eq!(
+        c.tls_options.cert_file,
+        Some(PathBuf::from("/file/client.pem"))
+    );
+    assert_eq!(
+        c.tls_options.key_file,
+        Some(PathBuf::from("/file/client.key"))
+    );
+    assert!(!c.tls_options.insecure);
+    let endpoint = c.endpoint().unwrap().unwrap();
+    assert_eq!(endpoint.tls_options, c.tls_options);
+
+    // The environment replaces only the fields it names; a URL leaves them alone.
+    let c = Config::load_from(
+        Some((path.clone(), true)),
+        env(&[
+            ("REDIS_TLS_CA_FILE", "/env/ca.pem"),
+            ("REDIS_TLS_INSECURE", "true"),
+            ("REDIS_URL", "rediss://other:6380/0"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.tls_options.ca_file, Some(PathBuf::from("/env/ca.pem")));
+    assert_eq!(
+        c.tls_options.cert_file,
+        Some(PathBuf::from("/file/client.pem"))
+    );
+    assert!(c.tls_options.insecure);
+    assert_eq!(c.describe_backend(), "rediss://other:6380/0");
+
+    let c = Config::load_from(
+        None,
+        env(&[
+            ("REDIS_TLS_CERT_FILE", "/env/c.pem"),
+            ("REDIS_TLS_KEY_FILE", "/env/c.key"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.tls_options.cert_file, Some(PathBuf::from("/env/c.pem")));
+    assert_eq!(c.tls_options.key_file, Some(PathBuf::from("/env/c.key")));
+    // Without a Redis server they are not used, and not an error.
+    assert!(c.validate().is_ok());
+}
+
+#[test]
+fn bad_tls_settings_name_source_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (json, field) in [
+        (r#"{"redis": {"tls_ca_file": 3}}"#, "redis.tls_ca_file"),
+        (r#"{"redis": {"tls_cert_file": ""}}"#, "redis.tls_cert_file"),
+        (
+            r#"{"redis": {"tls_insecure": "yes"}}"#,
+            "redis.tls_insecure",
+        ),
+    ] {
+        let path = write(&dir, json);
+        let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
+        assert!(e.is_config());
+        assert!(e.to_string().contains(field), "{e}");
+    }
+    let path = write(&dir, r#"{"redis": {"tls_ca_flie": "/x"}}"#);
+    let e = Config::load_from(Some((path, true)), env(&[])).unwrap_err();
+    assert!(
+        e.to_string().contains("did you mean \"tls_ca_file\""),
+        "{e}"
+    );
+    let e = Config::load_from(None, env(&[("REDIS_TLS_INSECURE", "maybe")])).unwrap_err();
+    assert!(e.to_string().contains("REDIS_TLS_INSECURE"), "{e}");
+    // TLS settings for a plain server are refused, naming the setting.
+    let c = Config::load_from(
+        None,
+        env(&[
+            ("REDIS_URL", "redis://h:1/0"),
+            ("REDIS_TLS_CA_FILE", "/ca.pem"),
+        ]),
+    )
+    .unwrap();
+    let e = c.validate().unwrap_err();
+    assert!(e.to_string().contains("tls_ca_file"), "{e}");
+    assert!(e.to_string().contains("rediss://"), "{e}");
+}
+
+#[test]
+fn every_json_field_and_env_var_for_tls_is_listed() {
+    for field in [
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_insecure",
+    ] {
+        assert!(JSON_FIELDS.contains(&field), "{field}");
+    }
+    for var in [
+        "REDIS_TLS_CA_FILE",
+        "REDIS_TLS_CERT_FILE",
+        "REDIS_TLS_KEY_FILE",
+        "REDIS_TLS_INSECURE",
+    ] {
+        assert!(ENV_VARS.contains(&var), "{var}");
+    }
+}

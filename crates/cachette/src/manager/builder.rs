@@ -3,6 +3,7 @@
 //! as metrics), with which fast path.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::backend::{
     RedisBackend,
 };
 use crate::codec::Codec;
-use crate::config::{Config, RedisEndpoint};
+use crate::config::{Config, RedisEndpoint, TlsOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::fills::Fills;
 use crate::load::lease::Leases;
@@ -100,6 +101,35 @@ impl CacheManagerBuilder {
     pub fn endpoint(mut self, endpoint: RedisEndpoint) -> Self {
         self.config.apply_endpoint(endpoint);
         self.url_error = None;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file `path` for a `rediss://` server, instead of
+    /// the bundled public roots ([`TlsOptions::ca_file`](crate::TlsOptions::ca_file)).
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.tls_options.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents the client certificate in the PEM file `cert` with its key in `key` (mutual
+    /// TLS; [`TlsOptions::cert_file`](crate::TlsOptions::cert_file)).
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.tls_options.cert_file = Some(cert.into());
+        self.config.tls_options.key_file = Some(key.into());
+        self
+    }
+
+    /// **Development only**: `true` accepts any server certificate (no CA, expiry or host name
+    /// check; logged at `warn` when the manager is built). See
+    /// [`TlsOptions::insecure`](crate::TlsOptions::insecure).
+    pub fn tls_insecure_skip_verify(mut self, insecure: bool) -> Self {
+        self.config.tls_options.insecure = insecure;
+        self
+    }
+
+    /// Replaces every TLS setting at once.
+    pub fn tls_options(mut self, options: TlsOptions) -> Self {
+        self.config.tls_options = options;
         self
     }
 

@@ -744,6 +744,12 @@ conformance! {
     redis_acl => crate::support::Fixture::acl(),
 }
 
+// Redis over TLS (`rediss://`, certificates made for the test server).
+#[cfg(feature = "tls")]
+conformance! {
+    redis_tls => crate::support::Fixture::tls(),
+}
+
 // Redis behind the metered backend (`CacheManagerBuilder::metrics(true)`).
 #[cfg(feature = "metrics")]
 conformance! {

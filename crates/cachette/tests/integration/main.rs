@@ -24,6 +24,9 @@
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 //! - `cluster`: Redis Cluster batches, scans, redirections and a failover; `cluster_stats`:
 //!   the stats publisher on a cluster (slot owner, MOVED, failover, unreachable seeds).
+//! - `tls` (feature `tls`): `rediss://` against a TLS `redis-server` (good and bad
+//!   certificates, mutual TLS, the stall watchdog, file errors); the conformance suite also
+//!   runs over TLS (`conformance::redis_tls`).
 
 #[macro_use]
 mod support;
@@ -48,4 +51,6 @@ mod redis_failure;
 mod secrets;
 mod stampede;
 mod supersede;
+#[cfg(feature = "tls")]
+mod tls;
 mod warm;

@@ -26,6 +26,9 @@ pub(crate) enum Fixture {
     /// Redis through the `metrics` feature's metered backend.
     #[cfg(feature = "metrics")]
     Metered(Box<RedisServer>),
+    /// Redis over TLS (`rediss://`, the server's own CA trusted).
+    #[cfg(feature = "tls")]
+    Tls(Box<RedisServer>),
     /// The 3-primary Redis Cluster shared by every test of this binary (isolated by prefix).
     Cluster(&'static RedisCluster),
     /// Redis as the ACL user `cachette`, restricted to exactly `cachette::acl::rules` for
@@ -80,6 +83,16 @@ impl Fixture {
         Fixture::Acl(Box::new(server))
     }
 
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls() -> Fixture {
+        Fixture::Tls(Box::new(
+            RedisServer::builder()
+                .tls()
+                .spawn()
+                .expect("redis-server with TLS"),
+        ))
+    }
+
     #[cfg(feature = "metrics")]
     pub(crate) fn metered() -> Fixture {
         Fixture::Metered(Box::new(RedisServer::new()))
@@ -90,6 +103,8 @@ impl Fixture {
             Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
+            #[cfg(feature = "tls")]
+            Fixture::Tls(_) => true,
             Fixture::Memory(_) => false,
         }
     }
@@ -113,6 +128,11 @@ impl Fixture {
             Fixture::Acl(server) => builder.url(server.url_for_user("cachette", ACL_PASSWORD)),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
+            #[cfg(feature = "tls")]
+            Fixture::Tls(server) => {
+                let files = server.tls_files().expect("a TLS server");
+                builder.url(server.url()).tls_ca_file(&files.ca_file)
+            }
         };
         builder.build().expect("build manager")
     }

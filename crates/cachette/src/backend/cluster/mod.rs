@@ -233,6 +233,8 @@ impl ClusterBackend {
                 "at least one seed node is needed",
             ));
         };
+        // The TLS files are read and checked now (each node reads them again when it connects).
+        template.tls_connector()?;
         let mut seeds = Vec::new();
         for seed in &options.seeds {
             match &seed.transport {

@@ -34,9 +34,16 @@
 //! e.g. a `current_thread` runtime between two `block_on`s), and their timeout replaces the
 //! connection with one on their own runtime.
 //!
-//! TCP and Unix-socket connections are opened here (so that cachette owns the driver task and
-//! can abort it). TLS connections are opened by the `redis` crate, which owns their driver, so
-//! they keep a timer per command.
+//! TCP, TLS and Unix-socket connections are all opened here (so that cachette owns the driver
+//! task and can abort it); for TLS the read counter sits below the TLS layer, on the TCP
+//! stream, so a server that sends anything (a partial record included) counts as alive.
+//!
+//! # TLS failures are not retried at once
+//!
+//! A failed TLS handshake (untrusted, expired or misnamed certificate, client certificate
+//! refused) is deterministic: for [`TLS_FAILURE_HOLD`] after one, every caller that would
+//! connect gets the same error without a new attempt, so a burst of calls against a
+//! misconfigured server costs one handshake, not one per call.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -48,10 +55,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisResult};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::AbortHandle;
+
+use super::tls::TlsConnector;
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a failed TLS handshake is reported to later callers without a new attempt.
+pub(crate) const TLS_FAILURE_HOLD: Duration = Duration::from_secs(1);
 
 /// A value alone on its cache line(s), so that counters bumped by different cores do not
 /// invalidate each other.
@@ -128,7 +142,8 @@ pub(crate) struct Live {
     pub(crate) conn: MultiplexedConnection,
     /// The runtime that runs this connection's driver and watchdog.
     owner: tokio::runtime::Id,
-    /// `None` when the `redis` crate owns the driver (TLS): commands are timed one by one.
+    /// `None` when the `redis` crate owns the driver (an address kind cachette does not open
+    /// itself): commands are timed one by one.
     watch: Option<Watch>,
 }
 
@@ -297,6 +312,12 @@ async fn watchdog(live: Weak<Live>, timeout: Duration) {
 
 pub(crate) struct Reconnecting {
     client: Client,
+    /// The TLS configuration of a `rediss://` endpoint.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: Option<TlsConnector>,
+    /// The last failed TLS handshake, reported without a new attempt for
+    /// [`TLS_FAILURE_HOLD`].
+    tls_failure: Mutex<Option<(Instant, String)>>,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -308,12 +329,15 @@ pub(crate) struct Reconnecting {
 impl Reconnecting {
     pub(crate) fn new(
         client: Client,
+        tls: Option<TlsConnector>,
         config: AsyncConnectionConfig,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Self {
         Reconnecting {
             client,
+            tls,
+            tls_failure: Mutex::new(None),
             config,
             connect_timeout,
             command_timeout,
@@ -338,7 +362,7 @@ impl Reconnecting {
     /// Connects (or waits for a concurrent caller's connection) within `timeout`.
     /// `Ok(None)`: the wait exceeded it.
     #[cold]
-    pub(crate) async fn connect_within(&self, timeout: Duration) -> RedisResult<Option<Arc<Live>>> {
+    pub(crate) async fn connect_within(&self, timeout: Duration) -> Result<Option<Arc<Live>>> {
         // Boxed: connecting is rare, and its future (TCP connect, handshake) is large; inline,
         // every command's future would carry it.
         match Box::pin(tokio::time::timeout(timeout, self.reconnect())).await {
@@ -348,13 +372,28 @@ impl Reconnecting {
     }
 
     #[cold]
-    async fn reconnect(&self) -> RedisResult<Arc<Live>> {
+    async fn reconnect(&self) -> Result<Arc<Live>> {
         let _one_at_a_time = self.connecting.lock().await;
         if let Some(live) = self.current() {
             return Ok(live);
         }
+        if let Some((at, message)) = &*self.tls_failure.lock() {
+            if at.elapsed() < TLS_FAILURE_HOLD {
+                return Err(Error::new(ErrorKind::Tls, message.clone()));
+            }
+        }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let live = Arc::new(self.open(generation).await?);
+        let live = match self.open(generation).await {
+            Ok(live) => Arc::new(live),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.is_tls() {
+                    tracing::warn!(error = %e, "cachette: TLS handshake with Redis failed");
+                    *self.tls_failure.lock() = Some((Instant::now(), tls_message(&e)));
+                }
+                return Err(e);
+            }
+        };
         if live.watch.is_some() {
             tokio::spawn(watchdog(Arc::downgrade(&live), self.command_timeout));
         }
@@ -362,8 +401,8 @@ impl Reconnecting {
         Ok(live)
     }
 
-    /// Opens a connection: TCP and Unix sockets with a driver task of our own (watched), TLS
-    /// through the `redis` crate (timed per command).
+    /// Opens a connection: TCP, TLS and Unix sockets with a driver task of our own (watched);
+    /// any other address through the `redis` crate (timed per command).
     async fn open(&self, generation: u64) -> RedisResult<Live> {
         // The driver and the watchdog are spawned on the caller's runtime.
         let owner = tokio::runtime::Handle::try_current()
@@ -377,6 +416,32 @@ impl Reconnecting {
         let reads = Arc::new(AtomicU64::new(0));
         let connect = async {
             let (conn, driver) = match info.addr() {
+                #[cfg(feature = "tls")]
+                ConnectionAddr::TcpTls { host, port, .. } => match &self.tls {
+                    Some(tls) => {
+                        let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                        stream.set_nodelay(true)?;
+                        // Reads counted below TLS: any byte from the server is progress.
+                        let stream = CountReads {
+                            inner: stream,
+                            reads: reads.clone(),
+                        };
+                        let stream = tls.connect(host, stream).await?;
+                        MultiplexedConnection::new_with_config(
+                            info.redis_settings(),
+                            stream,
+                            self.config.clone(),
+                        )
+                        .await
+                        .map(|(conn, driver)| (conn, Some(tokio::spawn(driver).abort_handle())))?
+                    }
+                    None => (
+                        self.client
+                            .get_multiplexed_async_connection_with_config(&self.config)
+                            .await?,
+                        None,
+                    ),
+                },
                 ConnectionAddr::Tcp(host, port) => {
                     let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                     stream.set_nodelay(true)?;
@@ -447,6 +512,13 @@ impl Reconnecting {
             other => other.clone(),
         });
     }
+}
+
+/// The message of a TLS error without the kind's prefix (it is rebuilt with the kind).
+fn tls_message(e: &Error) -> String {
+    let text = e.to_string();
+    let prefix = format!("cachette {}: ", ErrorKind::Tls);
+    text.strip_prefix(&prefix).unwrap_or(&text).to_owned()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
+use super::tls::TlsOptions;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -62,6 +63,9 @@ pub struct RedisEndpoint {
     pub username: Option<String>,
     /// Password.
     pub password: Option<Secret>,
+    /// CA, client certificate and verification settings of a `rediss://` endpoint (never
+    /// part of a URL: from the configuration, see [`TlsOptions`]).
+    pub tls_options: TlsOptions,
 }
 
 impl RedisEndpoint {
@@ -76,7 +80,13 @@ impl RedisEndpoint {
             db: 0,
             username: None,
             password: None,
+            tls_options: TlsOptions::default(),
         }
+    }
+
+    /// Whether the connection uses TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.transport, Transport::Tcp { tls: true, .. })
     }
 
     /// Parses a connection URL: `redis://`, `rediss://` or `redis+unix://`.
@@ -103,11 +113,12 @@ impl RedisEndpoint {
         self.db
     }
 
-    /// A `redis` client for this endpoint (does not connect).
+    /// A `redis` client for this endpoint (does not connect). For `rediss://` it trusts the
+    /// [`TlsOptions`]' CA file and presents their client certificate (the files are read here).
     ///
     /// # Errors
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the client refuses the settings;
-    /// the message has no credentials.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the client refuses the settings,
+    /// or a TLS file cannot be read; the message has no credentials.
     pub fn client(&self) -> Result<redis::Client> {
         let addr = match &self.transport {
             Transport::Tcp {
@@ -122,7 +133,7 @@ impl RedisEndpoint {
             } => redis::ConnectionAddr::TcpTls {
                 host: host.clone(),
                 port: *port,
-                insecure: false,
+                insecure: self.tls_options.insecure,
                 tls_params: None,
             },
             Transport::Unix(path) => redis::ConnectionAddr::Unix(path.clone()),
@@ -143,7 +154,66 @@ impl RedisEndpoint {
         let info = redis::IntoConnectionInfo::into_connection_info(addr)
             .map_err(refused)?
             .set_redis_settings(settings);
+        #[cfg(feature = "tls")]
+        if self.is_tls() && !self.tls_options.is_default() {
+            // Checked first with cachette's own reader, whose errors name the setting and
+            // the path (the `redis` crate's only say "Io").
+            super::tls::TlsConnector::new(&self.tls_options)?;
+            let read = |path: &std::path::Path, field: &str| {
+                std::fs::read(path).map_err(|e| {
+                    Error::config(
+                        "the TLS settings",
+                        field,
+                        format!("cannot read {}: {}", path.display(), e.kind()),
+                    )
+                })
+            };
+            let client_tls = match (&self.tls_options.cert_file, &self.tls_options.key_file) {
+                (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                    client_cert: read(cert, "tls_cert_file")?,
+                    client_key: read(key, "tls_key_file")?,
+                }),
+                _ => None,
+            };
+            let root_cert = match &self.tls_options.ca_file {
+                Some(ca) if !self.tls_options.insecure => Some(read(ca, "tls_ca_file")?),
+                _ => None,
+            };
+            let certificates = redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            };
+            // The `redis` crate's messages about these files never quote them.
+            return redis::Client::build_with_tls(info, certificates).map_err(|e| {
+                Error::new(
+                    crate::ErrorKind::Config,
+                    format!(
+                        "cannot use the TLS files for the Redis server {self}: {:?}",
+                        e.kind()
+                    ),
+                )
+            });
+        }
         redis::Client::open(info).map_err(refused)
+    }
+
+    /// The TLS configuration of connections cachette opens itself (`None` for `redis://`
+    /// and Unix sockets).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the setting and path of a TLS
+    /// file that cannot be read or parsed.
+    pub(crate) fn tls_connector(&self) -> Result<Option<super::tls::TlsConnector>> {
+        if !self.is_tls() {
+            return Ok(None);
+        }
+        #[cfg(feature = "tls")]
+        return super::tls::TlsConnector::new(&self.tls_options).map(Some);
+        #[cfg(not(feature = "tls"))]
+        Err(Error::new(
+            crate::ErrorKind::Config,
+            "rediss:// (TLS) needs the cachette feature \"tls\"",
+        ))
     }
 }
 
@@ -349,6 +419,7 @@ fn parse(url: &str) -> std::result::Result<RedisEndpoint, String> {
             db: 0,
             username,
             password,
+            tls_options: TlsOptions::default(),
         };
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -410,6 +481,7 @@ fn parse(url: &str) -> std::result::Result<RedisEndpoint, String> {
         db,
         username,
         password,
+        tls_options: TlsOptions::default(),
     })
 }
 

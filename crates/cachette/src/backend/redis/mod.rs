@@ -5,14 +5,15 @@
 //! and hands them out round-robin. Every operation is bounded by the command timeout (which
 //! also bounds the wait for a reconnect): through a stall watchdog per connection rather than a
 //! timer per command, so a command gives up between 1x and about 1.25x the timeout (TLS
-//! connections keep a timer per command). A command that failed because the connection broke is retried once on a
-//! new connection (within a further command timeout), so a server restart costs callers at
+//! connections included: cachette opens them itself, see `tls.rs`). A command that failed
+//! because the connection broke is retried once on a new connection (within a further command timeout), so a server restart costs callers at
 //! most one error. A command the server answered with an error (or with a reply of an
 //! unexpected type) is never retried and leaves the connection alone; see `classify` for how
 //! each `redis` error is sorted.
 
 mod connection;
 pub(crate) mod endpoint;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -118,6 +119,8 @@ impl RedisBackend {
             command_timeout,
         };
         let client = endpoint.client()?;
+        // Built once: the TLS files are read (and checked) here, not on every connect.
+        let tls = endpoint.tls_connector()?;
         let db = endpoint.db();
         // Our own deadline bounds each operation (including a pending reconnect), so the
         // driver's per-response timer would only double the cost.
@@ -128,6 +131,7 @@ impl RedisBackend {
             .map(|_| {
                 Reconnecting::new(
                     client.clone(),
+                    tls.clone(),
                     config.clone(),
                     options.connect_timeout,
                     options.command_timeout,
@@ -264,7 +268,7 @@ impl RedisBackend {
                     }
                     Box::pin(self.retry(what, link, live, payload, e, send)).await
                 }
-                Failure::TimedOut | Failure::Auth => {
+                Failure::TimedOut | Failure::Auth | Failure::Tls => {
                     link.discard(live.generation);
                     Err(Error::from(e))
                 }
@@ -301,7 +305,7 @@ impl RedisBackend {
         let attempt = live.timed(left, send(live.conn.clone())).await;
         match attempt {
             // A connection that breaks right after it was made is not retried.
-            Attempt::Done(Err(e)) if classify(&e) == Failure::Broken => {
+            Attempt::Done(Err(e)) if matches!(classify(&e), Failure::Broken | Failure::Tls) => {
                 link.discard(live.generation);
                 Err(refused_upload(payload, &e).unwrap_or_else(|| Error::from(e)))
             }
@@ -370,6 +374,11 @@ pub(crate) enum Failure {
     Broken,
     /// An I/O timeout: [`ErrorKind::Timeout`]. The connection is discarded (not retried).
     TimedOut,
+    /// The TLS handshake failed (untrusted, expired or misnamed server certificate; client
+    /// certificate missing or refused): [`ErrorKind::Tls`]. The connection is discarded and
+    /// the command not retried (the next attempt would fail the same way); counted.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Tls,
     /// The server answered with an error reply (`WRONGTYPE`, `NOPERM`, `OOM`, `ERR ...`,
     /// `LOADING`, `READONLY`, ...): [`ErrorKind::Backend`]. The connection is healthy: kept,
     /// not retried, not counted.
@@ -415,6 +424,8 @@ fn refused_by_acl(e: &redis::RedisError) -> bool {
 pub(crate) fn classify(e: &redis::RedisError) -> Failure {
     use redis::ErrorKind as K;
     match e.kind() {
+        #[cfg(feature = "tls")]
+        K::Io if tls::tls_failure(e).is_some() => Failure::Tls,
         K::Io if e.is_timeout() => Failure::TimedOut,
         K::Io => Failure::Broken,
         // The handshake (AUTH/HELLO) refused the credentials: no connection was made.
@@ -442,6 +453,7 @@ impl Failure {
             Failure::Broken => ErrorKind::Connection,
             Failure::TimedOut => ErrorKind::Timeout,
             Failure::Refused if refused_by_acl(e) => ErrorKind::Permission,
+            Failure::Tls => ErrorKind::Tls,
             Failure::Refused | Failure::BadReply => ErrorKind::Backend,
             Failure::Auth => ErrorKind::Auth,
             Failure::Client if e.kind() == redis::ErrorKind::InvalidClientConfig => {
@@ -627,6 +639,10 @@ impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
         // One classification for the kind, the retry decision and the breaker.
         let kind = classify(&err).kind(&err);
+        #[cfg(feature = "tls")]
+        if let Some(failure) = tls::tls_failure(&err) {
+            return Error::new(kind, tls::describe(failure));
+        }
         // redis errors never contain the password, but may contain the host; that is fine.
         let message = crate::error::redact(&err.to_string());
         match kind {

@@ -1,0 +1,356 @@
+//! `rediss://` against a real `redis-server --tls-port` with certificates made at test time
+//! (`cachette_test_support::TlsFiles`): what connects, what fails and how (each failed check
+//! is an `ErrorKind::Tls` error saying which check, with a bounded number of connection
+//! attempts), the stall watchdog on TLS connections, and the TLS settings' file errors.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cachette::{CacheManager, ErrorKind, Ttl};
+use cachette_test_support::{RedisServer, TlsFiles};
+
+fn files(server: &RedisServer) -> &TlsFiles {
+    server.tls_files().expect("a TLS server")
+}
+
+fn spawn(builder: cachette_test_support::RedisServerBuilder) -> RedisServer {
+    builder.spawn().expect("redis-server with TLS")
+}
+
+/// A manager on `url` (breaker off, so every call reaches the connection).
+fn manager(
+    url: &str,
+    tls: impl FnOnce(cachette::CacheManagerBuilder) -> cachette::CacheManagerBuilder,
+) -> CacheManager {
+    let builder = CacheManager::builder()
+        .url(url)
+        .key_prefix("tls:")
+        .command_timeout(Duration::from_millis(500))
+        .circuit_breaker(0, Duration::ZERO);
+    tls(builder).build().expect("build manager")
+}
+
+/// A loopback TCP proxy in front of the server's TLS port that counts the connections it
+/// accepts: every connection attempt of the client, including those whose handshake fails
+/// (the server's own `total_connections_received` counts a TLS client only once its
+/// handshake succeeded, so it cannot see a retry storm of failing handshakes).
+struct CountingProxy {
+    url: String,
+    accepted: Arc<AtomicU64>,
+}
+
+async fn counting_proxy(server: &RedisServer) -> CountingProxy {
+    let target = server.tls_port().expect("a TLS server");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    CountingProxy {
+        url: format!("rediss://127.0.0.1:{port}/"),
+        accepted,
+    }
+}
+
+/// Through a [`CountingProxy`], 40 calls one after the other, then 64 at once: every one
+/// fails with a TLS error whose message contains `check`, and at most 3 connections are
+/// attempted for all of them (one handshake, then the failure is held; `TLS_FAILURE_HOLD`).
+async fn fails_with(
+    server: &RedisServer,
+    tls: impl FnOnce(cachette::CacheManagerBuilder) -> cachette::CacheManagerBuilder,
+    check: &str,
+) -> CacheManager {
+    let proxy = counting_proxy(server).await;
+    let cache = manager(&proxy.url, tls);
+    for i in 0..40 {
+        let e = cache.get::<u32>(&format!("k{i}")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+        assert!(e.is_tls() && e.is_backend_failure());
+        assert!(e.to_string().contains(check), "expected {check:?} in: {e}");
+    }
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get::<u32>(&format!("c{i}")).await })
+        })
+        .collect();
+    for t in tasks {
+        let e = t.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    }
+    let attempts = proxy.accepted.load(Ordering::Relaxed);
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} connection attempts for 104 failing calls (a retry storm, or none at all)"
+    );
+    assert!(!cache.ping().await);
+    cache
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_right_ca_connects() {
+    let server = spawn(RedisServer::builder().tls());
+    assert!(server.url().starts_with("rediss://127.0.0.1:"));
+    let ca = files(&server).ca_file.clone();
+    let cache = manager(&server.url(), |b| b.tls_ca_file(&ca));
+    cache.set("k", &7u32, Ttl::Never).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(7));
+    assert!(cache.ping().await);
+    // The value went through the TLS port to the same server.
+    assert_eq!(server.cli(["GET", "tls:k"]), "7");
+    // By name too (the certificate names localhost and 127.0.0.1).
+    let url = server.tls_url_for_host("localhost").unwrap();
+    let by_name = manager(&url, |b| b.tls_ca_file(&ca));
+    assert_eq!(by_name.get::<u32>("k").await.unwrap(), Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_connects_with_a_client_certificate() {
+    let server = spawn(RedisServer::builder().tls_auth_clients(true));
+    let f = files(&server).clone();
+    let cache = manager(&server.url(), |b| {
+        b.tls_ca_file(&f.ca_file)
+            .tls_client_cert(&f.cert_file, &f.key_file)
+    });
+    cache.set("k", &1u32, Ttl::Never).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_ca_is_refused() {
+    let server = spawn(RedisServer::builder().tls());
+    let other = files(&server).other_ca_file.clone();
+    fails_with(
+        &server,
+        |b| b.tls_ca_file(&other),
+        "not signed by a trusted CA",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_roots_do_not_trust_a_private_ca() {
+    let server = spawn(RedisServer::builder().tls());
+    fails_with(&server, |b| b, "not signed by a trusted CA").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_is_refused() {
+    let server = spawn(RedisServer::builder().tls_server_names(["cache.other.example"]));
+    let ca = files(&server).ca_file.clone();
+    let cache = fails_with(
+        &server,
+        |b| b.tls_ca_file(&ca),
+        "not valid for the host name 127.0.0.1",
+    )
+    .await;
+    let e = cache.get::<u32>("k").await.unwrap_err();
+    assert!(e.to_string().contains("cache.other.example"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused() {
+    let server = spawn(RedisServer::builder().tls_expired_certificate());
+    let ca = files(&server).ca_file.clone();
+    fails_with(&server, |b| b.tls_ca_file(&ca), "has expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_client_certificate_is_refused() {
+    let server = spawn(RedisServer::builder().tls_auth_clients(true));
+    let ca = files(&server).ca_file.clone();
+    fails_with(&server, |b| b.tls_ca_file(&ca), "client certificate").await;
+}
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `tls_insecure` connects to a server whose certificate fails every check, and says so at
+/// `warn` when the manager is built.
+#[test]
+fn insecure_accepts_any_certificate_and_warns() {
+    let server = spawn(
+        RedisServer::builder()
+            .tls_server_names(["cache.other.example"])
+            .tls_expired_certificate(),
+    );
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cache = manager(&server.url(), |b| b.tls_insecure_skip_verify(true));
+            cache.set("k", &3u32, Ttl::Never).await.unwrap();
+            assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3));
+        });
+    });
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("verification is OFF"), "{log}");
+}
+
+/// A stopped TLS server: calls fail with a timeout within ~1.25x the command timeout, through
+/// the connection's stall watchdog (which logs that it dropped the connection), and the
+/// connection comes back when the server does.
+#[test]
+fn a_stalled_tls_server_times_out_under_the_watchdog() {
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    let server = spawn(RedisServer::builder().tls());
+    let ca = files(&server).ca_file.clone();
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cache = CacheManager::builder()
+                .url(server.url())
+                .tls_ca_file(&ca)
+                .key_prefix("tls:")
+                .command_timeout(TIMEOUT)
+                .circuit_breaker(0, Duration::ZERO)
+                .build()
+                .unwrap();
+            cache.set("k", &1u32, Ttl::Never).await.unwrap();
+            server.stop_process();
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let cache = cache.clone();
+                    tokio::spawn(async move { cache.get::<u32>("k").await })
+                })
+                .collect();
+            for t in tasks {
+                let result = tokio::time::timeout(Duration::from_secs(5), t)
+                    .await
+                    .expect("every call returns")
+                    .unwrap();
+                assert_eq!(result.unwrap_err().kind(), ErrorKind::Timeout);
+            }
+            let took = started.elapsed();
+            server.continue_process();
+            assert!(
+                took >= TIMEOUT && took < TIMEOUT * 5 / 4 + Duration::from_millis(200),
+                "took {took:?}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Ok(Some(1)) = cache.get::<u32>("k").await {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never reconnected");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    });
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("no reply from Redis within the command timeout"),
+        "the watchdog did not fire: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_or_unparsable_files_are_config_errors_naming_field_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "SECRET-KEY-MATERIAL not a pem file\n").unwrap();
+    let url = "rediss://127.0.0.1:1/";
+    let cases: Vec<(cachette::CacheManagerBuilder, &str, &std::path::Path)> = vec![
+        (
+            CacheManager::builder().url(url).tls_ca_file(&missing),
+            "tls_ca_file",
+            &missing,
+        ),
+        (
+            CacheManager::builder().url(url).tls_ca_file(&garbage),
+            "tls_ca_file",
+            &garbage,
+        ),
+        (
+            CacheManager::builder()
+                .url(url)
+                .tls_client_cert(&garbage, &garbage),
+            "tls_cert_file",
+            &garbage,
+        ),
+        (
+            CacheManager::builder()
+                .url(url)
+                .tls_client_cert(&missing, &garbage),
+            "tls_cert_file",
+            &missing,
+        ),
+    ];
+    for (builder, field, path) in cases {
+        let e = builder.build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        let text = e.to_string();
+        assert!(text.contains(field), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(!text.contains("SECRET-KEY-MATERIAL"), "{text}");
+    }
+    // A valid certificate with a key file that holds no key.
+    let server = spawn(RedisServer::builder().tls());
+    let f = files(&server);
+    let e = CacheManager::builder()
+        .url(server.url())
+        .tls_client_cert(&f.cert_file, &garbage)
+        .build()
+        .unwrap_err();
+    assert!(e.is_config());
+    assert!(e.to_string().contains("tls_key_file"), "{e}");
+    assert!(
+        e.to_string().contains(&garbage.display().to_string()),
+        "{e}"
+    );
+    // TLS settings for a plain server are refused rather than ignored.
+    let e = CacheManager::builder()
+        .url("redis://127.0.0.1:1/")
+        .tls_ca_file(&f.ca_file)
+        .build()
+        .unwrap_err();
+    assert!(e.is_config());
+    assert!(e.to_string().contains("rediss://"), "{e}");
+}
