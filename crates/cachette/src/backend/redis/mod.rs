@@ -701,11 +701,7 @@ mod tests {
                 TimedOut,
                 ErrorKind::Timeout,
             ),
-            (
-                general(K::AuthenticationFailed),
-                Broken,
-                ErrorKind::Connection,
-            ),
+            (general(K::AuthenticationFailed), Auth, ErrorKind::Auth),
             (
                 general(K::ClusterConnectionNotFound),
                 Broken,
@@ -765,7 +761,13 @@ mod tests {
         ] {
             let error = general(K::Server(server));
             assert_eq!(classify(&error), Refused, "{server:?}");
-            assert_eq!(Error::from(error).kind(), ErrorKind::Backend);
+            // The ACL's refusals have a kind of their own (the connection is kept all the same).
+            let kind = if server == S::NoPerm {
+                ErrorKind::Permission
+            } else {
+                ErrorKind::Backend
+            };
+            assert_eq!(Error::from(error).kind(), kind, "{server:?}");
         }
     }
 
