@@ -7,7 +7,7 @@
 //! same trybuild project and waiting on, or invalidating, the others' builds.)
 //!
 //! After changing a message (or the toolchain), regenerate the expected output with
-//! `TRYBUILD=overwrite cargo test -p cachette --test ui` and review the diff.
+//! `TRYBUILD=overwrite cargo test -p cachette-macros --test ui` and review the diff.
 
 #[test]
 fn macros() {
