@@ -401,6 +401,25 @@ impl Reconnecting {
         Ok(live)
     }
 
+    /// A multiplexed connection over `stream` whose driver runs in a task of our own (so the
+    /// watchdog can abort it).
+    async fn drive<S>(
+        &self,
+        info: &redis::ConnectionInfo,
+        stream: S,
+    ) -> RedisResult<(MultiplexedConnection, Option<AbortHandle>)>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (conn, driver) = MultiplexedConnection::new_with_config(
+            info.redis_settings(),
+            stream,
+            self.config.clone(),
+        )
+        .await?;
+        Ok((conn, Some(tokio::spawn(driver).abort_handle())))
+    }
+
     /// Opens a connection: TCP, TLS and Unix sockets with a driver task of our own (watched);
     /// any other address through the `redis` crate (timed per command).
     async fn open(&self, generation: u64) -> RedisResult<Live> {
@@ -427,13 +446,7 @@ impl Reconnecting {
                             reads: reads.clone(),
                         };
                         let stream = tls.connect(host, stream).await?;
-                        MultiplexedConnection::new_with_config(
-                            info.redis_settings(),
-                            stream,
-                            self.config.clone(),
-                        )
-                        .await
-                        .map(|(conn, driver)| (conn, Some(tokio::spawn(driver).abort_handle())))?
+                        self.drive(info, stream).await?
                     }
                     None => (
                         self.client
@@ -449,13 +462,7 @@ impl Reconnecting {
                         inner: stream,
                         reads: reads.clone(),
                     };
-                    MultiplexedConnection::new_with_config(
-                        info.redis_settings(),
-                        stream,
-                        self.config.clone(),
-                    )
-                    .await
-                    .map(|(conn, driver)| (conn, Some(tokio::spawn(driver).abort_handle())))?
+                    self.drive(info, stream).await?
                 }
                 #[cfg(unix)]
                 ConnectionAddr::Unix(path) => {
@@ -464,13 +471,7 @@ impl Reconnecting {
                         inner: stream,
                         reads: reads.clone(),
                     };
-                    MultiplexedConnection::new_with_config(
-                        info.redis_settings(),
-                        stream,
-                        self.config.clone(),
-                    )
-                    .await
-                    .map(|(conn, driver)| (conn, Some(tokio::spawn(driver).abort_handle())))?
+                    self.drive(info, stream).await?
                 }
                 _ => (
                     self.client
