@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::SpawnError;
 use crate::server::RedisServer;
-use crate::tls::TlsSettings;
+use crate::tls::{TlsFiles, TlsSettings};
 
 /// Default bound on the wait for the first `PING` answer.
 pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,6 +157,13 @@ impl RedisServerBuilder {
         self.tls
             .get_or_insert_with(TlsSettings::default)
             .auth_clients = required;
+        self
+    }
+
+    /// [`tls`](Self::tls), serving `files` (made for another server) instead of a set of its
+    /// own: the nodes of a TLS cluster share one CA.
+    pub(crate) fn tls_shared_files(mut self, files: TlsFiles) -> Self {
+        self.tls.get_or_insert_with(TlsSettings::default).shared = Some(files);
         self
     }
 

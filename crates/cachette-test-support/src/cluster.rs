@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{SpawnError, SpawnErrorKind};
 use crate::server::RedisServer;
+use crate::tls::{TlsFiles, TlsSettings};
 
 /// The cluster node timeout given to every node (ms): failures are detected, and replicas
 /// promoted, about this long after a primary dies.
@@ -35,8 +36,11 @@ const NODE_ATTEMPTS: usize = 4;
 /// # let _ = seeds;
 /// ```
 pub struct RedisCluster {
+    // Declared first so the nodes are gone before the certificates' directory is removed.
     nodes: Vec<RedisServer>,
     replicas: usize,
+    /// The certificates every node of a TLS cluster shares, and their directory.
+    tls: Option<(TlsFiles, tempfile::TempDir)>,
 }
 
 impl RedisCluster {
@@ -49,23 +53,76 @@ impl RedisCluster {
     /// ([`SpawnErrorKind::ExitedEarly`], with its output), or the cluster is not `ok` on every
     /// node within 20 s ([`SpawnErrorKind::Timeout`], with the first node's log).
     pub fn spawn(primaries: usize, replicas: usize) -> Result<Self, SpawnError> {
+        Self::spawn_with(primaries, replicas, false)
+    }
+
+    /// [`spawn`](Self::spawn), every node serving TLS only to clients: each node has a TLS
+    /// port (`--tls-port`, what [`seeds`](Self::seeds) names, and what `CLUSTER SLOTS` and
+    /// `MOVED` report to a TLS client), the cluster bus and replication run in TLS
+    /// (`--tls-cluster yes --tls-replication yes`), and one CA signed every certificate
+    /// ([`tls_files`](Self::tls_files): its `ca_file` is what a client trusts; certificates
+    /// for `localhost` and `127.0.0.1`). The cluster is created with
+    /// `redis-cli --tls --cacert ... --cluster create` on the TLS ports. Each node also keeps
+    /// a plain control port ([`RedisServer::port`]) for readiness checks and
+    /// [`cli`](Self::cli); no client of the cluster is ever sent there.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn), and when the certificates cannot be written.
+    pub fn spawn_tls(primaries: usize, replicas: usize) -> Result<Self, SpawnError> {
+        Self::spawn_with(primaries, replicas, true)
+    }
+
+    /// Three primaries serving TLS ([`spawn_tls`](Self::spawn_tls)), no replicas; panics
+    /// with the error (for tests).
+    ///
+    /// # Panics
+    ///
+    /// If the cluster cannot be started.
+    #[must_use]
+    pub fn new_tls() -> Self {
+        match Self::spawn_tls(3, 0) {
+            Ok(cluster) => cluster,
+            Err(e) => panic!("cachette-test-support: could not start a TLS Redis Cluster: {e}"),
+        }
+    }
+
+    fn spawn_with(primaries: usize, replicas: usize, tls: bool) -> Result<Self, SpawnError> {
         if primaries < 3 {
             return Err(SpawnError::new(
                 SpawnErrorKind::InvalidConfig,
                 "a Redis Cluster needs at least 3 primaries",
             ));
         }
+        let tls = if tls {
+            let dir = tempfile::Builder::new()
+                .prefix("cachette-redis-cluster-tls-")
+                .tempdir()
+                .map_err(|e| SpawnError::io("creating a temporary directory", e))?;
+            let files = TlsFiles::generate(dir.path(), &TlsSettings::default())?;
+            Some((files, dir))
+        } else {
+            None
+        };
         let count = primaries * (1 + replicas);
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
-            nodes.push(spawn_node()?);
+            nodes.push(spawn_node(tls.as_ref().map(|(files, _)| files))?);
         }
-        let cluster = RedisCluster { nodes, replicas };
-        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-        args.extend(cluster.seeds());
+        let cluster = RedisCluster {
+            nodes,
+            replicas,
+            tls,
+        };
+        let mut args: Vec<std::ffi::OsString> = cluster
+            .tls_files()
+            .map(TlsFiles::cli_args)
+            .unwrap_or_default();
+        args.extend(["--cluster".into(), "create".into()]);
+        args.extend(cluster.seeds().into_iter().map(Into::into));
         args.extend([
             "--cluster-replicas".into(),
-            replicas.to_string(),
+            replicas.to_string().into(),
             "--cluster-yes".into(),
         ]);
         let out = cluster.nodes[0]
@@ -142,7 +199,11 @@ impl RedisCluster {
                 "a Redis Cluster needs at least 3 nodes",
             ));
         }
-        let cluster = RedisCluster { nodes, replicas: 0 };
+        let cluster = RedisCluster {
+            nodes,
+            replicas: 0,
+            tls: None,
+        };
         cluster.wait_ok(READY_TIMEOUT)?;
         Ok(cluster)
     }
@@ -197,13 +258,20 @@ impl RedisCluster {
         self.replicas
     }
 
-    /// `"127.0.0.1:PORT"` of every node.
+    /// `"127.0.0.1:PORT"` of every node: the port clients use (the TLS port on a TLS cluster).
     #[must_use]
     pub fn seeds(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .map(|n| format!("127.0.0.1:{}", n.tls_port().unwrap_or_else(|| n.port())))
             .collect()
+    }
+
+    /// The certificate files every node shares, on a cluster from
+    /// [`spawn_tls`](Self::spawn_tls); else `None`.
+    #[must_use]
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(files, _)| files)
     }
 
     /// [`seeds`](Self::seeds) joined with commas (the `REDIS_CLUSTER_NODES` form).
@@ -247,6 +315,62 @@ impl RedisCluster {
     #[must_use]
     pub fn node_id(&self, i: usize) -> String {
         self.cli(i, ["CLUSTER", "MYID"])
+    }
+
+    /// Starts moving `slot` from node `from` (its owner) to node `to`, the way
+    /// `redis-cli --cluster reshard` does: `CLUSTER SETSLOT slot IMPORTING` on `to`, then
+    /// `MIGRATING` on `from`. Until [`finish_migration`](Self::finish_migration), `from`
+    /// answers `ASK` for the slot's keys it does not hold; move them with
+    /// [`migrate_keys`](Self::migrate_keys).
+    ///
+    /// # Panics
+    ///
+    /// If a node does not answer `OK`.
+    pub fn begin_migration(&self, slot: u16, from: usize, to: usize) {
+        let s = slot.to_string();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let importing = self.cli(to, ["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
+        assert_eq!(importing, "OK", "SETSLOT {s} IMPORTING on node {to}");
+        let migrating = self.cli(from, ["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
+        assert_eq!(migrating, "OK", "SETSLOT {s} MIGRATING on node {from}");
+    }
+
+    /// `MIGRATE`s `keys` (all of one slot being migrated) from node `from` to node `to`, over
+    /// the port clients use (the TLS port of a TLS cluster, whose nodes migrate in TLS).
+    ///
+    /// # Panics
+    ///
+    /// If `MIGRATE` does not answer `OK` (or `NOKEY`, when none of the keys exists).
+    pub fn migrate_keys<K: AsRef<str>>(&self, from: usize, to: usize, keys: &[K]) {
+        let node = &self.nodes[to];
+        let port = node.tls_port().unwrap_or_else(|| node.port()).to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        args.extend(keys.iter().map(AsRef::as_ref));
+        let out = self.cli(from, args);
+        assert!(
+            out == "OK" || out == "NOKEY",
+            "MIGRATE from node {from}: {out}"
+        );
+    }
+
+    /// Ends a [`begin_migration`](Self::begin_migration): `CLUSTER SETSLOT slot NODE <to>` on
+    /// `to`, then `from`, then every other node (the order `redis-cli` uses). Every node
+    /// then answers `MOVED` to `to` for the slot.
+    ///
+    /// # Panics
+    ///
+    /// If a running node does not answer `OK`.
+    pub fn finish_migration(&self, slot: u16, from: usize, to: usize) {
+        let s = slot.to_string();
+        let to_id = self.node_id(to);
+        let others = (0..self.nodes.len()).filter(|&i| i != from && i != to);
+        for i in [to, from].into_iter().chain(others) {
+            if !self.nodes[i].is_running() {
+                continue;
+            }
+            let out = self.cli(i, ["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+            assert_eq!(out, "OK", "SETSLOT {s} NODE on node {i}");
+        }
     }
 
     /// Waits until every running node reports `cluster_state:ok` and `cluster_slots_ok:16384`
@@ -377,11 +501,18 @@ impl RedisCluster {
     }
 }
 
-/// One node, retried on a fresh port when its port or its bus port was taken.
-fn spawn_node() -> Result<RedisServer, SpawnError> {
+/// One node (serving `tls` if given), retried on a fresh port when its port or its bus port
+/// was taken.
+fn spawn_node(tls: Option<&TlsFiles>) -> Result<RedisServer, SpawnError> {
     let mut last = None;
     for _ in 0..NODE_ATTEMPTS {
-        let spawned = RedisServer::builder()
+        let mut builder = RedisServer::builder();
+        if let Some(files) = tls {
+            builder = builder
+                .tls_shared_files(files.clone())
+                .args(files.cluster_node_args());
+        }
+        let spawned = builder
             .args([
                 "--cluster-enabled",
                 "yes",
@@ -421,6 +552,7 @@ impl fmt::Debug for RedisCluster {
         f.debug_struct("RedisCluster")
             .field("nodes", &self.seeds())
             .field("replicas", &self.replicas)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

@@ -152,7 +152,7 @@ impl RedisServer {
             extra_args.push(pw.into());
         }
         let tls_files = match &builder.tls {
-            Some(settings) => Some((TlsFiles::generate(dir.path(), settings)?, settings)),
+            Some(settings) => Some((TlsFiles::for_server(dir.path(), settings)?, settings)),
             None => None,
         };
         let launch = Launch {

@@ -376,3 +376,68 @@ fn cluster_with_replicas_promotes_a_replica() {
     assert_eq!(now.len(), 3, "{now:?}");
     assert!(!now.contains(&victim));
 }
+
+/// `redis-cli` over TLS to `127.0.0.1:port`, trusting the cluster's CA; its stdout.
+fn tls_cli(files: &crate::TlsFiles, port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(files.cli_args())
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TLS cluster (3 primaries, 1 replica each): every node shares one CA, the seeds are the
+/// TLS ports, replicas sync over TLS, and a TLS client is told the TLS ports by
+/// `CLUSTER SLOTS` and `MOVED`.
+#[test]
+fn tls_cluster_reports_its_tls_ports_to_tls_clients() {
+    if !redis_available() {
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let started = Instant::now();
+    let cluster = crate::RedisCluster::spawn_tls(3, 1).unwrap();
+    eprintln!("TLS cluster (6 nodes) up in {:?}", started.elapsed());
+    let files = cluster.tls_files().unwrap().clone();
+    let tls_ports: Vec<u16> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.tls_port().unwrap())
+        .collect();
+    let seeds: Vec<String> = tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    assert_eq!(cluster.seeds(), seeds);
+    // One CA: every node's files are the cluster's.
+    for node in cluster.nodes() {
+        assert_eq!(node.tls_files(), Some(&files));
+    }
+    // Replicas synced (over TLS: `--tls-replication yes`).
+    assert_eq!(cluster.primaries().len(), 3);
+    let slots = tls_cli(&files, tls_ports[0], &["CLUSTER", "SLOTS"]);
+    // Every port in the reply (the numbers above the last slot; ports are ephemeral).
+    let named: Vec<u16> = slots
+        .lines()
+        .filter_map(|l| l.parse::<u16>().ok())
+        .filter(|&p| p > 16383)
+        .collect();
+    assert_eq!(named.len(), 6, "{slots}");
+    for port in named {
+        assert!(
+            tls_ports.contains(&port),
+            "CLUSTER SLOTS over TLS named {port}: {slots}"
+        );
+    }
+    let owner = cluster.owner_of_slot(15495).unwrap();
+    let other = cluster
+        .primaries()
+        .into_iter()
+        .find(|&i| i != owner)
+        .unwrap();
+    let moved = tls_cli(&files, tls_ports[other], &["GET", "{a}x"]);
+    assert_eq!(
+        moved.trim(),
+        format!("MOVED 15495 127.0.0.1:{}", tls_ports[owner])
+    );
+}

@@ -29,6 +29,9 @@ pub(crate) struct TlsSettings {
     pub(crate) expired: bool,
     /// `--tls-auth-clients yes` (a client certificate is required) instead of `optional`.
     pub(crate) auth_clients: bool,
+    /// Files made beforehand and shared with other servers (the nodes of a TLS cluster trust
+    /// one CA), used instead of generating a set per server.
+    pub(crate) shared: Option<TlsFiles>,
 }
 
 impl Default for TlsSettings {
@@ -37,6 +40,7 @@ impl Default for TlsSettings {
             server_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
             expired: false,
             auth_clients: false,
+            shared: None,
         }
     }
 }
@@ -117,6 +121,43 @@ impl TlsFiles {
                 .map_err(|e| SpawnError::io(format!("writing {}", path.display()), e))?;
         }
         Ok(files)
+    }
+
+    /// The files `settings` name: the shared ones, else a set generated into `dir/tls/`.
+    pub(crate) fn for_server(dir: &Path, settings: &TlsSettings) -> Result<TlsFiles, SpawnError> {
+        match &settings.shared {
+            Some(files) => Ok(files.clone()),
+            None => TlsFiles::generate(dir, settings),
+        }
+    }
+
+    /// The extra arguments of a node of a TLS cluster: the cluster bus and replication in TLS
+    /// too, each node presenting the client certificate to the others.
+    pub(crate) fn cluster_node_args(&self) -> Vec<OsString> {
+        vec![
+            "--tls-cluster".into(),
+            "yes".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+            "--tls-client-cert-file".into(),
+            self.cert_file.clone().into(),
+            "--tls-client-key-file".into(),
+            self.key_file.clone().into(),
+        ]
+    }
+
+    /// The `redis-cli` arguments of a TLS client trusting [`ca_file`](Self::ca_file) and
+    /// presenting the client certificate.
+    pub(crate) fn cli_args(&self) -> Vec<OsString> {
+        vec![
+            "--tls".into(),
+            "--cacert".into(),
+            self.ca_file.clone().into(),
+            "--cert".into(),
+            self.cert_file.clone().into(),
+            "--key".into(),
+            self.key_file.clone().into(),
+        ]
     }
 
     /// The `redis-server` arguments that serve these files (the TLS port comes apart).

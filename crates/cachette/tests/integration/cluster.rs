@@ -169,22 +169,13 @@ async fn cluster_follows_ask_during_and_moved_after_a_slot_migration() {
     let s = slot(full.as_bytes());
     let src = cluster.owner_of_slot(s).unwrap();
     let dst = (src + 1) % 3;
-    let (src_id, dst_id) = (cluster.node_id(src), cluster.node_id(dst));
     let s_text = s.to_string();
-    assert_eq!(
-        cluster.cli(dst, ["CLUSTER", "SETSLOT", &s_text, "IMPORTING", &src_id]),
-        "OK"
-    );
-    assert_eq!(
-        cluster.cli(src, ["CLUSTER", "SETSLOT", &s_text, "MIGRATING", &dst_id]),
-        "OK"
-    );
+    cluster.begin_migration(s, src, dst);
     // A key of the slot that is not on the source any more: ASK to the target.
     let other = (0..100_000)
         .map(|i| format!("other{i}"))
         .find(|k| slot(format!("{prefix}{k}").as_bytes()) == s)
         .unwrap();
-    let port = cluster.node(dst).port().to_string();
     cache.set(&other, &"asked", Ttl::secs(600)).await.unwrap();
     assert_eq!(
         cluster.cli(dst, ["CLUSTER", "COUNTKEYSINSLOT", &s_text]),
@@ -206,20 +197,7 @@ async fn cluster_follows_ask_during_and_moved_after_a_slot_migration() {
         .await
         .unwrap();
     assert_eq!((sets(src) - src_sets, sets(dst) - dst_sets), (1, 1));
-    let out = cluster.cli(
-        src,
-        [
-            "MIGRATE",
-            "127.0.0.1",
-            &port,
-            "",
-            "0",
-            "5000",
-            "KEYS",
-            &full,
-        ],
-    );
-    assert_eq!(out, "OK");
+    cluster.migrate_keys(src, dst, &[&full]);
     assert_eq!(
         cache.get::<String>("moving").await.unwrap().as_deref(),
         Some("before")
@@ -228,9 +206,7 @@ async fn cluster_follows_ask_during_and_moved_after_a_slot_migration() {
         cache.get::<String>(&other).await.unwrap().as_deref(),
         Some("asked")
     );
-    for i in 0..3 {
-        cluster.cli(i, ["CLUSTER", "SETSLOT", &s_text, "NODE", &dst_id]);
-    }
+    cluster.finish_migration(s, src, dst);
     // Now MOVED (the manager's map still names the source).
     assert_eq!(
         cache.get::<String>("moving").await.unwrap().as_deref(),
@@ -283,17 +259,8 @@ async fn migrating_read(cache: &CacheManager, id: u32) -> String {
 /// `IMPORTING`/`MIGRATING`, `MIGRATE` a few keys at a time (with pauses, so that the slot stays
 /// half-moved for a while), then `SETSLOT NODE` on every node. Returns the keys moved.
 fn migrate_slot(cluster: &RedisCluster, slot: u16, src: usize, dst: usize) -> usize {
-    let (src_id, dst_id) = (cluster.node_id(src), cluster.node_id(dst));
     let s = slot.to_string();
-    assert_eq!(
-        cluster.cli(dst, ["CLUSTER", "SETSLOT", &s, "IMPORTING", &src_id]),
-        "OK"
-    );
-    assert_eq!(
-        cluster.cli(src, ["CLUSTER", "SETSLOT", &s, "MIGRATING", &dst_id]),
-        "OK"
-    );
-    let port = cluster.node(dst).port().to_string();
+    cluster.begin_migration(slot, src, dst);
     let mut moved = 0;
     for _ in 0..200 {
         let listed = cluster.cli(src, ["CLUSTER", "GETKEYSINSLOT", &s, "2"]);
@@ -301,19 +268,11 @@ fn migrate_slot(cluster: &RedisCluster, slot: u16, src: usize, dst: usize) -> us
         if keys.is_empty() {
             break;
         }
-        let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
-        args.extend(keys.iter().copied());
-        assert_eq!(cluster.cli(src, args), "OK");
+        cluster.migrate_keys(src, dst, &keys);
         moved += keys.len();
         std::thread::sleep(Duration::from_millis(25));
     }
-    let others = (0..cluster.nodes().len()).filter(|&i| i != src && i != dst);
-    for i in [dst, src].into_iter().chain(others) {
-        assert_eq!(
-            cluster.cli(i, ["CLUSTER", "SETSLOT", &s, "NODE", &dst_id]),
-            "OK"
-        );
-    }
+    cluster.finish_migration(slot, src, dst);
     moved
 }
 

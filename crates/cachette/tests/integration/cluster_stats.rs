@@ -146,25 +146,10 @@ async fn cluster_publisher_follows_moved_after_a_slot_migration() {
     let s = slot(key.as_bytes());
     let src = cluster.owner_of_slot(s).unwrap();
     let dst = (src + 1) % 3;
-    let (src_id, dst_id) = (cluster.node_id(src), cluster.node_id(dst));
     let s_text = s.to_string();
-    assert_eq!(
-        cluster.cli(dst, ["CLUSTER", "SETSLOT", &s_text, "IMPORTING", &src_id]),
-        "OK"
-    );
-    assert_eq!(
-        cluster.cli(src, ["CLUSTER", "SETSLOT", &s_text, "MIGRATING", &dst_id]),
-        "OK"
-    );
-    let port = cluster.node(dst).port().to_string();
-    let out = cluster.cli(
-        src,
-        ["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &key],
-    );
-    assert_eq!(out, "OK");
-    for i in 0..3 {
-        cluster.cli(i, ["CLUSTER", "SETSLOT", &s_text, "NODE", &dst_id]);
-    }
+    cluster.begin_migration(s, src, dst);
+    cluster.migrate_keys(src, dst, &[&key]);
+    cluster.finish_migration(s, src, dst);
     traffic(&cache, 4, 0).await;
     assert_eq!(publisher.publish_now().await.unwrap(), 2);
     assert_eq!(cluster.cli(dst, ["HGET", &key, "manager|hits"]), "6");

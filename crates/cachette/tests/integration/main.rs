@@ -27,6 +27,9 @@
 //! - `tls` (feature `tls`): `rediss://` against a TLS `redis-server` (good and bad
 //!   certificates, mutual TLS, the stall watchdog, file errors); the conformance suite also
 //!   runs over TLS (`conformance::redis_tls`).
+//! - `tls_cluster` (feature `tls`): a Redis Cluster serving TLS only (redirections followed
+//!   in TLS, an untrusted CA); the whole conformance suite runs on one too
+//!   (`conformance::tls_cluster_runs_the_whole_suite`).
 
 #[macro_use]
 mod support;
@@ -53,4 +56,6 @@ mod stampede;
 mod supersede;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+mod tls_cluster;
 mod warm;

@@ -29,6 +29,10 @@ pub(crate) enum Fixture {
     /// Redis over TLS (`rediss://`, the server's own CA trusted).
     #[cfg(feature = "tls")]
     Tls(Box<RedisServer>),
+    /// A 3-primary Redis Cluster of its own serving TLS only (seeds on the TLS ports, the
+    /// cluster's CA trusted).
+    #[cfg(feature = "tls")]
+    TlsCluster(Box<RedisCluster>),
     /// The 3-primary Redis Cluster shared by every test of this binary (isolated by prefix).
     Cluster(&'static RedisCluster),
     /// Redis as the ACL user `cachette`, restricted to exactly `cachette::acl::rules` for
@@ -93,6 +97,13 @@ impl Fixture {
         ))
     }
 
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_cluster() -> Fixture {
+        Fixture::TlsCluster(Box::new(
+            RedisCluster::spawn_tls(3, 0).expect("a TLS Redis Cluster"),
+        ))
+    }
+
     #[cfg(feature = "metrics")]
     pub(crate) fn metered() -> Fixture {
         Fixture::Metered(Box::new(RedisServer::new()))
@@ -104,7 +115,7 @@ impl Fixture {
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
             #[cfg(feature = "tls")]
-            Fixture::Tls(_) => true,
+            Fixture::Tls(_) | Fixture::TlsCluster(_) => true,
             Fixture::Memory(_) => false,
         }
     }
@@ -119,7 +130,12 @@ impl Fixture {
         let mut base = Config::default();
         base.key_prefix = prefix.to_owned();
         base.command_timeout = Duration::from_secs(5);
-        let base = config(base);
+        let mut base = config(base);
+        #[cfg(feature = "tls")]
+        if let Fixture::TlsCluster(_) = self {
+            // Every node, like the seeds, over TLS.
+            base.tls = true;
+        }
         let builder = base.builder();
         let builder = match self {
             Fixture::Memory(b) => builder.backend(b.clone() as Arc<dyn Backend>),
@@ -132,6 +148,13 @@ impl Fixture {
             Fixture::Tls(server) => {
                 let files = server.tls_files().expect("a TLS server");
                 builder.url(server.url()).tls_ca_file(&files.ca_file)
+            }
+            #[cfg(feature = "tls")]
+            Fixture::TlsCluster(cluster) => {
+                let files = cluster.tls_files().expect("a TLS cluster");
+                builder
+                    .cluster_nodes(cluster.seeds())
+                    .tls_ca_file(&files.ca_file)
             }
         };
         builder.build().expect("build manager")
