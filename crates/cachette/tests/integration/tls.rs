@@ -354,3 +354,108 @@ async fn unreadable_or_unparsable_files_are_config_errors_naming_field_and_path(
     assert!(e.is_config());
     assert!(e.to_string().contains("rediss://"), "{e}");
 }
+
+/// A manager on `url` with these timeouts (breaker off).
+fn timed_manager(url: &str, connect: Duration, command: Duration) -> CacheManager {
+    CacheManager::builder()
+        .url(url)
+        .key_prefix("tls:")
+        .connect_timeout(connect)
+        .command_timeout(command)
+        .circuit_breaker(0, Duration::ZERO)
+        .build()
+        .expect("build manager")
+}
+
+/// `rediss://` at a plain Redis port: the server never answers the client hello (it waits
+/// for the end of an inline command that never comes), so the handshake is cut when the time
+/// to connect runs out (the command timeout or the connect timeout, whichever ends first)
+/// and reported as a TLS error that says so, not as a timeout; and the failure is held like
+/// any failed handshake (the next call gets it at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_to_a_plain_port_is_a_tls_error_not_a_timeout() {
+    let plain = RedisServer::new();
+    let url = format!("rediss://127.0.0.1:{}/", plain.port());
+    let ms = Duration::from_millis;
+    // (connect timeout, command timeout): the defaults (the command timeout ends first), then
+    // a connect timeout shorter than the command timeout.
+    for (connect, command) in [(ms(1000), ms(500)), (ms(300), ms(2000))] {
+        let cache = timed_manager(&url, connect, command);
+        let started = Instant::now();
+        let e = cache.get::<u32>("k").await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("did not complete the TLS handshake") && text.contains("TLS port?"),
+            "{text}"
+        );
+        let limit = connect.min(command);
+        assert!(
+            took >= limit * 9 / 10 && took < limit + ms(300),
+            "took {took:?} (limit {limit:?})"
+        );
+        let started = Instant::now();
+        let again = cache.get::<u32>("k").await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::Tls, "{again}");
+        assert!(started.elapsed() < ms(100), "{:?}", started.elapsed());
+    }
+    assert_eq!(plain.cli(["PING"]), "PONG");
+}
+
+/// A plain server that does answer the client hello, in plain text (`-ERR ...`, what a
+/// plain Redis sends when the hello happens to hold a newline): the handshake fails at once,
+/// with a TLS error saying the answer was not TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_text_answer_to_the_handshake_fails_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut hello = [0u8; 512];
+                if socket.read(&mut hello).await.is_ok() {
+                    let _ = socket.write_all(b"-ERR unknown command\r\n").await;
+                    // Kept open: only the content of the answer fails the handshake.
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            });
+        }
+    });
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let cache = timed_manager(&url, Duration::from_secs(2), Duration::from_secs(2));
+    let started = Instant::now();
+    let e = cache.get::<u32>("k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("did not answer in TLS") && text.contains("TLS port?"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `redis://` at a TLS-only port: the server resets the plain connection at once; the
+/// connection error says to use `rediss://`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_to_a_tls_port_says_to_use_rediss() {
+    let server = spawn(RedisServer::builder().tls());
+    let url = format!("redis://127.0.0.1:{}/", server.tls_port().unwrap());
+    let cache = timed_manager(&url, Duration::from_secs(1), Duration::from_secs(1));
+    let started = Instant::now();
+    let e = cache.get::<u32>("k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert!(e.to_string().contains("connect with rediss://"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -43,7 +43,9 @@
 //! A failed TLS handshake (untrusted, expired or misnamed certificate, client certificate
 //! refused) is deterministic: for [`TLS_FAILURE_HOLD`] after one, every caller that would
 //! connect gets the same error without a new attempt, so a burst of calls against a
-//! misconfigured server costs one handshake, not one per call.
+//! misconfigured server costs one handshake, not one per call. A handshake still unanswered
+//! when the caller's time to connect runs out (a plain port never answers one) is such a
+//! failure too (`tls.rs`), so it ends by that deadline, before the timers here.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -365,14 +367,15 @@ impl Reconnecting {
     pub(crate) async fn connect_within(&self, timeout: Duration) -> Result<Option<Arc<Live>>> {
         // Boxed: connecting is rare, and its future (TCP connect, handshake) is large; inline,
         // every command's future would carry it.
-        match Box::pin(tokio::time::timeout(timeout, self.reconnect())).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match Box::pin(tokio::time::timeout_at(deadline, self.reconnect(deadline))).await {
             Ok(result) => result.map(Some),
             Err(_) => Ok(None),
         }
     }
 
     #[cold]
-    async fn reconnect(&self) -> Result<Arc<Live>> {
+    async fn reconnect(&self, deadline: tokio::time::Instant) -> Result<Arc<Live>> {
         let _one_at_a_time = self.connecting.lock().await;
         if let Some(live) = self.current() {
             return Ok(live);
@@ -383,7 +386,7 @@ impl Reconnecting {
             }
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let live = match self.open(generation).await {
+        let live = match self.open(generation, deadline).await {
             Ok(live) => Arc::new(live),
             Err(e) => {
                 let e = Error::from(e);
@@ -422,7 +425,11 @@ impl Reconnecting {
 
     /// Opens a connection: TCP, TLS and Unix sockets with a driver task of our own (watched);
     /// any other address through the `redis` crate (timed per command).
-    async fn open(&self, generation: u64) -> RedisResult<Live> {
+    async fn open(&self, generation: u64, deadline: tokio::time::Instant) -> RedisResult<Live> {
+        // A TLS handshake ends by the caller's deadline and the connect timeout (so that it
+        // fails as TLS before either timer below reports a timeout).
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let deadline = deadline.min(tokio::time::Instant::now() + self.connect_timeout);
         // The driver and the watchdog are spawned on the caller's runtime.
         let owner = tokio::runtime::Handle::try_current()
             .map_err(|_| {
@@ -445,7 +452,7 @@ impl Reconnecting {
                             inner: stream,
                             reads: reads.clone(),
                         };
-                        let stream = tls.connect(host, stream).await?;
+                        let stream = tls.connect(host, stream, deadline).await?;
                         self.drive(info, stream).await?
                     }
                     None => (

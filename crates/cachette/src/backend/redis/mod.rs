@@ -644,7 +644,7 @@ impl From<redis::RedisError> for Error {
             return Error::new(kind, tls::describe(failure));
         }
         // redis errors never contain the password, but may contain the host; that is fine.
-        let message = crate::error::redact(&err.to_string());
+        let message = crate::error::redact(&err.to_string()) + tls::plain_client_hint(&err);
         match kind {
             ErrorKind::Permission => Error::new(
                 kind,

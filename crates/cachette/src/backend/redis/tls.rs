@@ -51,6 +51,21 @@ impl TlsOptions {
 #[cfg(feature = "tls")]
 pub(crate) use self::enabled::*;
 
+/// What to add to the message of a connection reset on a plain connection: a TLS-only Redis
+/// port (`--port 0 --tls-port ...`) resets a client that speaks plain RESP to it at once,
+/// which the bare "connection reset by peer" does not explain. Empty for any other error.
+pub(crate) fn plain_client_hint(error: &redis::RedisError) -> &'static str {
+    let reset = std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>())
+        .and_then(|shared| shared.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset);
+    if reset {
+        " (if this port serves TLS only, connect with rediss://)"
+    } else {
+        ""
+    }
+}
+
 /// Without the `tls` feature no TLS connection is ever opened (`rediss://` is refused when a
 /// URL is parsed): the connector is a type with no value.
 #[cfg(not(feature = "tls"))]
@@ -160,11 +175,19 @@ mod enabled {
             })
         }
 
-        /// The TLS handshake over `stream` for `host` (checked against the certificate).
+        /// The TLS handshake over `stream` for `host` (checked against the certificate),
+        /// completed by `deadline`.
+        ///
+        /// A plain (non-TLS) Redis port never answers a client hello: it waits for the end of
+        /// an inline command that never comes. A handshake still incomplete at `deadline` is
+        /// therefore a TLS failure ([`HandshakeTimeout`], which [`describe`] puts into
+        /// words), not a timeout. (A plain server that does answer, e.g. with `-ERR`, fails at
+        /// once: rustls rejects the reply as not TLS.)
         pub(crate) async fn connect<S>(
             &self,
             host: &str,
             stream: S,
+            deadline: tokio::time::Instant,
         ) -> io::Result<tokio_rustls::client::TlsStream<S>>
         where
             S: AsyncRead + AsyncWrite + Unpin,
@@ -175,11 +198,39 @@ mod enabled {
                     "the host is not a valid TLS server name",
                 )
             })?;
-            tokio_rustls::TlsConnector::from(self.config.clone())
-                .connect(name, stream)
-                .await
+            let started = tokio::time::Instant::now();
+            let handshake =
+                tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, stream);
+            match tokio::time::timeout_at(deadline, handshake).await {
+                Ok(result) => result,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    rustls::Error::Other(rustls::OtherError(Arc::new(HandshakeTimeout(
+                        started.elapsed(),
+                    )))),
+                )),
+            }
         }
     }
+
+    /// A TLS handshake that did not complete in the time left to connect (see
+    /// [`TlsConnector::connect`]).
+    #[derive(Debug)]
+    pub(crate) struct HandshakeTimeout(std::time::Duration);
+
+    impl std::fmt::Display for HandshakeTimeout {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "the server did not complete the TLS handshake within {} ms: is this a TLS \
+                 port? (a plain Redis port never answers one; use redis:// there) Else the \
+                 server is not responding",
+                self.0.as_millis()
+            )
+        }
+    }
+
+    impl std::error::Error for HandshakeTimeout {}
 
     fn read(path: &Path, field: &str) -> Result<Vec<u8>> {
         std::fs::read(path).map_err(|e| {
@@ -378,8 +429,11 @@ mod enabled {
                     .to_owned()
             }
             E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
-                "the server did not answer in TLS (is this its TLS port?)".to_owned()
+                "the server did not answer in TLS: is this a TLS port? (a plain Redis port \
+                 answers in plain text; use redis:// there)"
+                    .to_owned()
             }
+            E::Other(other) if other.0.is::<HandshakeTimeout>() => other.0.to_string(),
             other => format!("TLS handshake failed: {other}"),
         }
     }
