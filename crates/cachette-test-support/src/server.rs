@@ -409,6 +409,24 @@ impl RedisServer {
         }
     }
 
+    /// `total_connections_received` from `INFO stats`: the connections the server accepted
+    /// since it started, the `redis-cli` connection of this query included (and, on a TLS
+    /// server, only TLS clients whose handshake succeeded).
+    ///
+    /// # Panics
+    ///
+    /// As [`cli`](Self::cli), or if the reply has no such field.
+    #[must_use]
+    pub fn connections_received(&self) -> u64 {
+        let info = self.cli(["INFO", "stats"]);
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("total_connections_received:"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("cachette-test-support: no total_connections_received in INFO: {info}")
+            })
+    }
+
     /// Runs `redis-cli` like [`cli`](Self::cli) and returns its whole output, whatever its exit
     /// status.
     ///

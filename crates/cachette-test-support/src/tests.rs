@@ -441,3 +441,16 @@ fn tls_cluster_reports_its_tls_ports_to_tls_clients() {
         format!("MOVED 15495 127.0.0.1:{}", tls_ports[owner])
     );
 }
+
+#[test]
+fn connections_received_counts_each_client() {
+    if !redis_available() {
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let server = RedisServer::new();
+    let before = server.connections_received();
+    server.cli(["PING"]);
+    // The PING's connection, then this query's own.
+    assert_eq!(server.connections_received(), before + 2);
+}

@@ -30,16 +30,6 @@ fn manager(url: String, prefix: &str, breaker_failures: u32) -> CacheManager {
         .expect("builds without connecting")
 }
 
-/// `total_connections_received` of the server (the `INFO` query's own connection included).
-fn connections(server: &RedisServer) -> u64 {
-    let info = server.cli(["INFO", "stats"]);
-    cachette::ServerInfo::parse(&info)
-        .get("total_connections_received")
-        .and_then(|v| v.as_i64())
-        .and_then(|v| u64::try_from(v).ok())
-        .expect("INFO stats has total_connections_received")
-}
-
 /// Every operation of plain caching and of the lease, once; the first error is returned.
 async fn tour(cache: &CacheManager) -> cachette::Result<()> {
     cache.set("a", &1u32, Ttl::secs(60)).await?;
@@ -165,19 +155,19 @@ async fn a_wrong_password_is_an_auth_error_never_retried_in_a_loop() {
 
     // Without a breaker: each call tries once.
     let cache = manager(url.clone(), &prefix, 0);
-    let before = connections(&server);
+    let before = server.connections_received();
     for _ in 0..10 {
         let e = cache.get::<u8>("k").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
         assert!(!e.to_string().contains("not-the-password"), "{e}");
         assert!(e.is_backend_failure());
     }
-    let made = connections(&server) - before - 1;
+    let made = server.connections_received() - before - 1;
     assert!(made <= 10, "{made} connection attempts for 10 calls");
 
     // With a breaker of 3: after 3 refusals the calls stop reaching the server.
     let cache = manager(url, &prefix, 3);
-    let before = connections(&server);
+    let before = server.connections_received();
     let mut kinds = Vec::new();
     for _ in 0..20 {
         kinds.push(cache.get::<u8>("k").await.unwrap_err().kind());
@@ -187,7 +177,7 @@ async fn a_wrong_password_is_an_auth_error_never_retried_in_a_loop() {
         kinds[3..].iter().all(|k| *k == ErrorKind::CircuitOpen),
         "{kinds:?}"
     );
-    let made = connections(&server) - before - 1;
+    let made = server.connections_received() - before - 1;
     assert!(made <= 3, "{made} connection attempts for 20 calls");
 }
 

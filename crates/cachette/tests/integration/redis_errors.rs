@@ -22,16 +22,6 @@ fn manager(url: &str) -> CacheManager {
         .expect("builds")
 }
 
-/// `total_connections_received` of the server (this query's own connection included).
-fn connections(server: &RedisServer) -> u64 {
-    let info = server.cli(["INFO", "stats"]);
-    cachette::ServerInfo::parse(&info)
-        .get("total_connections_received")
-        .and_then(|v| v.as_i64())
-        .and_then(|v| u64::try_from(v).ok())
-        .expect("INFO stats has total_connections_received")
-}
-
 /// The breaker is closed, a healthy key reads, and the manager did not reconnect since
 /// `before` (one more connection: the `INFO` query itself).
 async fn still_healthy(cache: &CacheManager, server: &RedisServer, before: u64) {
@@ -41,7 +31,7 @@ async fn still_healthy(cache: &CacheManager, server: &RedisServer, before: u64) 
     );
     assert_eq!(cache.get::<u32>("healthy").await.unwrap(), Some(1));
     assert_eq!(
-        connections(server),
+        server.connections_received(),
         before + 1,
         "the manager must keep its connection"
     );
@@ -76,7 +66,7 @@ async fn a_key_that_is_not_utf8_is_listed_without_failing_and_deleted_by_pattern
         .query_async(&mut raw)
         .await
         .unwrap();
-    let before = connections(&server);
+    let before = server.connections_received();
 
     for _ in 0..FAILURES {
         // Left out (and reported in a warning), not a failure.
@@ -111,7 +101,7 @@ async fn wrongtype_is_a_backend_error_that_keeps_the_connection_and_the_breaker_
     let cache = manager(&server.url());
     cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
     server.cli(["LPUSH", "cache:list", "a"]);
-    let before = connections(&server);
+    let before = server.connections_received();
     for _ in 0..FAILURES {
         let e = cache.get::<u32>("list").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
@@ -139,7 +129,7 @@ async fn noperm_is_a_permission_error_that_keeps_the_connection_and_the_breaker_
         .unwrap();
     let cache = manager(&server.url_for_user("limited", "pw"));
     cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
-    let before = connections(&server);
+    let before = server.connections_received();
     for _ in 0..FAILURES {
         let e = cache.ttl("healthy").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
@@ -162,7 +152,7 @@ async fn oom_is_a_backend_error_that_keeps_the_connection_and_the_breaker_closed
     cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
     server.cli(["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     server.cli(["CONFIG", "SET", "maxmemory", "1"]);
-    let before = connections(&server);
+    let before = server.connections_received();
     for i in 0..FAILURES {
         let e = cache.set("k", &i, Ttl::Never).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
@@ -178,7 +168,7 @@ async fn err_replies_keep_the_connection_and_the_breaker_closed() {
     let server = RedisServer::new();
     let cache = manager(&server.url());
     cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
-    let before = connections(&server);
+    let before = server.connections_received();
     for _ in 0..FAILURES {
         // `SCAN ... COUNT 0`: ERR syntax error.
         let e = cache.backend().scan(0, "cache:*", 0).await.unwrap_err();
@@ -285,7 +275,7 @@ async fn a_write_the_server_refuses_for_its_size_is_not_resent_and_does_not_open
     cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
     let over = Bytes::from(vec![b'x'; 48 * 1024 * 1024]);
     const N: u64 = 8;
-    let before = connections(&server);
+    let before = server.connections_received();
     for _ in 0..N {
         let e = cache
             .set_raw("big", over.clone(), Ttl::Never)
@@ -300,7 +290,7 @@ async fn a_write_the_server_refuses_for_its_size_is_not_resent_and_does_not_open
     assert_eq!(cache.get::<u32>("healthy").await.unwrap(), Some(1));
     // Each refused write costs its connection (the server closes it) but is not uploaded
     // again on a new one: at most one connection per write, plus the final INFO's own.
-    let opened = connections(&server) - before;
+    let opened = server.connections_received() - before;
     assert!(
         opened <= N + 1,
         "{opened} connections for {N} refused writes"

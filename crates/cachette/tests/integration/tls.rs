@@ -68,20 +68,27 @@ async fn counting_proxy(server: &RedisServer) -> CountingProxy {
 }
 
 /// Through a [`CountingProxy`], 40 calls one after the other, then 64 at once: every one
-/// fails with a TLS error whose message contains `check`, and at most 3 connections are
-/// attempted for all of them (one handshake, then the failure is held; `TLS_FAILURE_HOLD`).
+/// fails with a TLS error whose message contains each of `says`, and at most 3 connections
+/// are attempted for all of them (one handshake, then the failure is held;
+/// `TLS_FAILURE_HOLD`). `case` names the scenario in failure messages.
 async fn fails_with(
+    case: &str,
     server: &RedisServer,
     tls: impl FnOnce(cachette::CacheManagerBuilder) -> cachette::CacheManagerBuilder,
-    check: &str,
-) -> CacheManager {
+    says: &[&str],
+) {
     let proxy = counting_proxy(server).await;
     let cache = manager(&proxy.url, tls);
     for i in 0..40 {
         let e = cache.get::<u32>(&format!("k{i}")).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
-        assert!(e.is_tls() && e.is_backend_failure());
-        assert!(e.to_string().contains(check), "expected {check:?} in: {e}");
+        assert_eq!(e.kind(), ErrorKind::Tls, "{case}: {e}");
+        assert!(e.is_tls() && e.is_backend_failure(), "{case}");
+        for fragment in says {
+            assert!(
+                e.to_string().contains(fragment),
+                "{case}: expected {fragment:?} in: {e}"
+            );
+        }
     }
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -91,15 +98,15 @@ async fn fails_with(
         .collect();
     for t in tasks {
         let e = t.await.unwrap().unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+        assert_eq!(e.kind(), ErrorKind::Tls, "{case}: {e}");
     }
     let attempts = proxy.accepted.load(Ordering::Relaxed);
     assert!(
         (1..=3).contains(&attempts),
-        "{attempts} connection attempts for 104 failing calls (a retry storm, or none at all)"
+        "{case}: {attempts} connection attempts for 104 failing calls (a retry storm, or none \
+         at all)"
     );
-    assert!(!cache.ping().await);
-    cache
+    assert!(!cache.ping().await, "{case}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,50 +138,66 @@ async fn mutual_tls_connects_with_a_client_certificate() {
     assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unrelated_ca_is_refused() {
-    let server = spawn(RedisServer::builder().tls());
-    let other = files(&server).other_ca_file.clone();
-    fails_with(
-        &server,
-        |b| b.tls_ca_file(&other),
-        "not signed by a trusted CA",
-    )
-    .await;
+/// One refused handshake: how the server is made, the client's TLS settings (given the
+/// server's files), and what the error must say.
+struct Refused {
+    case: &'static str,
+    server: fn() -> cachette_test_support::RedisServerBuilder,
+    client: fn(&TlsFiles, cachette::CacheManagerBuilder) -> cachette::CacheManagerBuilder,
+    says: &'static [&'static str],
 }
 
+/// Each failed check (untrusted CA, public roots against a private CA, wrong host name,
+/// expired certificate, missing client certificate) is an `ErrorKind::Tls` error saying
+/// which check, without a retry storm (see [`fails_with`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_public_roots_do_not_trust_a_private_ca() {
-    let server = spawn(RedisServer::builder().tls());
-    fails_with(&server, |b| b, "not signed by a trusted CA").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_certificate_for_another_host_is_refused() {
-    let server = spawn(RedisServer::builder().tls_server_names(["cache.other.example"]));
-    let ca = files(&server).ca_file.clone();
-    let cache = fails_with(
-        &server,
-        |b| b.tls_ca_file(&ca),
-        "not valid for the host name 127.0.0.1",
-    )
-    .await;
-    let e = cache.get::<u32>("k").await.unwrap_err();
-    assert!(e.to_string().contains("cache.other.example"), "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_certificate_is_refused() {
-    let server = spawn(RedisServer::builder().tls_expired_certificate());
-    let ca = files(&server).ca_file.clone();
-    fails_with(&server, |b| b.tls_ca_file(&ca), "has expired").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_client_certificate_is_refused() {
-    let server = spawn(RedisServer::builder().tls_auth_clients(true));
-    let ca = files(&server).ca_file.clone();
-    fails_with(&server, |b| b.tls_ca_file(&ca), "client certificate").await;
+async fn each_failed_check_is_a_tls_error_saying_which() {
+    let cases = [
+        Refused {
+            case: "an unrelated CA",
+            server: || RedisServer::builder().tls(),
+            client: |f, b| b.tls_ca_file(&f.other_ca_file),
+            says: &["not signed by a trusted CA"],
+        },
+        Refused {
+            case: "the public roots against a private CA",
+            server: || RedisServer::builder().tls(),
+            client: |_, b| b,
+            says: &["not signed by a trusted CA"],
+        },
+        Refused {
+            case: "a certificate for another host",
+            server: || RedisServer::builder().tls_server_names(["cache.other.example"]),
+            client: |f, b| b.tls_ca_file(&f.ca_file),
+            says: &[
+                "not valid for the host name 127.0.0.1",
+                "cache.other.example",
+            ],
+        },
+        Refused {
+            case: "an expired certificate",
+            server: || RedisServer::builder().tls_expired_certificate(),
+            client: |f, b| b.tls_ca_file(&f.ca_file),
+            says: &["has expired"],
+        },
+        Refused {
+            case: "a missing client certificate",
+            server: || RedisServer::builder().tls_auth_clients(true),
+            client: |f, b| b.tls_ca_file(&f.ca_file),
+            says: &["client certificate"],
+        },
+    ];
+    for refused in cases {
+        let server = spawn((refused.server)());
+        let f = files(&server).clone();
+        fails_with(
+            refused.case,
+            &server,
+            |b| (refused.client)(&f, b),
+            refused.says,
+        )
+        .await;
+    }
 }
 
 #[derive(Clone, Default)]
