@@ -9,7 +9,7 @@ use cachette::acl::{rules, Feature};
 use cachette::{CacheManager, ErrorKind, LoadOptions, Ttl};
 use cachette_test_support::RedisServer;
 
-use crate::support::{unique_prefix, ACL_PASSWORD};
+use crate::support::{manual_publisher, unique_prefix, ACL_PASSWORD};
 
 fn server_with_rules(rules: Vec<String>) -> RedisServer {
     let mut user = vec!["on".to_owned(), format!(">{ACL_PASSWORD}")];
@@ -189,13 +189,7 @@ async fn the_stats_publisher_runs_as_a_user_with_its_rules() {
     let cache = manager(server.url_for_user("cachette", ACL_PASSWORD), &prefix, 5);
     cache.set("k", &1u8, Ttl::secs(60)).await.unwrap();
     assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
-    let publisher = cache
-        .stats_publisher()
-        .unwrap()
-        .functions(false)
-        .interval(Duration::from_secs(3600))
-        .start()
-        .unwrap();
+    let publisher = manual_publisher(&cache);
     assert!(publisher.publish_now().await.unwrap() > 0);
     let published = cache.published_stats().await.unwrap();
     assert!(published.published_at_ms.is_some());
@@ -206,13 +200,7 @@ async fn the_stats_publisher_runs_as_a_user_with_its_rules() {
     let server = server_with_rules(rules(&prefix, &[]));
     let cache = manager(server.url_for_user("cachette", ACL_PASSWORD), &prefix, 5);
     cache.set("k", &1u8, Ttl::secs(60)).await.unwrap();
-    let publisher = cache
-        .stats_publisher()
-        .unwrap()
-        .functions(false)
-        .interval(Duration::from_secs(3600))
-        .start()
-        .unwrap();
+    let publisher = manual_publisher(&cache);
     let e = publisher.publish_now().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
 }

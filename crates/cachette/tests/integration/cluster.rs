@@ -13,16 +13,7 @@ use cachette::{cached, CacheManager, LoadOptions, Ttl};
 use cachette_test_support::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 use serde::{Deserialize, Serialize};
 
-use crate::support::{shared_cluster, unique_prefix};
-
-fn manager(cluster: &RedisCluster, prefix: &str) -> CacheManager {
-    CacheManager::builder()
-        .cluster_nodes(cluster.seeds())
-        .key_prefix(prefix)
-        .command_timeout(Duration::from_secs(2))
-        .build()
-        .expect("builds without connecting")
-}
+use crate::support::{cluster_manager, shared_cluster, unique_prefix};
 
 /// Keys of every node: `DBSIZE` of each primary.
 fn sizes(cluster: &RedisCluster) -> Vec<u64> {
@@ -37,7 +28,7 @@ fn sizes(cluster: &RedisCluster) -> Vec<u64> {
 async fn cluster_get_many_and_set_many_of_1000_keys_over_all_slots_keep_the_callers_order() {
     let cluster = shared_cluster();
     let prefix = unique_prefix("batch");
-    let cache = manager(cluster, &prefix);
+    let cache = cluster_manager(cluster, &prefix);
     assert!(cache.describe().starts_with("redis-cluster://127.0.0.1:"));
     let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
     let slots: HashSet<u16> = keys
@@ -74,8 +65,8 @@ async fn cluster_get_many_and_set_many_of_1000_keys_over_all_slots_keep_the_call
 async fn cluster_keys_delete_pattern_and_clear_cover_every_primary() {
     let cluster = shared_cluster();
     let prefix = unique_prefix("whole");
-    let cache = manager(cluster, &prefix);
-    let other = manager(cluster, &unique_prefix("other"));
+    let cache = cluster_manager(cluster, &prefix);
+    let other = cluster_manager(cluster, &unique_prefix("other"));
     other.set("kept", &1u8, Ttl::secs(60)).await.unwrap();
     let items: Vec<(String, u32)> = (0..3000).map(|i| (format!("a:{i}"), i)).collect();
     cache.set_many(items, Ttl::secs(60)).await.unwrap();
@@ -159,7 +150,7 @@ fn command_calls(cluster: &RedisCluster, i: usize, command: &str) -> u64 {
 async fn cluster_follows_ask_during_and_moved_after_a_slot_migration() {
     let cluster = RedisCluster::new();
     let prefix = "mig:";
-    let cache = manager(&cluster, prefix);
+    let cache = cluster_manager(&cluster, prefix);
     cache
         .set("moving", &"before", Ttl::secs(600))
         .await
@@ -303,7 +294,7 @@ async fn cluster_concurrent_reads_and_writes_during_a_slot_migration_never_see_a
     // the `#[cached]` function's keys).
     let prefix = "cmig:{m}:";
     let s = slot(b"m");
-    let cache = manager(&cluster, prefix);
+    let cache = cluster_manager(&cluster, prefix);
     let names: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("k{i}")).collect());
     assert!(names
         .iter()
@@ -760,7 +751,7 @@ async fn cluster_lease_runs_the_loader_once_across_managers() {
     let started = Instant::now();
     let calls: Vec<_> = (0..6)
         .map(|_| {
-            let cache = manager(cluster, &prefix);
+            let cache = cluster_manager(cluster, &prefix);
             let loads = loads.clone();
             let options = options.clone();
             tokio::spawn(async move {

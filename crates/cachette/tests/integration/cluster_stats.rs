@@ -11,15 +11,17 @@ use cachette::publish::stats_key;
 use cachette::{CacheManager, Config, ErrorKind, LoadOptions, Ttl};
 use cachette_test_support::RedisCluster;
 
-use crate::support::{shared_cluster, unique_prefix};
+use crate::support::{cluster_manager, manual_publisher, shared_cluster, unique_prefix};
 
-fn manager(cluster: &RedisCluster, prefix: &str) -> CacheManager {
-    CacheManager::builder()
-        .cluster_nodes(cluster.seeds())
-        .key_prefix(prefix)
-        .command_timeout(Duration::from_secs(2))
-        .build()
-        .expect("builds without connecting")
+/// `publish_now` fails with a connection error or a timeout, within `bound`.
+async fn publish_fails_within(publisher: &cachette::publish::StatsPublisher, bound: Duration) {
+    let started = Instant::now();
+    let e = publisher.publish_now().await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+        "{e}"
+    );
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
 }
 
 /// `hits` reads of a stored key, `misses` reads of a missing one, one write.
@@ -74,15 +76,9 @@ fn wait_replicated(cluster: &RedisCluster, i: usize) {
 async fn cluster_publisher_adds_counters_to_the_hash_on_its_slot_owner() {
     let cluster = shared_cluster();
     let prefix = unique_prefix("stats");
-    let cache = manager(cluster, &prefix);
+    let cache = cluster_manager(cluster, &prefix);
     traffic(&cache, 3, 1).await;
-    let publisher = cache
-        .stats_publisher()
-        .expect("a cluster manager publishes")
-        .functions(false)
-        .interval(Duration::from_secs(3600))
-        .start()
-        .unwrap();
+    let publisher = manual_publisher(&cache);
     assert_eq!(publisher.key(), stats_key(&prefix));
     assert_eq!(publisher.publish_now().await.unwrap(), 3);
     // Nothing new: nothing sent, nothing counted twice.
@@ -132,15 +128,9 @@ async fn cluster_publisher_adds_counters_to_the_hash_on_its_slot_owner() {
 async fn cluster_publisher_follows_moved_after_a_slot_migration() {
     let cluster = RedisCluster::new();
     let prefix = "migstats:";
-    let cache = manager(&cluster, prefix);
+    let cache = cluster_manager(&cluster, prefix);
     traffic(&cache, 2, 1).await;
-    let publisher = cache
-        .stats_publisher()
-        .unwrap()
-        .functions(false)
-        .interval(Duration::from_secs(3600))
-        .start()
-        .unwrap();
+    let publisher = manual_publisher(&cache);
     assert_eq!(publisher.publish_now().await.unwrap(), 3);
     let key = stats_key(prefix);
     let s = slot(key.as_bytes());
@@ -175,13 +165,7 @@ async fn cluster_publisher_keeps_publishing_after_a_failover() {
         .build()
         .unwrap();
     traffic(&cache, 2, 0).await;
-    let publisher = cache
-        .stats_publisher()
-        .unwrap()
-        .functions(false)
-        .interval(Duration::from_secs(3600))
-        .start()
-        .unwrap();
+    let publisher = manual_publisher(&cache);
     assert_eq!(publisher.publish_now().await.unwrap(), 2);
     let key = stats_key(prefix);
     let owner = cluster.owner_of_slot(slot(key.as_bytes())).unwrap();
@@ -200,17 +184,8 @@ async fn cluster_publisher_keeps_publishing_after_a_failover() {
         let _ = cache.get::<u32>(&format!("x{i}")).await;
     }
     assert!(cache.stats().errors > 0, "some keys live on the dead shard");
-    let started = Instant::now();
-    let e = publisher.publish_now().await.unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout),
-        "{e}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "bounded by twice the command timeout: {:?}",
-        started.elapsed()
-    );
+    // Bounded by twice the command timeout.
+    publish_fails_within(&publisher, Duration::from_millis(1500)).await;
     let c = cluster.clone();
     let recovered = tokio::task::spawn_blocking(move || c.wait_recovered(Duration::from_secs(15)))
         .await
@@ -283,17 +258,7 @@ async fn a_publisher_on_an_unreachable_cluster_fails_within_its_bound() {
             .unwrap();
         assert_eq!(v, 7);
     }
-    let started = Instant::now();
-    let e = publisher.publish_now().await.unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout),
-        "{e}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    publish_fails_within(&publisher, Duration::from_secs(1)).await;
     let e = cache.published_stats().await.unwrap_err();
     assert!(e.is_connection() || e.is_timeout(), "{e}");
     let started = Instant::now();

@@ -4,13 +4,14 @@
 //! no tracing event emitted while building and connecting contains them, raw or
 //! percent-encoded. Also: the empty-prefix guard of `clear`/`delete_pattern`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachette::{CacheManager, Config, ErrorKind, RedisEndpoint, StatsPublisher};
 use cachette_test_support::RedisServer;
 use proptest::prelude::*;
+
+use crate::support::logged;
 
 /// Percent-encodes everything but unreserved characters.
 fn encode(s: &str) -> String {
@@ -67,20 +68,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -102,75 +89,63 @@ fn server_with_other_password() -> &'static RedisServer {
 /// Builds, prints and uses a manager for `url` under a capturing subscriber; returns
 /// everything printed.
 fn everything_printed(url: &str, env_password: Option<&str>) -> String {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let mut out = String::new();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            // Through the environment (REDIS_URL + REDIS_PASSWORD) ...
-            let vars = [
-                ("REDIS_URL", Some(url.to_owned())),
-                ("REDIS_PASSWORD", env_password.map(str::to_owned)),
-                ("REDIS_COMMAND_TIMEOUT_MS", Some("300".to_owned())),
-            ];
-            let config = match Config::load_from(None, |name| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .and_then(|(_, v)| v.clone())
-            }) {
-                Ok(config) => config,
-                Err(e) => {
-                    out.push_str(&format!("{}\n", chain(&e)));
-                    Config::default()
-                }
-            };
-            out.push_str(&format!("{config:?}\n{}\n", config.describe_backend()));
-            if let Ok(publisher) = config.stats_publisher() {
-                out.push_str(&format!("{publisher:?}\n"));
+    let (mut out, log) = logged(tracing::Level::TRACE, async {
+        let mut out = String::new();
+        // Through the environment (REDIS_URL + REDIS_PASSWORD) ...
+        let vars = [
+            ("REDIS_URL", Some(url.to_owned())),
+            ("REDIS_PASSWORD", env_password.map(str::to_owned)),
+            ("REDIS_COMMAND_TIMEOUT_MS", Some("300".to_owned())),
+        ];
+        let config = match Config::load_from(None, |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v.clone())
+        }) {
+            Ok(config) => config,
+            Err(e) => {
+                out.push_str(&format!("{}\n", chain(&e)));
+                Config::default()
             }
-            // ... and through the builder.
-            let builder = CacheManager::builder()
-                .url(url)
-                .command_timeout(Duration::from_millis(300))
-                .connect_timeout(Duration::from_millis(300));
-            out.push_str(&format!("{builder:?}\n{:?}\n", builder.config()));
-            out.push_str(&format!("{:?}\n", StatsPublisher::builder(url)));
-            let mut caches = Vec::new();
-            for built in [builder.build(), config.builder().build()] {
-                match built {
-                    Ok(cache) => caches.push(cache),
+        };
+        out.push_str(&format!("{config:?}\n{}\n", config.describe_backend()));
+        if let Ok(publisher) = config.stats_publisher() {
+            out.push_str(&format!("{publisher:?}\n"));
+        }
+        // ... and through the builder.
+        let builder = CacheManager::builder()
+            .url(url)
+            .command_timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300));
+        out.push_str(&format!("{builder:?}\n{:?}\n", builder.config()));
+        out.push_str(&format!("{:?}\n", StatsPublisher::builder(url)));
+        let mut caches = Vec::new();
+        for built in [builder.build(), config.builder().build()] {
+            match built {
+                Ok(cache) => caches.push(cache),
+                Err(e) => out.push_str(&format!("{}\n", chain(&e))),
+            }
+        }
+        for cache in caches {
+            out.push_str(&format!("{cache:?}\n{}\n", cache.describe()));
+            if let Ok(p) = cache.stats_publisher() {
+                out.push_str(&format!("{p:?}\n"));
+            }
+            for _ in 0..2 {
+                match cache.get::<String>("k").await {
+                    Ok(v) => out.push_str(&format!("{v:?}\n")),
                     Err(e) => out.push_str(&format!("{}\n", chain(&e))),
                 }
             }
-            for cache in caches {
-                out.push_str(&format!("{cache:?}\n{}\n", cache.describe()));
-                if let Ok(p) = cache.stats_publisher() {
-                    out.push_str(&format!("{p:?}\n"));
-                }
-                for _ in 0..2 {
-                    match cache.get::<String>("k").await {
-                        Ok(v) => out.push_str(&format!("{v:?}\n")),
-                        Err(e) => out.push_str(&format!("{}\n", chain(&e))),
-                    }
-                }
-                let io: std::io::Error = match cache.set("k", &1, Duration::from_secs(1)).await {
-                    Ok(()) => std::io::Error::other("stored"),
-                    Err(e) => e.into(),
-                };
-                out.push_str(&format!("{}\n", chain(&io)));
-            }
-        });
+            let io: std::io::Error = match cache.set("k", &1, Duration::from_secs(1)).await {
+                Ok(()) => std::io::Error::other("stored"),
+                Err(e) => e.into(),
+            };
+            out.push_str(&format!("{}\n", chain(&io)));
+        }
+        out
     });
-    out.push_str(&String::from_utf8_lossy(&buffer.0.lock().unwrap()));
+    out.push_str(&log);
     out
 }
 

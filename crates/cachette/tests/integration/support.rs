@@ -1,7 +1,9 @@
 //! Fixtures: a backend under test and managers on it.
 
+use std::future::Future;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachette::backend::{Backend, MemoryBackend, MemoryConfig};
@@ -55,6 +57,28 @@ pub(crate) const ACL_PASSWORD: &str = "acl-pw";
 pub(crate) fn shared_cluster() -> &'static RedisCluster {
     static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
     CLUSTER.get_or_init(RedisCluster::shared)
+}
+
+/// A manager on `cluster` (its seeds) with `prefix` and a 2 s command timeout.
+pub(crate) fn cluster_manager(cluster: &RedisCluster, prefix: &str) -> CacheManager {
+    CacheManager::builder()
+        .cluster_nodes(cluster.seeds())
+        .key_prefix(prefix)
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .expect("builds without connecting")
+}
+
+/// A started stats publisher of `cache` that publishes only when asked (`publish_now`: its
+/// interval is an hour), without per-function counters.
+pub(crate) fn manual_publisher(cache: &CacheManager) -> cachette::publish::StatsPublisher {
+    cache
+        .stats_publisher()
+        .expect("this manager can publish")
+        .functions(false)
+        .interval(Duration::from_secs(3600))
+        .start()
+        .expect("the publisher starts")
 }
 
 impl Fixture {
@@ -168,6 +192,42 @@ impl Fixture {
     pub(crate) fn fresh(&self) -> CacheManager {
         self.manager(&unique_prefix("c"))
     }
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `work` on a current-thread runtime of its own under a `tracing` subscriber that
+/// records every event at `level` or above (no colours); returns what `work` returned and
+/// the log.
+pub(crate) fn logged<T>(level: tracing::Level, work: impl Future<Output = T>) -> (T, String) {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    });
+    let log = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    (out, log)
 }
 
 /// The lease key of `key` in `cache`, without the prefix (`{key}#lock{T}`).

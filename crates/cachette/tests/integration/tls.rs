@@ -3,13 +3,14 @@
 //! is an `ErrorKind::Tls` error saying which check, with a bounded number of connection
 //! attempts), the stall watchdog on TLS connections, and the TLS settings' file errors.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachette::{CacheManager, ErrorKind, Ttl};
 use cachette_test_support::{RedisServer, TlsFiles};
+
+use crate::support::logged;
 
 fn files(server: &RedisServer) -> &TlsFiles {
     server.tls_files().expect("a TLS server")
@@ -200,19 +201,6 @@ async fn each_failed_check_is_a_tls_error_saying_which() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `tls_insecure` connects to a server whose certificate fails every check, and says so at
 /// `warn` when the manager is built.
 #[test]
@@ -222,25 +210,11 @@ fn insecure_accepts_any_certificate_and_warns() {
             .tls_server_names(["cache.other.example"])
             .tls_expired_certificate(),
     );
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let cache = manager(&server.url(), |b| b.tls_insecure_skip_verify(true));
-            cache.set("k", &3u32, Ttl::Never).await.unwrap();
-            assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3));
-        });
+    let ((), log) = logged(tracing::Level::WARN, async {
+        let cache = manager(&server.url(), |b| b.tls_insecure_skip_verify(true));
+        cache.set("k", &3u32, Ttl::Never).await.unwrap();
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3));
     });
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("WARN"), "{log}");
     assert!(log.contains("verification is OFF"), "{log}");
 }
@@ -253,60 +227,46 @@ fn a_stalled_tls_server_times_out_under_the_watchdog() {
     const TIMEOUT: Duration = Duration::from_millis(400);
     let server = spawn(RedisServer::builder().tls());
     let ca = files(&server).ca_file.clone();
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+    let ((), log) = logged(tracing::Level::WARN, async {
+        let cache = CacheManager::builder()
+            .url(server.url())
+            .tls_ca_file(&ca)
+            .key_prefix("tls:")
+            .command_timeout(TIMEOUT)
+            .circuit_breaker(0, Duration::ZERO)
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let cache = CacheManager::builder()
-                .url(server.url())
-                .tls_ca_file(&ca)
-                .key_prefix("tls:")
-                .command_timeout(TIMEOUT)
-                .circuit_breaker(0, Duration::ZERO)
-                .build()
+        cache.set("k", &1u32, Ttl::Never).await.unwrap();
+        server.stop_process();
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get::<u32>("k").await })
+            })
+            .collect();
+        for t in tasks {
+            let result = tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("every call returns")
                 .unwrap();
-            cache.set("k", &1u32, Ttl::Never).await.unwrap();
-            server.stop_process();
-            let started = Instant::now();
-            let tasks: Vec<_> = (0..16)
-                .map(|_| {
-                    let cache = cache.clone();
-                    tokio::spawn(async move { cache.get::<u32>("k").await })
-                })
-                .collect();
-            for t in tasks {
-                let result = tokio::time::timeout(Duration::from_secs(5), t)
-                    .await
-                    .expect("every call returns")
-                    .unwrap();
-                assert_eq!(result.unwrap_err().kind(), ErrorKind::Timeout);
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::Timeout);
+        }
+        let took = started.elapsed();
+        server.continue_process();
+        assert!(
+            took >= TIMEOUT && took < TIMEOUT * 5 / 4 + Duration::from_millis(200),
+            "took {took:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(1)) = cache.get::<u32>("k").await {
+                break;
             }
-            let took = started.elapsed();
-            server.continue_process();
-            assert!(
-                took >= TIMEOUT && took < TIMEOUT * 5 / 4 + Duration::from_millis(200),
-                "took {took:?}"
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if let Ok(Some(1)) = cache.get::<u32>("k").await {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "never reconnected");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
+            assert!(Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
-    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(
         log.contains("no reply from Redis within the command timeout"),
         "the watchdog did not fire: {log}"
