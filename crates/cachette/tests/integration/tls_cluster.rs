@@ -4,10 +4,12 @@
 //! `ErrorKind::Tls` error. (The conformance suite on such a cluster:
 //! `conformance::tls_cluster_runs_the_whole_suite`.)
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachette::key::slot;
-use cachette::{CacheManager, Config, ErrorKind, Ttl};
+use cachette::{CacheManager, Config, ErrorKind, LoadOptions, Ttl};
 use cachette_test_support::RedisCluster;
 
 /// A manager on `cluster` over TLS, trusting `ca` (breaker off).
@@ -27,7 +29,7 @@ fn manager(cluster: &RedisCluster, prefix: &str, ca: &std::path::Path) -> CacheM
 
 /// A slot moves between two primaries while the manager uses it: the `ASK` to the importing
 /// node and the `MOVED` after the migration both name TLS ports, which the manager follows
-/// in TLS.
+/// in TLS. Then the cross-process lease works across two managers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_is_followed_through_ask_and_moved() {
     let started = Instant::now();
@@ -67,6 +69,37 @@ async fn a_tls_cluster_is_followed_through_ask_and_moved() {
     let got: Vec<Option<u32>> = cache.get_many(&["moving", other.as_str()]).await.unwrap();
     assert_eq!(got, vec![Some(3), Some(2)]);
     assert!(cache.ping().await);
+    // The cross-process lease (its wake-ups through pub/sub, over TLS too): two managers, one
+    // loader run.
+    let other = manager(&cluster, prefix, &ca);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let options = LoadOptions::ttl(Ttl::secs(60))
+        .lock(true)
+        .lock_wait(Duration::from_secs(5));
+    let calls: Vec<_> = [cache.clone(), other]
+        .into_iter()
+        .enumerate()
+        .map(|(i, cache)| {
+            let (loads, options) = (loads.clone(), options.clone());
+            tokio::spawn(async move {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                cache
+                    .get_or_load("leased", &options, || async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok::<_, std::convert::Infallible>(9u32)
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 9);
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
 }
 
 /// Seeds whose certificates are signed by a CA the client does not trust: every call fails
