@@ -238,6 +238,16 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_tag_is_a_non_empty_brace_pair_after_the_first_open_brace() {
+        for key in ["{u}", "a{user:1}b", "x{y}{z}", "{{a}"] {
+            assert!(has_hash_tag(key), "{key}");
+        }
+        for key in ["", "plain", "{}", "a{}b{c}", "open{", "close}", "}{x"] {
+            assert!(!has_hash_tag(key), "{key}");
+        }
+    }
+
+    #[test]
     fn tags_follow_shortlex_order() {
         let tag = |i| {
             let mut v = Vec::new();
