@@ -12,6 +12,7 @@ pub mod cluster;
 pub(crate) mod faulty;
 pub mod info;
 pub mod memory;
+pub mod near;
 #[cfg(feature = "metrics")]
 pub(crate) mod metered;
 pub mod null;
@@ -29,6 +30,7 @@ use crate::error::Result;
 
 pub use self::cluster::{ClusterBackend, ClusterOptions};
 pub use self::memory::{MemoryBackend, MemoryConfig};
+pub use self::near::{NearCacheOptions, NearStats};
 pub use self::null::NullBackend;
 pub use self::redis::{RedisBackend, RedisOptions};
 
