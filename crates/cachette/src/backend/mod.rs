@@ -12,9 +12,9 @@ pub mod cluster;
 pub(crate) mod faulty;
 pub mod info;
 pub mod memory;
-pub mod near;
 #[cfg(feature = "metrics")]
 pub(crate) mod metered;
+pub mod near;
 pub mod null;
 pub mod redis;
 

@@ -95,12 +95,11 @@ pub(crate) fn apply_env(
     get: &dyn Fn(&str) -> Option<String>,
     parse_bool: fn(&str) -> Option<bool>,
 ) -> Result<()> {
-    let bad = |name: &str, what: &str| {
-        Error::config(&format!("environment variable {name}"), name, what)
-    };
+    let bad =
+        |name: &str, what: &str| Error::config(&format!("environment variable {name}"), name, what);
     if let Some(v) = get("CACHETTE_NEAR_CACHE") {
-        let on = parse_bool(&v)
-            .ok_or_else(|| bad("CACHETTE_NEAR_CACHE", "expected true/false/1/0"))?;
+        let on =
+            parse_bool(&v).ok_or_else(|| bad("CACHETTE_NEAR_CACHE", "expected true/false/1/0"))?;
         *near = match (on, near.take()) {
             (false, _) => None,
             (true, current) => Some(current.unwrap_or_default()),
@@ -167,9 +166,18 @@ mod tests {
         assert_eq!(options.max_ttl, Some(Duration::from_secs(7)));
         assert_eq!(options.max_staleness, Duration::from_millis(800));
         for (doc, key) in [
-            (serde_json::json!({"max_entrys": 5}), "near_cache.max_entrys"),
-            (serde_json::json!({"max_entries": 0}), "near_cache.max_entries"),
-            (serde_json::json!({"max_bytes": "1"}), "near_cache.max_bytes"),
+            (
+                serde_json::json!({"max_entrys": 5}),
+                "near_cache.max_entrys",
+            ),
+            (
+                serde_json::json!({"max_entries": 0}),
+                "near_cache.max_entries",
+            ),
+            (
+                serde_json::json!({"max_bytes": "1"}),
+                "near_cache.max_bytes",
+            ),
             (serde_json::json!({"max_ttl": -1}), "near_cache.max_ttl"),
             (serde_json::json!(3), "near_cache"),
         ] {
@@ -219,7 +227,10 @@ mod tests {
         )
         .unwrap();
         let o = near.unwrap();
-        assert_eq!((o.max_bytes, o.max_ttl), (77, Some(Duration::from_secs(30))));
+        assert_eq!(
+            (o.max_bytes, o.max_ttl),
+            (77, Some(Duration::from_secs(30)))
+        );
         apply_env(&mut near, &env(&[("CACHETTE_NEAR_CACHE", "0")]), bool_of).unwrap();
         assert_eq!(near, None);
         for (vars, name) in [

@@ -419,7 +419,10 @@ mod tests {
     #[test]
     fn companion_keys_are_recognised() {
         assert!(is_companion(&crate::key::companion_key("cache:a", "#lock")));
-        assert!(is_companion(&crate::key::companion_key("cache:{u}b", "#meta")));
+        assert!(is_companion(&crate::key::companion_key(
+            "cache:{u}b",
+            "#meta"
+        )));
         assert!(!is_companion("cache:a"));
         assert!(!is_companion("cache:#lock"));
         assert!(!is_companion("cache:{x}"));

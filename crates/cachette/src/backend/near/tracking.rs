@@ -121,11 +121,12 @@ impl AsyncPushSender for Invalidations {
                 Some(Value::Array(keys)) => {
                     for key in keys {
                         match key {
-                            Value::BulkString(k) => match std::str::from_utf8(k) {
-                                Ok(k) => tier.invalidate(k),
-                                // Not a key the tier can hold (its keys are strings).
-                                Err(_) => {}
-                            },
+                            Value::BulkString(k) => {
+                                // A key that is not UTF-8 is never in the tier.
+                                if let Ok(k) = std::str::from_utf8(k) {
+                                    tier.invalidate(k);
+                                }
+                            }
                             // A key in a form we did not expect: forget everything.
                             _ => {
                                 liveness.end(self.session);
