@@ -117,7 +117,7 @@ pub use backend::{breaker, info};
 pub use observe::metrics;
 pub use observe::publish;
 
-pub use backend::{Backend, KeyTtl};
+pub use backend::{Backend, KeyTtl, NearCacheOptions, NearStats};
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState};
 pub use codec::Codec;
 pub use config::Config;

@@ -14,6 +14,7 @@ pub mod info;
 pub mod memory;
 #[cfg(feature = "metrics")]
 pub(crate) mod metered;
+pub mod near;
 pub mod null;
 pub mod redis;
 
@@ -29,6 +30,7 @@ use crate::error::Result;
 
 pub use self::cluster::{ClusterBackend, ClusterOptions};
 pub use self::memory::{MemoryBackend, MemoryConfig};
+pub use self::near::{NearCacheOptions, NearStats};
 pub use self::null::NullBackend;
 pub use self::redis::{RedisBackend, RedisOptions};
 

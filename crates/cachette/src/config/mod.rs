@@ -31,6 +31,8 @@
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //! | largest value a write may store (bytes) | `max_value_bytes` | `CACHETTE_MAX_VALUE_BYTES` | `33554432` (32 MiB) |
 //! | Redis Cluster seed nodes (`host:port`; a list, or one comma-separated string) | `cluster_nodes` | `REDIS_CLUSTER_NODES` (comma-separated) | none |
+//! | near cache on/off (`true`, `false`, or an object of bounds) | `near_cache` | `CACHETTE_NEAR_CACHE` | off |
+//! | near cache: entries / bytes / cap on an entry's life (s) / staleness bound (ms) | `near_cache.max_entries` / `max_bytes` / `max_ttl` / `max_staleness_ms` | `CACHETTE_NEAR_CACHE_MAX_ENTRIES` / `_MAX_BYTES` / `_MAX_TTL` / `_MAX_STALENESS_MS` | `10000` / `67108864` (64 MiB) / none / `1000` |
 //!
 //! **Redis Cluster.** When `cluster_nodes` names at least one seed, the manager runs on the
 //! cluster backend ([`crate::backend::cluster`]); the seeds take the place of `url`/`host`/
@@ -68,6 +70,7 @@
 //! never appear in `Debug` output, descriptions or errors.
 
 mod cluster;
+mod near;
 mod sources;
 
 use std::fmt;
@@ -156,6 +159,9 @@ pub struct Config {
     /// empty the manager runs on the cluster backend, which discovers the rest of the
     /// cluster from these; the user name, password and TLS setting above apply to every node.
     pub cluster_nodes: Vec<String>,
+    /// The near cache in front of a standalone Redis (`None` = off, the default); see
+    /// [`NearCacheOptions`](crate::NearCacheOptions).
+    pub near_cache: Option<crate::backend::NearCacheOptions>,
 }
 
 /// The default of [`Config::max_value_bytes`]: 32 MiB. A sixteenth of Redis's default
@@ -189,6 +195,7 @@ impl Default for Config {
             breaker_open: Duration::from_millis(1000),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             cluster_nodes: Vec::new(),
+            near_cache: None,
         }
     }
 }
@@ -227,6 +234,7 @@ impl fmt::Debug for Config {
             .field("breaker_open", &self.breaker_open)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("cluster_nodes", &self.cluster_nodes)
+            .field("near_cache", &self.near_cache)
             .finish()
     }
 }
@@ -256,6 +264,11 @@ pub const ENV_VARS: &[&str] = &[
     "CACHETTE_BREAKER_OPEN_MS",
     "CACHETTE_MAX_VALUE_BYTES",
     "REDIS_CLUSTER_NODES",
+    "CACHETTE_NEAR_CACHE",
+    "CACHETTE_NEAR_CACHE_MAX_ENTRIES",
+    "CACHETTE_NEAR_CACHE_MAX_BYTES",
+    "CACHETTE_NEAR_CACHE_MAX_TTL",
+    "CACHETTE_NEAR_CACHE_MAX_STALENESS_MS",
 ];
 
 impl Config {
@@ -523,6 +536,7 @@ pub const JSON_FIELDS: &[&str] = &[
     "breaker_open_ms",
     "max_value_bytes",
     "cluster_nodes",
+    "near_cache",
 ];
 
 /// Percent-encodes the characters that would break the userinfo part of a URL.

@@ -181,6 +181,10 @@ impl Config {
                         .filter(|n| *n > 0)
                         .ok_or_else(|| bad("expected a positive number of bytes"))?
                 }
+                "near_cache" => {
+                    self.near_cache = near::from_json(value)
+                        .map_err(|(field, what)| Error::config(&source, &field, what))?
+                }
                 other => {
                     let hint = match closest(other, JSON_FIELDS) {
                         Some(known) => format!("unknown field (did you mean \"{known}\"?)"),
@@ -357,6 +361,7 @@ impl Config {
                     )
                 })?;
         }
+        near::apply_env(&mut self.near_cache, &get, parse_bool)?;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backend::breaker::CircuitBreaker;
+use crate::backend::near::NearBackend;
 use crate::backend::{Backend, DirectRedis, MemoryBackend, RedisBackend};
 use crate::codec::Codec;
 use crate::config::Config;
@@ -50,6 +51,8 @@ pub(crate) struct State {
     pub(crate) direct: Option<DirectRedis>,
     /// [`Config::max_value_bytes`], checked before every write.
     pub(crate) max_value_bytes: usize,
+    /// The near cache in front of Redis, when there is one (for its statistics).
+    pub(crate) near: Option<Arc<NearBackend>>,
 }
 
 pub(crate) enum FastPath {
@@ -57,6 +60,8 @@ pub(crate) enum FastPath {
     Redis(RedisBackend),
     /// Redis behind the circuit breaker.
     Guarded(Arc<CircuitBreaker>, RedisBackend),
+    /// Redis behind the near cache (and the breaker, if any).
+    Near(Arc<NearBackend>),
     None,
 }
 
@@ -76,6 +81,7 @@ impl FastPath {
                 result
             }
             FastPath::Guarded(b, r) => Box::pin(b.guard(r.get_value(key))).await,
+            FastPath::Near(n) => n.get_value(key).await,
             FastPath::None => backend.get(key).await,
         }
     }

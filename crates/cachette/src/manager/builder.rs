@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::CacheManager;
 use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
+use crate::backend::near::NearBackend;
 use crate::backend::{
     Backend, ClusterBackend, ClusterOptions, DirectRedis, MemoryBackend, MemoryConfig, NullBackend,
     RedisBackend,
@@ -199,6 +200,15 @@ impl CacheManagerBuilder {
         self
     }
 
+    /// Puts a near cache in front of a standalone Redis: reads are answered in process while
+    /// the server vouches that nothing changed (see [`NearCacheOptions`](crate::NearCacheOptions)
+    /// for the guarantee and the bounds). `None` turns it off. Ignored on the memory backend
+    /// (which is in process already); on a Redis Cluster [`build`](Self::build) refuses it.
+    pub fn near_cache(mut self, options: Option<crate::NearCacheOptions>) -> Self {
+        self.config.near_cache = options;
+        self
+    }
+
     /// Opens the circuit breaker around Redis after `failures` consecutive connection errors
     /// or timeouts, for `open_for` before a probe; `failures = 0` turns it off (default 5
     /// failures, 1 s).
@@ -292,6 +302,7 @@ impl CacheManagerBuilder {
         let mut breaker = None;
         let mut redis_config = None;
         let mut direct = None;
+        let mut near = None;
         let shared_backend = config.enabled
             && (self.backend.is_some() || config.uses_redis() || config.uses_cluster());
         let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
@@ -301,6 +312,13 @@ impl CacheManagerBuilder {
             let name = backend.name().to_owned();
             (backend, FastPath::None, name)
         } else if config.uses_cluster() {
+            if config.near_cache.is_some() {
+                return Err(Error::config(
+                    "the configuration",
+                    "near_cache",
+                    "the near cache runs in front of a standalone Redis, not a Redis Cluster (yet)",
+                ));
+            }
             // Redis Cluster: one backend routing to every node, behind one breaker for the
             // whole cluster (see `backend::cluster`).
             let seeds = config.cluster_endpoints()?;
@@ -347,7 +365,7 @@ impl CacheManagerBuilder {
                 config.connect_timeout,
                 config.command_timeout,
             );
-            if config.breaker_failures > 0 {
+            let (backend, fast) = if config.breaker_failures > 0 {
                 let b = Arc::new(CircuitBreaker::new(
                     Arc::new(redis.clone()),
                     BreakerPolicy::new(config.breaker_failures, config.breaker_open),
@@ -355,15 +373,33 @@ impl CacheManagerBuilder {
                 breaker = Some(b.clone());
                 (
                     b.clone() as Arc<dyn Backend>,
-                    FastPath::Guarded(b, redis),
-                    endpoint.to_string(),
+                    FastPath::Guarded(b, redis.clone()),
                 )
             } else {
                 (
-                    Arc::new(redis.clone()),
-                    FastPath::Redis(redis),
-                    endpoint.to_string(),
+                    Arc::new(redis.clone()) as Arc<dyn Backend>,
+                    FastPath::Redis(redis.clone()),
                 )
+            };
+            match config.near_cache {
+                Some(options) => {
+                    let n = Arc::new(NearBackend::new(
+                        backend,
+                        redis,
+                        breaker.clone(),
+                        endpoint.clone(),
+                        config.key_prefix.clone(),
+                        options,
+                        (config.connect_timeout, config.command_timeout),
+                    )?);
+                    near = Some(n.clone());
+                    (
+                        n.clone() as Arc<dyn Backend>,
+                        FastPath::Near(n),
+                        format!("{endpoint} (near cache)"),
+                    )
+                }
+                None => (backend, fast, endpoint.to_string()),
             }
         } else {
             let memory = self.memory.unwrap_or_else(|| MemoryConfig {
@@ -407,6 +443,7 @@ impl CacheManagerBuilder {
                 redis_config,
                 direct,
                 max_value_bytes: config.max_value_bytes,
+                near,
             }),
         })
     }

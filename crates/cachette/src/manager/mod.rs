@@ -119,8 +119,15 @@ impl CacheManager {
                 redis_config: None,
                 direct: None,
                 max_value_bytes: config.max_value_bytes,
+                near: None,
             }),
         }
+    }
+
+    /// The counters of the near cache, when the manager has one
+    /// ([`CacheManagerBuilder::near_cache`]).
+    pub fn near_stats(&self) -> Option<crate::NearStats> {
+        self.inner.near.as_ref().map(|n| n.stats())
     }
 
     /// The key prefix.

@@ -769,6 +769,7 @@ conformance! {
     redis => crate::support::Fixture::redis(),
     cluster => crate::support::Fixture::cluster(),
     redis_acl => crate::support::Fixture::acl(),
+    redis_near => crate::support::Fixture::near(),
 }
 
 // Redis over TLS (`rediss://`, certificates made for the test server).

@@ -18,6 +18,10 @@
 //!   copies, jitter.
 //! - `cluster`, `cluster_stampede`: Redis Cluster specifics (batches, every primary, slot
 //!   migration, failover; leases and metadata in their value's slot, wake-ups).
+//! - `near`: the near cache (`CacheManagerBuilder::near_cache`): hits in process, invalidation
+//!   by other clients, own writes, `FLUSHALL`, a killed tracking connection, a dead server,
+//!   expiry, bounds, and a versioned stress of the staleness bound; the conformance suite also
+//!   runs with a near cache (`conformance::redis_near`).
 //! - `warm`: cache warming in `set_many` batches.
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
@@ -49,6 +53,7 @@ mod macros_keys;
 mod macros_stampede;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod near;
 mod redis_errors;
 mod redis_failure;
 mod secrets;

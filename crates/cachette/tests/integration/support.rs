@@ -40,6 +40,8 @@ pub(crate) enum Fixture {
     /// Redis as the ACL user `cachette`, restricted to exactly `cachette::acl::rules` for
     /// caching and the lease, on the key prefix every test prefix of this process starts with.
     Acl(Box<RedisServer>),
+    /// Redis with a near cache in every manager (`CacheManagerBuilder::near_cache`).
+    Near(Box<RedisServer>),
 }
 
 /// The prefix every [`unique_prefix`] of this process starts with.
@@ -98,6 +100,10 @@ impl Fixture {
         Fixture::Redis(Box::new(RedisServer::new()))
     }
 
+    pub(crate) fn near() -> Fixture {
+        Fixture::Near(Box::new(RedisServer::new()))
+    }
+
     /// A server whose user `cachette` has exactly the rules cachette documents for plain
     /// caching and the lease (the default user keeps every right, for `redis-cli`).
     pub(crate) fn acl() -> Fixture {
@@ -135,7 +141,7 @@ impl Fixture {
 
     pub(crate) fn is_redis(&self) -> bool {
         match self {
-            Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) => true,
+            Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) | Fixture::Near(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
             #[cfg(feature = "tls")]
@@ -166,6 +172,9 @@ impl Fixture {
             Fixture::Redis(server) => builder.url(server.url()),
             Fixture::Cluster(cluster) => builder.cluster_nodes(cluster.seeds()),
             Fixture::Acl(server) => builder.url(server.url_for_user("cachette", ACL_PASSWORD)),
+            Fixture::Near(server) => builder
+                .url(server.url())
+                .near_cache(Some(cachette::NearCacheOptions::default())),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
             #[cfg(feature = "tls")]

@@ -187,7 +187,11 @@ impl RedisBackend {
         .map_err(|e| name_refused_command(e, cmd))
     }
 
-    async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline, payload: usize) -> Result<T> {
+    pub(crate) async fn pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        payload: usize,
+    ) -> Result<T> {
         let result = self
             .exec("redis pipeline", payload, |mut conn| async move {
                 pipe.query_async::<T>(&mut conn).await

@@ -1,0 +1,477 @@
+//! The near cache: an in-process tier in front of Redis, kept coherent by the server.
+//!
+//! [`NearBackend`] is a backend wrapper. A read is served from the [`tier`](self::tier) when
+//! the tier holds the key and its invalidation channel vouches for it (see
+//! [`tracking`](self::tracking)); otherwise it reads the value and its remaining TTL from Redis
+//! in one round trip (`GET` + `PTTL`, pipelined) and offers the reply to the tier, which keeps
+//! it no longer than its TTL at the server (and the configured cap). Every write and eviction
+//! through this backend forgets the key locally before it returns; writes by anyone else reach
+//! the tier through the channel.
+//!
+//! What a reader can see, in one rule: **a read never returns a value older than the last
+//! write that completed [`NearCacheOptions::max_staleness`] before the read began** (in
+//! practice the server's invalidation arrives within a round trip). The tier serves nothing
+//! while its channel is down, and is flushed whenever the channel drops, reconnects, or
+//! announces a `FLUSHALL`/`FLUSHDB`.
+//!
+//! Lease and metadata keys (`…#lock{T}`, `…#meta{T}`, see [`crate::key::companion_key`]) and
+//! missing keys are never held in the tier.
+
+pub(crate) mod tier;
+pub(crate) mod tracking;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use self::tier::{Tier, TierBounds};
+use self::tracking::{ChannelOptions, Liveness};
+use super::breaker::CircuitBreaker;
+use super::info::ServerInfo;
+use super::redis::endpoint::RedisEndpoint;
+use super::{Backend, KeyTtl, RedisBackend, ScanPage};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Settings of the near cache (off unless given to
+/// [`CacheManagerBuilder::near_cache`](crate::CacheManagerBuilder::near_cache) or configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearCacheOptions {
+    /// Most entries held (default 10 000).
+    pub max_entries: usize,
+    /// Most bytes held, keys and values (default 64 MiB).
+    pub max_bytes: usize,
+    /// The longest an entry is held, whatever its TTL at the server (default: no cap; an entry
+    /// never outlives its TTL at the server).
+    pub max_ttl: Option<Duration>,
+    /// How much older than the newest completed write a hit may be, at most (default 1 s,
+    /// at least 2 heartbeats of 100 ms). In practice an invalidation arrives within a round
+    /// trip; this bound holds when the channel stalls or the process is starved.
+    pub max_staleness: Duration,
+}
+
+impl Default for NearCacheOptions {
+    fn default() -> Self {
+        NearCacheOptions {
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+            max_ttl: None,
+            max_staleness: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NearCacheOptions {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] naming the setting.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::new(ErrorKind::Config, what.to_owned()));
+        if self.max_entries == 0 {
+            return bad("near_cache.max_entries must be at least 1");
+        }
+        if self.max_bytes == 0 {
+            return bad("near_cache.max_bytes must be at least 1");
+        }
+        if self.max_ttl == Some(Duration::ZERO) {
+            return bad("near_cache.max_ttl must be positive");
+        }
+        if self.max_staleness < 2 * tracking::HEARTBEAT {
+            return bad("near_cache.max_staleness must be at least 200 ms (two heartbeats)");
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of a near cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct NearStats {
+    /// Reads answered by the tier.
+    pub hits: u64,
+    /// Reads the tier could not answer (they went to Redis).
+    pub misses: u64,
+    /// Keys forgotten because they changed (here or, through the server, elsewhere).
+    pub invalidations: u64,
+    /// Times the whole tier was emptied (channel lost, `FLUSHALL`, pattern deletions).
+    pub flushes: u64,
+    /// Replies not kept because their key changed while they were on the way.
+    pub discarded: u64,
+    /// Entries evicted to respect the bounds.
+    pub evictions: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now (keys and values).
+    pub bytes: u64,
+    /// Whether the invalidation channel vouches for the tier right now.
+    pub live: bool,
+}
+
+/// The near-cache wrapper around a Redis backend.
+pub(crate) struct NearBackend {
+    /// The backend behind the tier (Redis, behind its breaker): every other operation.
+    inner: Arc<dyn Backend>,
+    /// The same Redis without wrappers, for the pipelined `GET` + `PTTL` of a miss.
+    source: RedisBackend,
+    breaker: Option<Arc<CircuitBreaker>>,
+    tier: Arc<Tier>,
+    liveness: Arc<Liveness>,
+}
+
+impl fmt::Debug for NearBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NearBackend")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lease and metadata keys end in `#lock{T}` / `#meta{T}`.
+fn is_companion(key: &str) -> bool {
+    key.ends_with('}')
+        && key
+            .rfind('#')
+            .is_some_and(|i| key[i..].starts_with("#lock{") || key[i..].starts_with("#meta{"))
+}
+
+impl NearBackend {
+    /// Wraps `inner` (which must be `source`, possibly behind `breaker`) and starts the
+    /// invalidation channel to `endpoint` for keys under `prefix`. Must be called inside a
+    /// tokio runtime.
+    pub(crate) fn new(
+        inner: Arc<dyn Backend>,
+        source: RedisBackend,
+        breaker: Option<Arc<CircuitBreaker>>,
+        endpoint: RedisEndpoint,
+        prefix: String,
+        options: NearCacheOptions,
+        timeouts: (Duration, Duration),
+    ) -> Result<NearBackend> {
+        options.check()?;
+        let tier = Arc::new(Tier::new(TierBounds {
+            max_entries: options.max_entries,
+            max_bytes: options.max_bytes,
+            max_ttl: options.max_ttl,
+        }));
+        let liveness = Arc::new(Liveness::new());
+        let channel = ChannelOptions {
+            endpoint,
+            prefix,
+            connect_timeout: timeouts.0,
+            command_timeout: timeouts.1,
+            max_staleness: options.max_staleness,
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::new(
+                ErrorKind::Config,
+                "the near cache must be built inside a tokio runtime",
+            )
+        })?;
+        handle.spawn(tracking::run(
+            Arc::downgrade(&tier),
+            Arc::downgrade(&liveness),
+            channel,
+        ));
+        Ok(NearBackend {
+            inner,
+            source,
+            breaker,
+            tier,
+            liveness,
+        })
+    }
+
+    /// The counters and sizes of the tier.
+    pub(crate) fn stats(&self) -> NearStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.tier.counters;
+        let (entries, bytes) = self.tier.size();
+        NearStats {
+            hits: c.hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            invalidations: c.invalidations.load(Relaxed),
+            flushes: c.flushes.load(Relaxed),
+            discarded: c.discarded.load(Relaxed),
+            evictions: c.evictions.load(Relaxed),
+            entries: entries as u64,
+            bytes: bytes as u64,
+            live: self.liveness.is_live(),
+        }
+    }
+
+    /// Whether the tier may be used for `key` now.
+    #[inline]
+    fn serves(&self, key: &str) -> bool {
+        self.liveness.is_live() && !is_companion(key)
+    }
+
+    /// `GET key`: from the tier, or from Redis (offering the reply to the tier).
+    pub(crate) async fn get_value(&self, key: &str) -> Result<Option<Bytes>> {
+        if !self.serves(key) {
+            return self.inner.get(key).await;
+        }
+        if let Some(value) = self.tier.get(key) {
+            return Ok(Some(value));
+        }
+        let fetch = self.tier.begin(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let (value, ttl): (Option<Vec<u8>>, i64) = self.guarded(&pipe).await?;
+        let value = value.map(Bytes::from);
+        if let (Some(v), Some(ttl)) = (&value, remaining(ttl)) {
+            self.tier.complete(fetch, v, ttl);
+        }
+        Ok(value)
+    }
+
+    async fn guarded<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        match &self.breaker {
+            Some(b) if b.is_closed() => {
+                let result = self.source.pipeline(pipe, 0).await;
+                b.record_closed(&result);
+                result
+            }
+            Some(b) => b.guard(self.source.pipeline(pipe, 0)).await,
+            None => self.source.pipeline(pipe, 0).await,
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.tier.invalidate(key);
+    }
+
+    fn forget_all(&self, keys: &[String]) {
+        for key in keys {
+            self.tier.invalidate(key);
+        }
+    }
+}
+
+/// A `PTTL` reply as the tier's TTL: `Some(None)` no expiry, `Some(Some(d))` expires in `d`,
+/// `None` the key is gone.
+fn remaining(pttl: i64) -> Option<Option<Duration>> {
+    match pttl {
+        -1 => Some(None),
+        ms if ms > 0 => Some(Some(Duration::from_millis(ms.unsigned_abs()))),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Backend for NearBackend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get_value(key).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if !self.liveness.is_live() {
+            return self.inner.get_many(keys).await;
+        }
+        let mut out: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let hit = if is_companion(key) {
+                None
+            } else {
+                self.tier.get(key)
+            };
+            if hit.is_none() {
+                missing.push(i);
+            }
+            out.push(hit);
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let fetches: Vec<_> = missing.iter().map(|&i| self.tier.begin(&keys[i])).collect();
+        let mut pipe = redis::pipe();
+        for &i in &missing {
+            pipe.cmd("GET").arg(&keys[i]).cmd("PTTL").arg(&keys[i]);
+        }
+        let replies: Vec<redis::Value> = self.guarded(&pipe).await?;
+        if replies.len() != 2 * missing.len() {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "GET/PTTL pipeline returned {} replies for {} keys",
+                    replies.len(),
+                    missing.len()
+                ),
+            ));
+        }
+        let mut replies = replies.into_iter();
+        for (&i, fetch) in missing.iter().zip(fetches) {
+            let (Some(value), Some(ttl)) = (replies.next(), replies.next()) else {
+                break;
+            };
+            let value: Option<Vec<u8>> = redis::FromRedisValue::from_redis_value(value)
+                .map_err(|e| Error::from(redis::RedisError::from(e)))?;
+            let ttl: i64 = redis::FromRedisValue::from_redis_value(ttl)
+                .map_err(|e| Error::from(redis::RedisError::from(e)))?;
+            let value = value.map(Bytes::from);
+            if let (Some(v), Some(ttl)) = (&value, remaining(ttl)) {
+                if !is_companion(&keys[i]) {
+                    self.tier.complete(fetch, v, ttl);
+                }
+            }
+            out[i] = value;
+        }
+        Ok(out)
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        let result = self.inner.set(key, value, ttl).await;
+        self.forget(key);
+        result
+    }
+
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        let result = self.inner.set_nx(key, value, ttl).await;
+        self.forget(key);
+        result
+    }
+
+    async fn set_many(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        let result = self.inner.set_many(items, ttl).await;
+        for (key, _) in items {
+            self.forget(key);
+        }
+        result
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let result = self.inner.delete(key).await;
+        self.forget(key);
+        result
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<u64> {
+        let result = self.inner.delete_many(keys).await;
+        self.forget_all(keys);
+        result
+    }
+
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let result = self.inner.delete_if_equals(key, value).await;
+        self.forget(key);
+        result
+    }
+
+    async fn delete_raw(&self, keys: &[Vec<u8>]) -> Result<u64> {
+        // Keys that are not UTF-8 are never in the tier.
+        self.inner.delete_raw(keys).await
+    }
+
+    async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        let result = self.inner.delete_pattern(pattern).await;
+        self.tier.flush();
+        result
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.inner.exists(key).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let result = self.inner.expire(key, ttl).await;
+        self.forget(key);
+        result
+    }
+
+    async fn persist(&self, key: &str) -> Result<bool> {
+        let result = self.inner.persist(key).await;
+        self.forget(key);
+        result
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.inner.ttl(key).await
+    }
+
+    async fn scan(&self, cursor: u64, pattern: &str, count: usize) -> Result<ScanPage> {
+        self.inner.scan(cursor, pattern, count).await
+    }
+
+    async fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        self.inner.keys(pattern).await
+    }
+
+    async fn info(&self) -> Result<ServerInfo> {
+        self.inner.info().await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn companion_keys_are_recognised() {
+        assert!(is_companion(&crate::key::companion_key("cache:a", "#lock")));
+        assert!(is_companion(&crate::key::companion_key(
+            "cache:{u}b",
+            "#meta"
+        )));
+        assert!(!is_companion("cache:a"));
+        assert!(!is_companion("cache:#lock"));
+        assert!(!is_companion("cache:{x}"));
+        assert!(!is_companion("cache:#other{x}"));
+    }
+
+    #[test]
+    fn pttl_replies_become_tier_ttls() {
+        assert_eq!(remaining(-2), None);
+        assert_eq!(remaining(0), None);
+        assert_eq!(remaining(-1), Some(None));
+        assert_eq!(remaining(1500), Some(Some(Duration::from_millis(1500))));
+    }
+
+    #[test]
+    fn options_are_checked_naming_the_setting() {
+        assert!(NearCacheOptions::default().check().is_ok());
+        for (bad, field) in [
+            (
+                NearCacheOptions {
+                    max_entries: 0,
+                    ..Default::default()
+                },
+                "max_entries",
+            ),
+            (
+                NearCacheOptions {
+                    max_bytes: 0,
+                    ..Default::default()
+                },
+                "max_bytes",
+            ),
+            (
+                NearCacheOptions {
+                    max_ttl: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "max_ttl",
+            ),
+            (
+                NearCacheOptions {
+                    max_staleness: Duration::from_millis(199),
+                    ..Default::default()
+                },
+                "max_staleness",
+            ),
+        ] {
+            let e = bad.check().expect_err(field);
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+}

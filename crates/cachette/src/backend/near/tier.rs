@@ -1,0 +1,484 @@
+//! The in-process store of the near cache: bounded, expiring, and coherent with its source.
+//!
+//! # Coherence
+//!
+//! A value enters the tier only through a [`Fetch`] begun *before* its read was sent to the
+//! source. An invalidation of a key marks the key's fetches in flight as invalid, so a reply
+//! read before a write but arriving after its invalidation (the race that served stale values
+//! in other clients' implementations) is handed to its caller but never stored. A
+//! [`Tier::flush`] moves the tier to a new epoch: every entry goes, and every fetch begun in an
+//! older epoch stores nothing.
+//!
+//! # Bounds
+//!
+//! Entries and bytes (key plus value) are bounded per shard (the totals divided evenly), with
+//! second-chance (CLOCK) eviction: a read marks an entry as used; the eviction hand clears the
+//! mark of a used entry and passes over it once, and evicts the first unused one.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3DefaultBuilder};
+
+type HashMap<K, V> = std::collections::HashMap<K, V, Xxh3DefaultBuilder>;
+
+/// Shards of the tier: a power of two, enough that 64 concurrent readers seldom share a lock.
+const SHARDS: usize = 64;
+
+/// Bounds of a [`Tier`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TierBounds {
+    pub(crate) max_entries: usize,
+    pub(crate) max_bytes: usize,
+    /// The longest an entry lives in the tier, whatever its TTL at the source.
+    pub(crate) max_ttl: Option<Duration>,
+}
+
+struct Entry {
+    value: Bytes,
+    expires: Option<Instant>,
+    used: AtomicBool,
+}
+
+impl Entry {
+    fn cost(key: &str, value: &Bytes) -> usize {
+        key.len() + value.len()
+    }
+}
+
+/// Fetches in flight of one key: how many, and whether an invalidation came since the oldest.
+struct Pending {
+    count: usize,
+    valid: bool,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<Box<str>, Entry>,
+    pending: HashMap<Box<str>, Pending>,
+    /// Keys in insertion order, for the eviction hand (may hold keys already removed).
+    clock: VecDeque<Box<str>>,
+    bytes: usize,
+}
+
+impl Shard {
+    fn remove(&mut self, key: &str) -> bool {
+        match self.entries.remove(key) {
+            Some(entry) => {
+                self.bytes -= Entry::cost(key, &entry.value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts until one more entry of `cost` bytes fits; `false` if it can never fit.
+    fn make_room(&mut self, cost: usize, max_entries: usize, max_bytes: usize) -> bool {
+        if cost > max_bytes || max_entries == 0 {
+            return false;
+        }
+        // Each key is passed over at most once (its mark cleared) before it is evicted, so two
+        // turns of the hand over the live keys always free enough.
+        let mut budget = 2 * self.clock.len() + 1;
+        while (self.entries.len() >= max_entries || self.bytes + cost > max_bytes) && budget > 0 {
+            budget -= 1;
+            let Some(key) = self.clock.pop_front() else {
+                break;
+            };
+            match self.entries.get(&key) {
+                None => {} // already removed: drop the stale hand position
+                Some(entry) if entry.used.swap(false, Ordering::Relaxed) => {
+                    self.clock.push_back(key);
+                }
+                Some(_) => {
+                    self.remove(&key);
+                }
+            }
+        }
+        self.entries.len() < max_entries && self.bytes + cost <= max_bytes
+    }
+
+    /// Drops hand positions of removed keys once they outnumber the live ones.
+    fn compact_clock(&mut self) {
+        if self.clock.len() > 2 * self.entries.len() + 16 {
+            let entries = &self.entries;
+            self.clock.retain(|k| entries.contains_key(k));
+        }
+    }
+}
+
+/// Counters of a tier (monotonic, except the sizes).
+#[derive(Debug, Default)]
+pub(crate) struct TierCounters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+    pub(crate) flushes: AtomicU64,
+    /// Replies not stored because their key was invalidated (or the tier flushed) meanwhile.
+    pub(crate) discarded: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+}
+
+/// The tier. Every method takes one shard lock at most (a flush takes each in turn).
+pub(crate) struct Tier {
+    shards: Box<[Mutex<Shard>]>,
+    shard_entries: usize,
+    shard_bytes: usize,
+    max_ttl: Option<Duration>,
+    /// Bumped by every flush; a fetch of an older epoch stores nothing.
+    epoch: AtomicU64,
+    pub(crate) counters: TierCounters,
+}
+
+/// A read of one key from the source, begun before the read was sent. Complete it with
+/// [`Tier::complete`]; dropped instead (an error, a cancelled caller), it stores nothing.
+pub(crate) struct Fetch<'t> {
+    tier: &'t Tier,
+    shard: usize,
+    key: Box<str>,
+    epoch: u64,
+    done: bool,
+}
+
+impl Drop for Fetch<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.tier.end(self.shard, &self.key);
+        }
+    }
+}
+
+impl Tier {
+    pub(crate) fn new(bounds: TierBounds) -> Tier {
+        Tier {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_entries: bounds.max_entries.div_ceil(SHARDS),
+            shard_bytes: bounds.max_bytes.div_ceil(SHARDS),
+            max_ttl: bounds.max_ttl,
+            epoch: AtomicU64::new(0),
+            counters: TierCounters::default(),
+        }
+    }
+
+    fn shard_of(&self, key: &str) -> usize {
+        // High bits: the maps inside a shard use the low ones of their own hash.
+        (xxh3_64(key.as_bytes()) >> 58) as usize & (SHARDS - 1)
+    }
+
+    /// The value of `key`, if the tier holds an unexpired one (counted as a hit or a miss).
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        let found = {
+            let mut shard = self.shards[self.shard_of(key)].lock();
+            match shard.entries.get(key) {
+                Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
+                    entry.used.store(true, Ordering::Relaxed);
+                    Some(entry.value.clone())
+                }
+                Some(_) => {
+                    shard.remove(key);
+                    None
+                }
+                None => None,
+            }
+        };
+        let counter = if found.is_some() {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Registers a read of `key` about to be sent to the source.
+    pub(crate) fn begin(&self, key: &str) -> Fetch<'_> {
+        let shard = self.shard_of(key);
+        // The epoch is read under the shard lock, so a flush (which bumps it before clearing
+        // each shard under its lock) either sees this fetch's marker or is seen by it.
+        let epoch = {
+            let mut s = self.shards[shard].lock();
+            let pending = s.pending.entry(key.into()).or_insert(Pending {
+                count: 0,
+                valid: true,
+            });
+            if pending.count == 0 {
+                pending.valid = true;
+            }
+            pending.count += 1;
+            self.epoch.load(Ordering::Acquire)
+        };
+        Fetch {
+            tier: self,
+            shard,
+            key: key.into(),
+            epoch,
+            done: false,
+        }
+    }
+
+    /// Ends `fetch` with the source's reply: stores `value` (for at most `ttl`, the key's
+    /// remaining time at the source; `None` = no expiry there) unless the key was invalidated
+    /// or the tier flushed since the fetch began.
+    pub(crate) fn complete(&self, mut fetch: Fetch<'_>, value: &Bytes, ttl: Option<Duration>) {
+        fetch.done = true;
+        let mut shard = self.shards[fetch.shard].lock();
+        let valid = match shard.pending.get_mut(&fetch.key) {
+            Some(p) => {
+                let valid = p.valid;
+                p.count -= 1;
+                if p.count == 0 {
+                    shard.pending.remove(&fetch.key);
+                }
+                valid
+            }
+            None => false,
+        };
+        if !valid || fetch.epoch != self.epoch.load(Ordering::Acquire) {
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let ttl = match (ttl, self.max_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if ttl == Some(Duration::ZERO) {
+            return;
+        }
+        let key = std::mem::take(&mut fetch.key);
+        shard.remove(&key);
+        let cost = Entry::cost(&key, value);
+        let before = shard.entries.len();
+        if !shard.make_room(cost, self.shard_entries, self.shard_bytes) {
+            return;
+        }
+        let evicted = before - shard.entries.len();
+        if evicted > 0 {
+            self.counters
+                .evictions
+                .fetch_add(evicted as u64, Ordering::Relaxed);
+        }
+        shard.bytes += cost;
+        shard.clock.push_back(key.clone());
+        shard.entries.insert(
+            key,
+            Entry {
+                value: value.clone(),
+                expires: ttl.map(|t| Instant::now() + t),
+                used: AtomicBool::new(false),
+            },
+        );
+        shard.compact_clock();
+    }
+
+    fn end(&self, shard: usize, key: &str) {
+        let mut s = self.shards[shard].lock();
+        if let Some(p) = s.pending.get_mut(key) {
+            p.count -= 1;
+            if p.count == 0 {
+                s.pending.remove(key);
+            }
+        }
+    }
+
+    /// Forgets `key` and voids its fetches in flight.
+    pub(crate) fn invalidate(&self, key: &str) {
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        shard.remove(key);
+        if let Some(p) = shard.pending.get_mut(key) {
+            p.valid = false;
+        }
+        drop(shard);
+        self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets everything and voids every fetch in flight.
+    pub(crate) fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for shard in self.shards.iter() {
+            let mut s = shard.lock();
+            s.entries.clear();
+            s.clock.clear();
+            s.bytes = 0;
+            for p in s.pending.values_mut() {
+                p.valid = false;
+            }
+        }
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Entries and bytes held now.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), s| {
+            let s = s.lock();
+            (n + s.entries.len(), b + s.bytes)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier(max_entries: usize) -> Tier {
+        Tier::new(TierBounds {
+            max_entries,
+            max_bytes: usize::MAX / 2,
+            max_ttl: None,
+        })
+    }
+
+    fn v(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_completed_fetch_is_served() {
+        let t = tier(1000);
+        assert_eq!(t.get("k"), None);
+        let f = t.begin("k");
+        t.complete(f, &v("1"), None);
+        assert_eq!(t.get("k"), Some(v("1")));
+        assert_eq!(t.counters.hits.load(Ordering::Relaxed), 1);
+        assert_eq!(t.counters.misses.load(Ordering::Relaxed), 1);
+        assert_eq!(t.size(), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_fetch_voids_it() {
+        let t = tier(1000);
+        let f = t.begin("k");
+        t.invalidate("k");
+        t.complete(f, &v("old"), None);
+        assert_eq!(t.get("k"), None);
+        assert_eq!(t.counters.discarded.load(Ordering::Relaxed), 1);
+        // The next fetch, begun after the invalidation, is stored.
+        let f = t.begin("k");
+        t.complete(f, &v("new"), None);
+        assert_eq!(t.get("k"), Some(v("new")));
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_voids_every_fetch_in_flight_of_its_key_only() {
+        let t = tier(1000);
+        let a = t.begin("k");
+        let b = t.begin("k");
+        let other = t.begin("j");
+        t.invalidate("k");
+        let c = t.begin("k"); // begun after: still voided while older ones are in flight
+        t.complete(a, &v("1"), None);
+        t.complete(b, &v("1"), None);
+        t.complete(c, &v("2"), None);
+        t.complete(other, &v("3"), None);
+        assert_eq!(t.get("k"), None);
+        assert_eq!(t.get("j"), Some(v("3")));
+        // With nothing in flight, the key's marker is gone and a new fetch stores.
+        let d = t.begin("k");
+        t.complete(d, &v("4"), None);
+        assert_eq!(t.get("k"), Some(v("4")));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_fetch_stores_nothing_and_leaves_no_marker() {
+        let t = tier(1000);
+        drop(t.begin("k"));
+        t.invalidate("k");
+        let f = t.begin("k");
+        t.complete(f, &v("1"), None);
+        assert_eq!(t.get("k"), Some(v("1")));
+        assert!(t.shards.iter().all(|s| s.lock().pending.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn a_flush_empties_the_tier_and_voids_fetches_in_flight() {
+        let t = tier(1000);
+        let f = t.begin("a");
+        t.complete(f, &v("1"), None);
+        let in_flight = t.begin("b");
+        t.flush();
+        assert_eq!(t.get("a"), None);
+        t.complete(in_flight, &v("2"), None);
+        assert_eq!(t.get("b"), None);
+        assert_eq!(t.size(), (0, 0));
+        assert_eq!(t.counters.flushes.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_with_the_source_ttl_or_the_cap() {
+        let t = Tier::new(TierBounds {
+            max_entries: 100,
+            max_bytes: 1 << 20,
+            max_ttl: Some(Duration::from_secs(10)),
+        });
+        let f = t.begin("short");
+        t.complete(f, &v("1"), Some(Duration::from_secs(2)));
+        let f = t.begin("long");
+        t.complete(f, &v("1"), Some(Duration::from_secs(60)));
+        let f = t.begin("forever");
+        t.complete(f, &v("1"), None);
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(t.get("short").is_some());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(t.get("short").is_none());
+        tokio::time::advance(Duration::from_millis(7999)).await;
+        assert!(t.get("long").is_some());
+        assert!(t.get("forever").is_some());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(t.get("long").is_none());
+        assert!(t.get("forever").is_none());
+        // A key already expired at the source is not stored.
+        let f = t.begin("gone");
+        t.complete(f, &v("1"), Some(Duration::ZERO));
+        assert!(t.get("gone").is_none());
+    }
+
+    #[tokio::test]
+    async fn entries_are_bounded_and_used_ones_survive_eviction() {
+        let t = tier(SHARDS * 4); // 4 per shard
+        let keys: Vec<String> = (0..4000).map(|i| format!("k{i}")).collect();
+        let hot = &keys[0];
+        for k in &keys {
+            let f = t.begin(k);
+            t.complete(f, &v("x"), None);
+            assert!(t.get(hot).is_some(), "the hot key was evicted at {k}");
+        }
+        let (n, _) = t.size();
+        assert!(n <= SHARDS * 4, "{n} entries");
+        assert!(t.counters.evictions.load(Ordering::Relaxed) >= 4000 - (SHARDS * 4) as u64);
+    }
+
+    #[tokio::test]
+    async fn bytes_are_bounded_and_a_value_too_big_is_not_stored() {
+        let t = Tier::new(TierBounds {
+            max_entries: 1_000_000,
+            max_bytes: SHARDS * 100,
+            max_ttl: None,
+        });
+        let big = Bytes::from(vec![b'x'; 200]);
+        let f = t.begin("big");
+        t.complete(f, &big, None);
+        assert!(t.get("big").is_none());
+        for i in 0..10_000 {
+            let k = format!("k{i}");
+            let f = t.begin(&k);
+            t.complete(f, &Bytes::from(vec![b'y'; 40]), None);
+        }
+        let (_, bytes) = t.size();
+        assert!(bytes <= SHARDS * 100, "{bytes} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_replaced_value_is_counted_once() {
+        let t = tier(1000);
+        for value in ["1", "22", "333"] {
+            let f = t.begin("k");
+            t.complete(f, &v(value), None);
+        }
+        assert_eq!(t.size(), (1, 4));
+        t.invalidate("k");
+        assert_eq!(t.size(), (0, 0));
+    }
+}
