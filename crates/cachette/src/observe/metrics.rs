@@ -30,6 +30,9 @@
 //! | `cachette_evicted_total` | counter | `function` |
 //! | `cachette_circuit_open` | gauge (0, 0.5 half-open, 1) | `namespace` |
 //! | `cachette_circuit_opens_total` | counter | `namespace` |
+//! | `cachette_near_hits_total`, `_misses_total`, `_invalidations_total`, `_flushes_total`, `_discarded_total`, `_evictions_total` | counter | `namespace` (managers with a near cache) |
+//! | `cachette_near_entries`, `cachette_near_bytes` | gauge | `namespace` |
+//! | `cachette_near_live` | gauge (1 while the invalidation channel vouches for the tier) | `namespace` |
 //! | `cachette_backend_latency_seconds` | histogram | `backend`, `op`, `namespace` |
 //! | `cachette_payload_bytes` | histogram | `backend`, `op` (`get` hits and `set`s), `namespace` |
 //! | `cachette_backend_errors_total` | counter | `backend`, `op`, `kind`, `namespace` |
@@ -108,6 +111,23 @@ impl Drop for RunningReporter {
     }
 }
 
+/// The near cache's counters and sizes, labelled with the manager's namespace.
+fn emit_near(namespace: String, near: &crate::NearStats) {
+    for (name, value) in [
+        ("cachette_near_hits_total", near.hits),
+        ("cachette_near_misses_total", near.misses),
+        ("cachette_near_invalidations_total", near.invalidations),
+        ("cachette_near_flushes_total", near.flushes),
+        ("cachette_near_discarded_total", near.discarded),
+        ("cachette_near_evictions_total", near.evictions),
+    ] {
+        counter!(name, "namespace" => namespace.clone()).absolute(value);
+    }
+    gauge!("cachette_near_entries", "namespace" => namespace.clone()).set(near.entries as f64);
+    gauge!("cachette_near_bytes", "namespace" => namespace.clone()).set(near.bytes as f64);
+    gauge!("cachette_near_live", "namespace" => namespace).set(if near.live { 1.0 } else { 0.0 });
+}
+
 impl MetricsReporter {
     /// A reporter of every decorated function's counters.
     pub fn new() -> Self {
@@ -147,8 +167,11 @@ impl MetricsReporter {
                 _ => 0.0,
             };
             gauge!("cachette_circuit_open", "namespace" => namespace.clone()).set(open);
-            counter!("cachette_circuit_opens_total", "namespace" => namespace)
+            counter!("cachette_circuit_opens_total", "namespace" => namespace.clone())
                 .absolute(stats.circuit_opens);
+            if let Some(near) = m.near_stats() {
+                emit_near(namespace, &near);
+            }
         }
     }
 

@@ -145,3 +145,45 @@ async fn the_reporter_exports_function_and_namespace_counters() {
     assert_eq!(sample(&text, "cachette_misses_total", &n), Some(3.0));
     assert_eq!(sample(&text, "cachette_circuit_open", &n), Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporter_exports_the_near_cache() {
+    let handle = recorder();
+    let server = RedisServer::new();
+    let prefix = unique_prefix("near-metrics");
+    let cache = CacheManager::builder()
+        .url(server.url())
+        .key_prefix(&prefix)
+        .near_cache(Some(cachette::NearCacheOptions::default()))
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cache.near_stats().is_some_and(|s| s.live) {
+        assert!(std::time::Instant::now() < deadline, "channel never up");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cache.set("k", &1u32, Ttl::Default).await.unwrap();
+    // Until a read is a tier hit (the write's own invalidation may cross the first reply).
+    while cache.near_stats().is_some_and(|s| s.hits == 0) {
+        assert!(std::time::Instant::now() < deadline, "never a tier hit");
+        let _: Option<u32> = cache.get("k").await.unwrap();
+    }
+    let near = cache.near_stats().unwrap();
+    MetricsReporter::new()
+        .functions(false)
+        .manager(&cache)
+        .report();
+    let text = handle.render();
+    let n = [("namespace", prefix.as_str())];
+    assert_eq!(
+        sample(&text, "cachette_near_hits_total", &n),
+        Some(near.hits as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "cachette_near_misses_total", &n),
+        Some(near.misses as f64)
+    );
+    assert_eq!(sample(&text, "cachette_near_entries", &n), Some(1.0));
+    assert_eq!(sample(&text, "cachette_near_live", &n), Some(1.0));
+}
