@@ -31,10 +31,22 @@
 //! | circuit breaker: open time before a probe (ms) | `breaker_open_ms` | `CACHETTE_BREAKER_OPEN_MS` | `1000` |
 //! | largest value a write may store (bytes) | `max_value_bytes` | `CACHETTE_MAX_VALUE_BYTES` | `33554432` (32 MiB) |
 //! | Redis Cluster seed nodes (`host:port`; a list, or one comma-separated string) | `cluster_nodes` | `REDIS_CLUSTER_NODES` (comma-separated) | none |
+//! | Redis Sentinel: the sentinels (`host:port`; a list, or one comma-separated string) | `sentinels` | `REDIS_SENTINELS` (comma-separated) | none |
+//! | Redis Sentinel: the master name the sentinels monitor | `sentinel_master` | `REDIS_SENTINEL_MASTER` | none |
+//! | Redis Sentinel: ACL user name on the sentinels | `sentinel_username` | `REDIS_SENTINEL_USERNAME` | none |
+//! | Redis Sentinel: password of the sentinels (`requirepass` of sentinel.conf) | `sentinel_password` | `REDIS_SENTINEL_PASSWORD` | none |
 //!
 //! **Redis Cluster.** When `cluster_nodes` names at least one seed, the manager runs on the
 //! cluster backend ([`crate::backend::cluster`]); the seeds take the place of `url`/`host`/
 //! `port`, which then only lend their user name, password and TLS setting (`db` must be 0).
+//!
+//! **Redis Sentinel.** When `sentinels` and `sentinel_master` are set (both, or neither: one
+//! without the other is an error naming the missing field, and so is Sentinel together with
+//! `cluster_nodes` or a Unix socket), the manager asks the sentinels for the primary's address
+//! and follows its failovers ([`crate::backend::redis`]'s `sentinel` module). Only the host
+//! and port come from the sentinels: `db`, `username`, `password` and TLS still come from
+//! `url` or the parts (the URL's host and port are not used). The sentinels themselves are
+//! reached over plain TCP with `sentinel_username`/`sentinel_password`.
 //!
 //! **TLS.** The `tls_*` settings apply to `rediss://` connections (crate feature `tls`),
 //! standalone and cluster, and are an error with a `redis://` server. The server's
@@ -68,6 +80,7 @@
 //! never appear in `Debug` output, descriptions or errors.
 
 mod cluster;
+mod sentinel;
 mod sources;
 
 use std::fmt;
@@ -156,6 +169,16 @@ pub struct Config {
     /// empty the manager runs on the cluster backend, which discovers the rest of the
     /// cluster from these; the user name, password and TLS setting above apply to every node.
     pub cluster_nodes: Vec<String>,
+    /// Redis Sentinel: the sentinels (`host:port`, or comma-separated lists of them). With
+    /// [`sentinel_master`](Config::sentinel_master) the manager reaches the primary they name
+    /// and follows its failovers; `db`, the credentials and TLS above still apply to it.
+    pub sentinels: Vec<String>,
+    /// Redis Sentinel: the name of the master the sentinels monitor (`sentinel monitor NAME`).
+    pub sentinel_master: Option<String>,
+    /// Redis Sentinel: the ACL user name to log in to the sentinels with (never printed).
+    pub sentinel_username: Option<String>,
+    /// Redis Sentinel: the password of the sentinels (never printed).
+    pub sentinel_password: Option<Secret>,
 }
 
 /// The default of [`Config::max_value_bytes`]: 32 MiB. A sixteenth of Redis's default
@@ -189,6 +212,10 @@ impl Default for Config {
             breaker_open: Duration::from_millis(1000),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             cluster_nodes: Vec::new(),
+            sentinels: Vec::new(),
+            sentinel_master: None,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 }
@@ -227,6 +254,13 @@ impl fmt::Debug for Config {
             .field("breaker_open", &self.breaker_open)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("cluster_nodes", &self.cluster_nodes)
+            .field("sentinels", &self.sentinels)
+            .field("sentinel_master", &self.sentinel_master)
+            .field(
+                "sentinel_username",
+                &self.sentinel_username.as_ref().map(|_| Secret::new("")),
+            )
+            .field("sentinel_password", &self.sentinel_password)
             .finish()
     }
 }
@@ -256,6 +290,10 @@ pub const ENV_VARS: &[&str] = &[
     "CACHETTE_BREAKER_OPEN_MS",
     "CACHETTE_MAX_VALUE_BYTES",
     "REDIS_CLUSTER_NODES",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_USERNAME",
+    "REDIS_SENTINEL_PASSWORD",
 ];
 
 impl Config {
@@ -293,6 +331,7 @@ impl Config {
             }
         }
         config.apply_env(env)?;
+        config.validate_sentinel("the configuration")?;
         Ok(config)
     }
 
@@ -405,6 +444,7 @@ impl Config {
         if self.max_value_bytes == 0 {
             return Err(Error::config("code", "max_value_bytes", "must be positive"));
         }
+        self.validate_sentinel("code")?;
         self.validate_tls()
     }
 
@@ -457,6 +497,9 @@ impl Config {
         if self.uses_cluster() {
             return self.describe_cluster();
         }
+        if self.uses_sentinel() {
+            return self.describe_sentinel();
+        }
         match self.endpoint() {
             Ok(Some(endpoint)) => endpoint.to_string(),
             Ok(None) => "memory".to_owned(),
@@ -469,7 +512,7 @@ impl Config {
     /// TLS settings only make sense for a `rediss://` server: naming a CA or a client
     /// certificate for a plain one would silently send the traffic unencrypted.
     fn validate_tls(&self) -> Result<()> {
-        let named = self.uses_redis() || self.uses_cluster();
+        let named = self.uses_redis() || self.uses_cluster() || self.uses_sentinel();
         if !named || self.tls_options.is_default() {
             return Ok(());
         }
@@ -523,6 +566,10 @@ pub const JSON_FIELDS: &[&str] = &[
     "breaker_open_ms",
     "max_value_bytes",
     "cluster_nodes",
+    "sentinels",
+    "sentinel_master",
+    "sentinel_username",
+    "sentinel_password",
 ];
 
 /// Percent-encodes the characters that would break the userinfo part of a URL.
