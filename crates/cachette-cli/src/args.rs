@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// The connection comes from the same sources as the library (built-in defaults <
 /// config.json "redis" section, or the file in CACHETTE_CONFIG < REDIS_* environment
-/// variables), then --url, --cluster-nodes, --sentinels/--sentinel-master and --prefix. When none of them names a Redis
-/// server the CLI uses redis://127.0.0.1:6379, like redis-cli. On a cluster every command
-/// covers every primary.
+/// variables), then --url, --cluster-nodes, --sentinels/--sentinel-master and --prefix. When
+/// none of them names a Redis server the CLI uses redis://127.0.0.1:6379, like redis-cli. On a
+/// cluster every command covers every primary; with Sentinel, the primary the sentinels name.
 ///
 /// Keys given to and printed by every command are relative to the prefix (default "cache:").
 ///

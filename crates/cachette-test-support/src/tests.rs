@@ -376,3 +376,42 @@ fn cluster_with_replicas_promotes_a_replica() {
     assert_eq!(now.len(), 3, "{now:?}");
     assert!(!now.contains(&victim));
 }
+
+#[test]
+fn sentinel_starts_with_a_replica_and_three_sentinels() {
+    let started = Instant::now();
+    let deployment = crate::RedisSentinel::new();
+    eprintln!("Redis Sentinel ready in {:?}", started.elapsed());
+    assert_eq!(deployment.sentinel_addrs().len(), 3);
+    let primary = deployment.primary().expect("a primary");
+    assert_eq!(primary.port(), deployment.node(0).port());
+    assert_eq!(deployment.role(0).as_deref(), Some("master"));
+    assert_eq!(deployment.role(1).as_deref(), Some("slave"));
+    assert_eq!(primary.cli(["SET", "k", "v"]), "OK");
+    let replica = deployment.replica().expect("a replica");
+    assert!(wait_until(Duration::from_secs(5), || replica.cli(["GET", "k"]) == "v"));
+}
+
+#[test]
+fn sentinel_failover_and_a_killed_primary_change_the_primary() {
+    let deployment = crate::RedisSentinel::new();
+    let first = deployment.primary_port().unwrap();
+    let started = Instant::now();
+    let second = deployment.failover().expect("failover");
+    eprintln!("SENTINEL FAILOVER took {:?}", started.elapsed());
+    assert_ne!(first, second);
+    assert_eq!(deployment.primary_index(), Some(1));
+    assert_eq!(deployment.role(1).as_deref(), Some("master"));
+    // The former primary is reconfigured as a replica of the new one.
+    assert!(wait_until(Duration::from_secs(10), || {
+        deployment.role(0).as_deref() == Some("slave")
+    }));
+    // Killing the primary: the sentinels promote the other node.
+    deployment.node(1).kill();
+    let started = Instant::now();
+    let third = deployment
+        .wait_primary_change(Some(second), Duration::from_secs(30))
+        .expect("promotion after a kill");
+    eprintln!("failover after a kill took {:?}", started.elapsed());
+    assert_eq!(third, first);
+}
