@@ -700,34 +700,43 @@ pub(crate) async fn msgpack_codec_roundtrips(fx: &Fixture) {
 macro_rules! conformance {
     ($($backend:ident => $fixture:expr),* $(,)?) => {$(
         mod $backend {
-            conformance!(@tests $fixture;
-                set_then_get_roundtrips_a_struct, get_of_missing_key_is_none, set_overwrites_value,
-                overwrite_with_another_type, values_are_exactly_serde_json, empty_values_roundtrip,
-                one_mib_value_roundtrips, unicode_keys_work_everywhere, empty_key_is_rejected,
-                zero_ttl_is_rejected, ttl_expires_value, never_ttl_is_persistent,
-                default_ttl_is_one_hour, configured_default_ttl_applies, ttl_reports_three_states,
-                set_replaces_ttl, sub_millisecond_ttl_is_not_zero, ttl_range_edges_agree,
-                non_finite_floats_are_refused,
-                expire_on_missing_key_is_false,
-                expire_sets_ttl_and_expires, expire_never_makes_key_persistent, exists_and_delete,
-                delete_many_counts_existing, set_nx_only_when_absent, delete_if_equals_compares,
-                decode_failure_is_typed_and_names_key, garbage_bytes_are_a_decode_error,
-                keys_star_strips_prefix_and_sorts, keys_question_mark_matches_one_char,
-                keys_character_classes, patterns_escape_special_characters,
-                keys_with_no_match_is_empty, delete_pattern_counts_and_spares_others,
-                delete_pattern_over_100k_keys, keys_sees_every_key_of_a_large_set,
-                expired_keys_are_not_listed, prefixes_isolate_managers,
-                clear_removes_only_own_prefix, prefix_with_glob_characters_is_literal,
-                get_many_keeps_order_and_reports_missing, get_many_with_duplicates,
-                get_many_of_nothing, get_many_decode_error_names_key,
-                set_many_applies_ttl_to_every_key, set_many_never_and_expiry, set_many_of_nothing,
-                stats_count_hits_misses_and_writes, info_reports_keys_and_memory, ping_answers,
-                concurrent_writers_and_readers, disabled_manager_stores_nothing
-            );
+            conformance!(@names [@tests $fixture]);
             #[cfg(feature = "msgpack")]
             conformance!(@tests $fixture; msgpack_codec_roundtrips);
         }
     )*};
+    // Every scenario in one test on one fixture (for a fixture that is slow to start).
+    (@one_test $module:ident => $fixture:expr) => {
+        mod $module {
+            conformance!(@names [@sequence $fixture]);
+        }
+    };
+    (@names [$($then:tt)*]) => {
+        conformance!($($then)*;
+            set_then_get_roundtrips_a_struct, get_of_missing_key_is_none, set_overwrites_value,
+            overwrite_with_another_type, values_are_exactly_serde_json, empty_values_roundtrip,
+            one_mib_value_roundtrips, unicode_keys_work_everywhere, empty_key_is_rejected,
+            zero_ttl_is_rejected, ttl_expires_value, never_ttl_is_persistent,
+            default_ttl_is_one_hour, configured_default_ttl_applies, ttl_reports_three_states,
+            set_replaces_ttl, sub_millisecond_ttl_is_not_zero, ttl_range_edges_agree,
+            non_finite_floats_are_refused,
+            expire_on_missing_key_is_false,
+            expire_sets_ttl_and_expires, expire_never_makes_key_persistent, exists_and_delete,
+            delete_many_counts_existing, set_nx_only_when_absent, delete_if_equals_compares,
+            decode_failure_is_typed_and_names_key, garbage_bytes_are_a_decode_error,
+            keys_star_strips_prefix_and_sorts, keys_question_mark_matches_one_char,
+            keys_character_classes, patterns_escape_special_characters,
+            keys_with_no_match_is_empty, delete_pattern_counts_and_spares_others,
+            delete_pattern_over_100k_keys, keys_sees_every_key_of_a_large_set,
+            expired_keys_are_not_listed, prefixes_isolate_managers,
+            clear_removes_only_own_prefix, prefix_with_glob_characters_is_literal,
+            get_many_keeps_order_and_reports_missing, get_many_with_duplicates,
+            get_many_of_nothing, get_many_decode_error_names_key,
+            set_many_applies_ttl_to_every_key, set_many_never_and_expiry, set_many_of_nothing,
+            stats_count_hits_misses_and_writes, info_reports_keys_and_memory, ping_answers,
+            concurrent_writers_and_readers, disabled_manager_stores_nothing
+        );
+    };
     (@tests $fixture:expr; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
@@ -735,6 +744,18 @@ macro_rules! conformance {
             super::$name(&fixture).await;
         }
     )*};
+    (@sequence $fixture:expr; $($name:ident),* $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_scenario() {
+            let fixture = $fixture;
+            $(
+                eprintln!("scenario {}", stringify!($name));
+                super::$name(&fixture).await;
+            )*
+            #[cfg(feature = "msgpack")]
+            super::msgpack_codec_roundtrips(&fixture).await;
+        }
+    };
 }
 
 conformance! {
@@ -743,6 +764,10 @@ conformance! {
     cluster => crate::support::Fixture::cluster(),
     redis_acl => crate::support::Fixture::acl(),
 }
+
+// Redis Sentinel: the primary found through three sentinels. One deployment (five processes,
+// about 2.5 s to start) runs every scenario, in one test (`redis_sentinel::every_scenario`).
+conformance!(@one_test redis_sentinel => crate::support::Fixture::sentinel());
 
 // Redis over TLS (`rediss://`, certificates made for the test server).
 #[cfg(feature = "tls")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cachette::backend::{Backend, MemoryBackend, MemoryConfig};
 use cachette::{CacheManager, Config};
-use cachette_test_support::{RedisCluster, RedisServer};
+use cachette_test_support::{RedisCluster, RedisSentinel, RedisServer};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -34,6 +34,9 @@ pub(crate) enum Fixture {
     /// Redis as the ACL user `cachette`, restricted to exactly `cachette::acl::rules` for
     /// caching and the lease, on the key prefix every test prefix of this process starts with.
     Acl(Box<RedisServer>),
+    /// The primary of a Redis Sentinel deployment (a primary, a replica, three sentinels),
+    /// reached through the sentinels.
+    Sentinel(Box<RedisSentinel>),
 }
 
 /// The prefix every [`unique_prefix`] of this process starts with.
@@ -83,6 +86,12 @@ impl Fixture {
         Fixture::Acl(Box::new(server))
     }
 
+    /// A Redis Sentinel deployment of its own; managers find the primary through the
+    /// sentinels.
+    pub(crate) fn sentinel() -> Fixture {
+        Fixture::Sentinel(Box::new(RedisSentinel::new()))
+    }
+
     #[cfg(feature = "tls")]
     pub(crate) fn tls() -> Fixture {
         Fixture::Tls(Box::new(
@@ -100,7 +109,9 @@ impl Fixture {
 
     pub(crate) fn is_redis(&self) -> bool {
         match self {
-            Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) => true,
+            Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) | Fixture::Sentinel(_) => {
+                true
+            }
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
             #[cfg(feature = "tls")]
@@ -126,6 +137,7 @@ impl Fixture {
             Fixture::Redis(server) => builder.url(server.url()),
             Fixture::Cluster(cluster) => builder.cluster_nodes(cluster.seeds()),
             Fixture::Acl(server) => builder.url(server.url_for_user("cachette", ACL_PASSWORD)),
+            Fixture::Sentinel(d) => builder.sentinels(d.sentinel_addrs(), d.master_name()),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
             #[cfg(feature = "tls")]
