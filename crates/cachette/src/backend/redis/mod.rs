@@ -9,7 +9,8 @@
 //! because the connection broke is retried once on a new connection (within a further command timeout), so a server restart costs callers at
 //! most one error. A command the server answered with an error (or with a reply of an
 //! unexpected type) is never retried and leaves the connection alone; see `classify` for how
-//! each `redis` error is sorted.
+//! each `redis` error is sorted. With Redis Sentinel the connections dial the primary the
+//! sentinels name and follow its failovers (`sentinel.rs`).
 
 mod connection;
 pub(crate) mod endpoint;
