@@ -57,7 +57,12 @@ impl RedisSentinel {
             .spawn()?;
         let replica = RedisServer::builder()
             .args(["--replicaof", "127.0.0.1", &primary.port().to_string()])
-            .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            .args([
+                "--repl-diskless-sync",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
+            ])
             .spawn()?;
         let mut sentinels = Vec::with_capacity(3);
         for _ in 0..3 {
@@ -157,7 +162,7 @@ impl RedisSentinel {
         self.sentinels
             .iter()
             .filter(|s| s.is_running())
-            .find_map(|s| sentinel_primary(s))
+            .find_map(sentinel_primary)
     }
 
     /// The index in [`nodes`](Self::nodes) of the node the sentinels name as primary.
@@ -339,7 +344,10 @@ impl RedisSentinel {
 
 /// What sentinel `s` names as the primary's port.
 fn sentinel_primary(s: &RedisServer) -> Option<u16> {
-    let lines = cli_lines(s, &["SENTINEL", "get-master-addr-by-name", RedisSentinel::MASTER]);
+    let lines = cli_lines(
+        s,
+        &["SENTINEL", "get-master-addr-by-name", RedisSentinel::MASTER],
+    );
     lines.get(1)?.trim().parse().ok()
 }
 

@@ -389,7 +389,9 @@ fn sentinel_starts_with_a_replica_and_three_sentinels() {
     assert_eq!(deployment.role(1).as_deref(), Some("slave"));
     assert_eq!(primary.cli(["SET", "k", "v"]), "OK");
     let replica = deployment.replica().expect("a replica");
-    assert!(wait_until(Duration::from_secs(5), || replica.cli(["GET", "k"]) == "v"));
+    assert!(wait_until(Duration::from_secs(5), || replica
+        .cli(["GET", "k"])
+        == "v"));
 }
 
 #[test]

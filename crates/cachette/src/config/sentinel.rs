@@ -14,8 +14,7 @@ use crate::backend::redis::SentinelOptions;
 pub(crate) fn parse_sentinels<'a>(
     items: impl IntoIterator<Item = &'a str>,
 ) -> std::result::Result<Vec<String>, String> {
-    super::cluster::parse_nodes(items)
-        .map_err(|m| m.replace("cluster node", "sentinel address"))
+    super::cluster::parse_nodes(items).map_err(|m| m.replace("cluster node", "sentinel address"))
 }
 
 /// A master name as the sentinels know it: not blank, without spaces (a `+switch-master`

@@ -157,8 +157,7 @@ impl Config {
                 }
                 "sentinel_master" => {
                     let name = opt_string(value).map_err(|_| bad("expected a string or null"))?;
-                    self.sentinel_master =
-                        sentinel::check_master_name(name).map_err(|m| bad(m))?;
+                    self.sentinel_master = sentinel::check_master_name(name).map_err(&bad)?;
                 }
                 "sentinel_username" => {
                     self.sentinel_username =
@@ -314,8 +313,8 @@ impl Config {
                 cluster::parse_nodes([v.as_str()]).map_err(|m| bad("REDIS_CLUSTER_NODES", &m))?;
         }
         if let Some(v) = get("REDIS_SENTINELS") {
-            self.sentinels = sentinel::parse_sentinels([v.as_str()])
-                .map_err(|m| bad("REDIS_SENTINELS", &m))?;
+            self.sentinels =
+                sentinel::parse_sentinels([v.as_str()]).map_err(|m| bad("REDIS_SENTINELS", &m))?;
         }
         if let Some(v) = get("REDIS_SENTINEL_MASTER") {
             self.sentinel_master = sentinel::check_master_name(Some(v))

@@ -392,11 +392,7 @@ impl CacheManagerBuilder {
                     description,
                 )
             } else {
-                (
-                    Arc::new(redis.clone()),
-                    FastPath::Redis(redis),
-                    description,
-                )
+                (Arc::new(redis.clone()), FastPath::Redis(redis), description)
             }
         } else {
             let memory = self.memory.unwrap_or_else(|| MemoryConfig {

@@ -199,7 +199,9 @@ fn sentinel_printed(sentinel: &str, user: &str, password: &str) -> String {
                 ("REDIS_COMMAND_TIMEOUT_MS", "300".to_owned()),
             ];
             let config = Config::load_from(None, |name| {
-                vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
             })
             .expect("a valid configuration");
             out.push_str(&format!("{config:?}\n{}\n", config.describe_backend()));

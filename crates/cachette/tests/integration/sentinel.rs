@@ -192,15 +192,27 @@ async fn writes_after_a_failover_land_on_the_new_primary_only() {
     let mut probe = 0;
     loop {
         probe += 1;
-        cache.set(&format!("probe{probe}"), &probe, Ttl::Never).await.unwrap();
-        if d.node(new).cli(["EXISTS", &format!("{prefix}probe{probe}")]) == "1" {
+        cache
+            .set(&format!("probe{probe}"), &probe, Ttl::Never)
+            .await
+            .unwrap();
+        if d.node(new)
+            .cli(["EXISTS", &format!("{prefix}probe{probe}")])
+            == "1"
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "the manager never followed the failover");
+        assert!(
+            Instant::now() < deadline,
+            "the manager never followed the failover"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for i in 0..50 {
-        cache.set(&format!("after{i}"), &i, Ttl::Never).await.unwrap();
+        cache
+            .set(&format!("after{i}"), &i, Ttl::Never)
+            .await
+            .unwrap();
     }
     let role = d.role(old);
     for i in 0..50 {
@@ -208,7 +220,11 @@ async fn writes_after_a_failover_land_on_the_new_primary_only() {
         assert_eq!(d.node(new).cli(["GET", &key]), i.to_string());
         if role.as_deref() == Some("master") {
             // Not yet a replica of the new primary: it can only have the key if we wrote it.
-            assert_eq!(d.node(old).cli(["EXISTS", &key]), "0", "written to the former primary");
+            assert_eq!(
+                d.node(old).cli(["EXISTS", &key]),
+                "0",
+                "written to the former primary"
+            );
         }
     }
     eprintln!(

@@ -62,8 +62,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::AbortHandle;
 
 use super::sentinel::Sentinels;
-use super::{Inner, RedisBackend};
 use super::tls::TlsConnector;
+use super::{Inner, RedisBackend};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long a failed TLS handshake is reported to later callers without a new attempt.
@@ -315,8 +315,8 @@ async fn watchdog(live: Weak<Live>, timeout: Duration) {
 /// Where a connection goes.
 #[derive(Clone)]
 pub(crate) enum Target {
-    /// A fixed address.
-    Fixed(Client),
+    /// A fixed address (boxed: only read when connecting).
+    Fixed(Box<Client>),
     /// The primary the sentinels name at each connect (see the `sentinel` module).
     Sentinel(Arc<Sentinels>),
 }
@@ -581,7 +581,13 @@ impl RedisBackend {
         let connections = (0..connections.max(1))
             .map(|_| {
                 let (target, tls) = (target.clone(), tls.clone());
-                Reconnecting::new(target, tls, config.clone(), connect_timeout, command_timeout)
+                Reconnecting::new(
+                    target,
+                    tls,
+                    config.clone(),
+                    connect_timeout,
+                    command_timeout,
+                )
             })
             .collect();
         Ok(RedisBackend {
@@ -594,7 +600,6 @@ impl RedisBackend {
             }),
         })
     }
-
 }
 
 /// The message of a TLS error without the kind's prefix (it is rebuilt with the kind).

@@ -116,7 +116,7 @@ impl RedisBackend {
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Result<Self> {
-        let target = Target::Fixed(endpoint.client()?);
+        let target = Target::Fixed(Box::new(endpoint.client()?));
         let display = endpoint.to_string();
         let timeouts = (connect_timeout, command_timeout);
         RedisBackend::build(endpoint, target, display, connections, timeouts)

@@ -258,7 +258,9 @@ impl Sentinels {
             Ok(Err(e)) => {
                 let e = Error::from(e);
                 return Err(if e.kind() == ErrorKind::Permission {
-                    e.prefixed("ROLE refused (Sentinel needs +role: cachette::acl::Feature::Sentinel): ")
+                    e.prefixed(
+                        "ROLE refused (Sentinel needs +role: cachette::acl::Feature::Sentinel): ",
+                    )
                 } else {
                     e
                 });
@@ -412,7 +414,9 @@ mod tests {
             username: None,
             password: Some(Secret::new("pw")),
         };
-        let template = crate::RedisEndpoint::tcp("localhost", 6379).client().unwrap();
+        let template = crate::RedisEndpoint::tcp("localhost", 6379)
+            .client()
+            .unwrap();
         Sentinels::new(options, &template, Duration::from_millis(100)).unwrap()
     }
 

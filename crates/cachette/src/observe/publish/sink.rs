@@ -168,11 +168,7 @@ impl Sink {
                 .query_on_key(key, &batch_script(key, fields, now_ms), 0)
                 .await
                 .map(drop),
-            Sink::Standalone(redis) => {
-                redis
-                    .query::<()>(&batch_script(key, fields, now_ms))
-                    .await
-            }
+            Sink::Standalone(redis) => redis.query::<()>(&batch_script(key, fields, now_ms)).await,
         }
     }
 
