@@ -317,6 +317,9 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         let mut config = Config::default();
+        let file_source = file
+            .as_ref()
+            .map(|(path, _)| format!("config file {}", path.display()));
         if let Some((path, must_exist)) = file {
             match std::fs::read_to_string(&path) {
                 Ok(text) => config.apply_json(&path, &text)?,
@@ -330,8 +333,23 @@ impl Config {
                 }
             }
         }
+        let set_in_env = |var: &str| env(var).is_some_and(|v| !v.trim().is_empty());
+        let (sentinels_in_env, master_in_env) = (
+            set_in_env("REDIS_SENTINELS"),
+            set_in_env("REDIS_SENTINEL_MASTER"),
+        );
         config.apply_env(env)?;
-        config.validate_sentinel("the configuration")?;
+        // Both Sentinel settings or neither: the error names the source of the one given.
+        config.validate_sentinel(|field| {
+            let (var, in_env) = match field {
+                "sentinels" => ("REDIS_SENTINELS", sentinels_in_env),
+                _ => ("REDIS_SENTINEL_MASTER", master_in_env),
+            };
+            match (&file_source, in_env) {
+                (Some(source), false) => (source.clone(), format!("redis.{field}")),
+                _ => (format!("environment variable {var}"), var.to_owned()),
+            }
+        })?;
         Ok(config)
     }
 
@@ -444,7 +462,7 @@ impl Config {
         if self.max_value_bytes == 0 {
             return Err(Error::config("code", "max_value_bytes", "must be positive"));
         }
-        self.validate_sentinel("code")?;
+        self.validate_sentinel_in_code()?;
         self.validate_tls()
     }
 

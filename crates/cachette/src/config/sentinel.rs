@@ -45,40 +45,50 @@ impl Config {
     }
 
     /// Both Sentinel settings or neither; not beside `cluster_nodes` or a Unix socket.
-    pub(super) fn validate_sentinel(&self, source: &str) -> Result<()> {
+    /// `origin` gives, for a field that is set (`sentinels`, `sentinel_master`), the source
+    /// that set it and its name there; the error names that one.
+    pub(super) fn validate_sentinel(
+        &self,
+        origin: impl Fn(&str) -> (String, String),
+    ) -> Result<()> {
         if !self.uses_sentinel() {
             return Ok(());
         }
+        let refuse = |field: &str, message: &str| {
+            let (source, name) = origin(field);
+            Err(Error::config(&source, &name, message))
+        };
         if self.sentinels.is_empty() {
-            return Err(Error::config(
-                source,
-                "sentinels",
-                "sentinel_master is set but no sentinel is named (sentinels / REDIS_SENTINELS)",
-            ));
+            return refuse(
+                "sentinel_master",
+                "names a master but no sentinel (set sentinels / REDIS_SENTINELS too)",
+            );
         }
         if self.sentinel_master.is_none() {
-            return Err(Error::config(
-                source,
-                "sentinel_master",
-                "sentinels are named but not the master they monitor (sentinel_master / \
-                 REDIS_SENTINEL_MASTER)",
-            ));
+            return refuse(
+                "sentinels",
+                "names sentinels but not the master they monitor (set sentinel_master / \
+                 REDIS_SENTINEL_MASTER too)",
+            );
         }
         if self.uses_cluster() {
-            return Err(Error::config(
-                source,
+            return refuse(
                 "sentinels",
                 "Redis Sentinel and Redis Cluster (cluster_nodes) cannot be used together",
-            ));
+            );
         }
         if self.url.is_none() && self.socket.is_some() {
-            return Err(Error::config(
-                source,
-                "socket",
+            return refuse(
+                "sentinels",
                 "the primary named by the sentinels is reached over TCP, not a Unix socket",
-            ));
+            );
         }
         Ok(())
+    }
+
+    /// [`validate_sentinel`](Self::validate_sentinel) for settings set in code.
+    pub(super) fn validate_sentinel_in_code(&self) -> Result<()> {
+        self.validate_sentinel(|field| ("code".to_owned(), field.to_owned()))
     }
 
     /// The endpoint whose database, credentials and TLS settings the primary is reached with
@@ -88,7 +98,7 @@ impl Config {
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for half a Sentinel configuration, an
     /// invalid sentinel address, a Unix-socket URL, or an invalid URL or host set in code.
     pub(crate) fn sentinel_options(&self) -> Result<(RedisEndpoint, SentinelOptions)> {
-        self.validate_sentinel("code")?;
+        self.validate_sentinel_in_code()?;
         let mut parts = self.clone();
         if parts.url.is_none() && parts.host.is_none() && parts.port.is_none() {
             parts.host = Some("localhost".to_owned());
@@ -217,7 +227,27 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::Config);
         assert!(e.to_string().contains("sentinel_master"), "{e}");
         let e = load(Some(r#"{"redis": {"sentinel_master": "m"}}"#), &[]).unwrap_err();
-        assert!(e.to_string().contains("invalid sentinels"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("invalid redis.sentinel_master from config file"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("no sentinel"), "{e}");
+        let e = load(
+            Some(r#"{"redis": {"sentinels": "a:1"}}"#),
+            &[("REDIS_SENTINEL_MASTER", "")],
+        );
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("invalid redis.sentinels from config file"),
+            "{e}"
+        );
+        let e = load(None, &[("REDIS_SENTINEL_MASTER", "m")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("environment variable REDIS_SENTINEL_MASTER"),
+            "{e}"
+        );
         let e = load(
             None,
             &[

@@ -321,7 +321,11 @@ async fn half_a_sentinel_configuration_does_not_build() {
         .sentinels(Vec::<String>::new(), "m")
         .build()
         .unwrap_err();
-    assert!(e.to_string().contains("invalid sentinels"), "{e}");
+    assert!(
+        e.to_string().contains("invalid sentinel_master from code"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("sentinels"), "{e}");
     let e = CacheManager::builder()
         .sentinels(["127.0.0.1:26379"], "m")
         .cluster_nodes(["127.0.0.1:7000"])
