@@ -15,9 +15,11 @@
 //!   with a back-off of 50 ms doubling to 1 s). A switch of our master drops every current
 //!   connection of the backend (commands already sent finish on their connection); the next
 //!   command reconnects to the new primary. A connect that was under way during the switch
-//!   asks again. After a lost subscription, the task compares the sentinels' answer with the
-//!   last one and drops the connections if it changed meanwhile. The task holds only a weak
-//!   reference to the backend and ends soon after the backend is dropped.
+//!   asks again, and for 5 s a sentinel that still names the former primary (it has not
+//!   heard of the switch yet) is not believed. After a lost subscription, the task compares
+//!   the sentinels' answer with the last one and drops the connections if it changed
+//!   meanwhile. The task holds only a weak reference to the backend and ends soon after the
+//!   backend is dropped.
 //! - **Connection loss**: a broken connection is replaced as for a standalone server, and
 //!   the reconnect asks the sentinels again.
 //! - **`READONLY`**: a write refused because the node was demoted to a replica is handled like
@@ -44,6 +46,13 @@ use redis::{Client, ConnectionAddr};
 use super::{Inner, RedisBackend};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
+
+/// A host and port.
+type Addr = (String, u16);
+
+/// How long after a `+switch-master` a sentinel naming the former primary is taken to be
+/// behind (sentinels tell each other about a new configuration every 2 s).
+const BEHIND_WINDOW: Duration = Duration::from_secs(5);
 
 /// How long "no sentinel knows this master" is reported without asking again.
 pub(crate) const UNKNOWN_MASTER_HOLD: Duration = Duration::from_secs(1);
@@ -87,6 +96,9 @@ pub(crate) struct Sentinels {
     switches: AtomicU64,
     /// The last address the sentinels gave.
     last: Mutex<Option<(String, u16)>>,
+    /// The last switch of our master seen (when, from, to): for [`BEHIND_WINDOW`] after it,
+    /// a sentinel that still names `from` has not heard of it yet and is not believed.
+    moved: Mutex<Option<(Instant, Addr, Addr)>>,
     /// "No sentinel knows this master", and when.
     unknown: Mutex<Option<(Instant, String)>>,
 }
@@ -133,6 +145,7 @@ impl Sentinels {
             next: AtomicUsize::new(0),
             switches: AtomicU64::new(0),
             last: Mutex::new(None),
+            moved: Mutex::new(None),
             unknown: Mutex::new(None),
         })
     }
@@ -180,9 +193,21 @@ impl Sentinels {
         let first = self.next.load(Ordering::Relaxed) % n;
         let mut failures = Vec::with_capacity(n);
         let mut unknown = 0;
+        let moved = self
+            .moved
+            .lock()
+            .clone()
+            .filter(|(at, _, _)| at.elapsed() < BEHIND_WINDOW)
+            .map(|(_, from, to)| (from, to));
+        let mut behind = false;
         for i in (0..n).map(|k| (first + k) % n) {
             let asked = tokio::time::timeout(self.connect_timeout, self.ask(i)).await;
             match asked {
+                // A sentinel that has not heard of the last switch yet.
+                Ok(Ok(Some(addr))) if moved.as_ref().is_some_and(|(from, _)| *from == addr) => {
+                    behind = true;
+                    failures.push(format!("{}: still names the former primary", self.name(i)));
+                }
                 Ok(Ok(Some(addr))) => {
                     self.next.store(i, Ordering::Relaxed);
                     *self.last.lock() = Some(addr.clone());
@@ -205,6 +230,10 @@ impl Sentinels {
             }
             // Ask the next one first next time.
             self.next.store((i + 1) % n, Ordering::Relaxed);
+        }
+        if let Some((_, to)) = moved.filter(|_| behind) {
+            // Every sentinel that answered is behind: the switch itself named the primary.
+            return Ok(to);
         }
         if unknown == n {
             let message = format!(
@@ -289,16 +318,25 @@ impl Sentinels {
         ))
     }
 
-    /// A `+switch-master` message about our master.
-    fn is_our_switch(&self, payload: &[u8]) -> bool {
-        std::str::from_utf8(payload)
-            .ok()
-            .and_then(|p| p.split(' ').next())
-            .is_some_and(|name| name == self.options.master)
+    /// The former and the new primary of a `+switch-master` message
+    /// (`<name> <old ip> <old port> <new ip> <new port>`) about our master.
+    fn our_switch(&self, payload: &[u8]) -> Option<(Addr, Addr)> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let fields: Vec<&str> = text.split(' ').collect();
+        let [name, from_ip, from_port, to_ip, to_port] = fields[..] else {
+            return None;
+        };
+        if name != self.options.master {
+            return None;
+        }
+        let from = (from_ip.to_owned(), from_port.parse().ok()?);
+        let to = (to_ip.to_owned(), to_port.parse().ok()?);
+        Some((from, to))
     }
 
-    /// Records a switch and drops every current connection of `backend`.
-    fn switched(&self, backend: &Inner) {
+    /// Records a switch (`from` → `to`) and drops every current connection of `backend`.
+    fn switched(&self, backend: &Inner, moved: (Addr, Addr)) {
+        *self.moved.lock() = Some((Instant::now(), moved.0, moved.1));
         self.switches.fetch_add(1, Ordering::AcqRel);
         for link in &backend.connections {
             link.drop_current();
@@ -362,20 +400,22 @@ async fn watch_switches(backend: Weak<Inner>, sentinels: Arc<Sentinels>, timeout
                 // A switch may have happened while no one listened.
                 let before = sentinels.last.lock().clone();
                 let now = sentinels.primary().await.ok();
-                if before.is_some() && now.is_some() && before != now {
-                    sentinels.switched(&*backend.upgrade()?);
+                if let (Some(before), Some(now)) = (before, now) {
+                    if before != now {
+                        sentinels.switched(&*backend.upgrade()?, (before, now));
+                    }
                 }
             }
             loop {
                 tokio::select! {
                     msg = stream.next() => {
                         let msg = msg?;
-                        if sentinels.is_our_switch(msg.get_payload_bytes()) {
+                        if let Some(moved) = sentinels.our_switch(msg.get_payload_bytes()) {
                             tracing::info!(
                                 switch = %String::from_utf8_lossy(msg.get_payload_bytes()),
                                 "cachette: Sentinel switched the primary; reconnecting"
                             );
-                            sentinels.switched(&*backend.upgrade()?);
+                            sentinels.switched(&*backend.upgrade()?, moved);
                         }
                     }
                     () = tokio::time::sleep(PING_EVERY) => {
@@ -423,10 +463,14 @@ mod tests {
     #[test]
     fn only_a_switch_of_our_master_counts() {
         let s = sentinels("mymaster");
-        assert!(s.is_our_switch(b"mymaster 127.0.0.1 1 127.0.0.1 2"));
-        assert!(!s.is_our_switch(b"mymaster2 127.0.0.1 1 127.0.0.1 2"));
-        assert!(!s.is_our_switch(b"other mymaster"));
-        assert!(!s.is_our_switch(b"\xff"));
+        assert_eq!(
+            s.our_switch(b"mymaster 127.0.0.1 1 10.0.0.2 2"),
+            Some((("127.0.0.1".into(), 1), ("10.0.0.2".into(), 2)))
+        );
+        assert_eq!(s.our_switch(b"mymaster2 127.0.0.1 1 127.0.0.1 2"), None);
+        assert_eq!(s.our_switch(b"other mymaster"), None);
+        assert_eq!(s.our_switch(b"mymaster 127.0.0.1 x 127.0.0.1 2"), None);
+        assert_eq!(s.our_switch(b"\xff"), None);
     }
 
     #[test]
