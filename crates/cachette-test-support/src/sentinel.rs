@@ -155,13 +155,13 @@ impl RedisSentinel {
         &self.nodes[i]
     }
 
-    /// The primary's port as the first running sentinel that answers reports it
+    /// The primary's port as the first answering (running, not stopped) sentinel reports it
     /// (`SENTINEL get-master-addr-by-name`), or `None` when none answers.
     #[must_use]
     pub fn primary_port(&self) -> Option<u16> {
         self.sentinels
             .iter()
-            .filter(|s| s.is_running())
+            .filter(|s| answers(s))
             .find_map(sentinel_primary)
     }
 
@@ -201,8 +201,8 @@ impl RedisSentinel {
             .map(str::to_owned)
     }
 
-    /// Runs `SENTINEL FAILOVER` on a running sentinel and waits (up to 30 s) until every
-    /// running sentinel names the other node as primary and that node's `ROLE` is `master`;
+    /// Runs `SENTINEL FAILOVER` on an answering sentinel and waits (up to 30 s) until every
+    /// answering sentinel names the other node as primary and that node's `ROLE` is `master`;
     /// returns the new primary's port.
     ///
     /// # Errors
@@ -216,7 +216,7 @@ impl RedisSentinel {
             let sentinel = self
                 .sentinels
                 .iter()
-                .find(|s| s.is_running())
+                .find(|s| answers(s))
                 .ok_or_else(|| SpawnError::new(SpawnErrorKind::ExitedEarly, "no sentinel"))?;
             let answer = sentinel
                 .cli_output(["SENTINEL", "FAILOVER", Self::MASTER])
@@ -238,7 +238,7 @@ impl RedisSentinel {
         self.wait_primary_change(before, deadline.saturating_duration_since(Instant::now()))
     }
 
-    /// Waits until every running sentinel names a primary other than `from` (any primary when
+    /// Waits until every answering sentinel names a primary other than `from` (any primary when
     /// `None`) and that node answers `ROLE` with `master`; returns its port.
     ///
     /// # Errors
@@ -254,7 +254,7 @@ impl RedisSentinel {
             let answers: Vec<Option<u16>> = self
                 .sentinels
                 .iter()
-                .filter(|s| s.is_running())
+                .filter(|s| answers(s))
                 .map(sentinel_primary)
                 .collect();
             if let Some(Some(port)) = answers.first() {
@@ -281,7 +281,7 @@ impl RedisSentinel {
         }
     }
 
-    /// Waits until every running sentinel knows the primary, a healthy replica and the two
+    /// Waits until every answering sentinel knows the primary, a healthy replica and the two
     /// other sentinels, and the replica is in sync with the primary.
     ///
     /// # Errors
@@ -319,7 +319,7 @@ impl RedisSentinel {
         if !synced {
             return Err(format!("replica {} not in sync", replica.port()));
         }
-        for s in self.sentinels.iter().filter(|s| s.is_running()) {
+        for s in self.sentinels.iter().filter(|s| answers(s)) {
             let master = fields(&cli_lines(s, &["SENTINEL", "MASTER", Self::MASTER]));
             let get = |k: &str| master.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
             if get("flags") != Some("master")
@@ -340,6 +340,11 @@ impl RedisSentinel {
         }
         Ok(())
     }
+}
+
+/// Whether sentinel `s` can answer: running and not stopped (`stop_process`).
+fn answers(s: &RedisServer) -> bool {
+    s.is_running() && !s.is_stopped()
 }
 
 /// What sentinel `s` names as the primary's port.
