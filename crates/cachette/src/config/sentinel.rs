@@ -96,13 +96,13 @@ impl Config {
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) for half a Sentinel configuration, an
-    /// invalid sentinel address, a Unix-socket URL, or an invalid URL or host set in code.
+    /// invalid sentinel address, a Unix-socket URL, or an invalid URL set in code.
     pub(crate) fn sentinel_options(&self) -> Result<(RedisEndpoint, SentinelOptions)> {
         self.validate_sentinel_in_code()?;
+        // The host and port are the sentinels' answer: a placeholder (a URL still wins, and
+        // lends its database, credentials and TLS setting).
         let mut parts = self.clone();
-        if parts.url.is_none() && parts.host.is_none() && parts.port.is_none() {
-            parts.host = Some("localhost".to_owned());
-        }
+        parts.host = Some("localhost".to_owned());
         let template = parts
             .endpoint()?
             .ok_or_else(|| Error::config("code", "sentinels", "no endpoint"))?;
@@ -212,6 +212,23 @@ mod tests {
         assert_eq!(c.sentinel_username.as_deref(), Some("u"));
         let (template, _) = c.sentinel_options().unwrap();
         assert_eq!(template.db, 0);
+        // Parts (not a URL) lend the database and credentials; a host is only a placeholder.
+        let c = load(
+            None,
+            &[
+                ("REDIS_SENTINELS", "a:1"),
+                ("REDIS_SENTINEL_MASTER", "m"),
+                ("REDIS_HOST", "elsewhere"),
+                ("REDIS_DB", "3"),
+                ("REDIS_PASSWORD", "pw"),
+            ],
+        )
+        .unwrap();
+        let (template, _) = c.sentinel_options().unwrap();
+        assert_eq!(
+            (template.db, template.password.unwrap().expose()),
+            (3, "pw")
+        );
         // Empty variables are unset.
         let c = load(
             None,
@@ -260,8 +277,18 @@ mod tests {
         assert!(e.to_string().contains("Cluster"), "{e}");
         let e = load(None, &[("REDIS_SENTINELS", "nope")]).unwrap_err();
         assert!(e.to_string().contains("REDIS_SENTINELS"), "{e}");
-        let e = load(None, &[("REDIS_SENTINEL_MASTER", "a b")]).unwrap_err();
-        assert!(e.to_string().contains("REDIS_SENTINEL_MASTER"), "{e}");
+        for bad in ["a b", "a\u{7f}b", "a\tb"] {
+            let e = load(None, &[("REDIS_SENTINEL_MASTER", bad)]).unwrap_err();
+            let e = e.to_string();
+            assert!(e.contains("REDIS_SENTINEL_MASTER"), "{e}");
+            assert!(
+                e.contains("must not contain spaces or control characters"),
+                "{e}"
+            );
+        }
+        let e = load(Some(r#"{"redis": {"sentinel_master": ""}}"#), &[]).unwrap_err();
+        assert!(e.to_string().contains("redis.sentinel_master"), "{e}");
+        assert!(e.to_string().contains("must not be empty"), "{e}");
         let e = load(Some(r#"{"redis": {"sentinels": 5}}"#), &[]).unwrap_err();
         assert!(e.to_string().contains("redis.sentinels"), "{e}");
         // In code: checked by validate.
