@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// The connection comes from the same sources as the library (built-in defaults <
 /// config.json "redis" section, or the file in CACHETTE_CONFIG < REDIS_* environment
-/// variables), then --url, --cluster-nodes and --prefix. When none of them names a Redis
-/// server the CLI uses redis://127.0.0.1:6379, like redis-cli. On a cluster every command
-/// covers every primary.
+/// variables), then --url, --cluster-nodes, --sentinels/--sentinel-master and --prefix. When
+/// none of them names a Redis server the CLI uses redis://127.0.0.1:6379, like redis-cli. On a
+/// cluster every command covers every primary; with Sentinel, the primary the sentinels name.
 ///
 /// Keys given to and printed by every command are relative to the prefix (default "cache:").
 ///
@@ -57,6 +57,16 @@ pub(crate) struct Global {
     /// config.json's cluster_nodes); credentials and TLS still come from the URL/configuration.
     #[arg(long, global = true, value_name = "HOST:PORT,...")]
     pub(crate) cluster_nodes: Option<String>,
+    /// Redis Sentinel instances, comma-separated `host:port` (overrides REDIS_SENTINELS and
+    /// config.json's sentinels; needs --sentinel-master or its configured equivalent). The
+    /// primary they name is used with the database, credentials and TLS of the
+    /// URL/configuration.
+    #[arg(long, global = true, value_name = "HOST:PORT,...")]
+    pub(crate) sentinels: Option<String>,
+    /// The master name the sentinels monitor (overrides REDIS_SENTINEL_MASTER and
+    /// config.json's sentinel_master).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) sentinel_master: Option<String>,
     /// Key prefix of the cache (default from the configuration, else "cache:").
     #[arg(long, global = true, value_name = "PREFIX")]
     pub(crate) prefix: Option<String>,

@@ -57,6 +57,12 @@ impl Context {
         if let Some(nodes) = &global.cluster_nodes {
             config.cluster_nodes = vec![nodes.clone()];
         }
+        if let Some(sentinels) = &global.sentinels {
+            config.sentinels = vec![sentinels.clone()];
+        }
+        if let Some(master) = &global.sentinel_master {
+            config.sentinel_master = Some(master.clone());
+        }
         if let Some(prefix) = &global.prefix {
             config.key_prefix = prefix.clone();
         }
@@ -68,7 +74,7 @@ impl Context {
         }
         // The CLI inspects the cache even when the application has caching turned off.
         config.enabled = true;
-        let defaulted = !config.uses_redis() && !config.uses_cluster();
+        let defaulted = !config.uses_redis() && !config.uses_cluster() && !config.uses_sentinel();
         if defaulted {
             config.apply_endpoint(RedisEndpoint::tcp(DEFAULT_HOST.0, DEFAULT_HOST.1));
         }
@@ -79,6 +85,11 @@ impl Context {
                 .context("invalid configuration")?
                 .into_iter()
                 .next()
+        } else if config.uses_sentinel() && !config.uses_redis() {
+            // Sentinel without a URL: the primary is found later; only the database counts.
+            let mut endpoint = RedisEndpoint::tcp(DEFAULT_HOST.0, DEFAULT_HOST.1);
+            endpoint.db = config.db;
+            Some(endpoint)
         } else {
             config.endpoint().context("invalid configuration")?
         }

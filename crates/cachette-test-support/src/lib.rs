@@ -57,6 +57,7 @@ mod cluster;
 mod error;
 mod process;
 mod resp;
+mod sentinel;
 mod server;
 mod tls;
 mod url;
@@ -65,6 +66,7 @@ pub use binary::redis_available;
 pub use builder::RedisServerBuilder;
 pub use cluster::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 pub use error::{SpawnError, SpawnErrorKind};
+pub use sentinel::{RedisSentinel, SENTINEL_DOWN_AFTER_MS, SENTINEL_FAILOVER_TIMEOUT_MS};
 pub use server::RedisServer;
 pub use tls::TlsFiles;
 

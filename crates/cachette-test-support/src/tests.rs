@@ -461,3 +461,47 @@ fn connections_received_counts_each_client() {
     // The PING's connection, then this query's own.
     assert_eq!(server.connections_received(), before + 2);
 }
+
+#[test]
+fn sentinel_starts_with_a_replica_and_three_sentinels() {
+    let started = Instant::now();
+    let deployment = crate::RedisSentinel::new();
+    eprintln!("Redis Sentinel ready in {:?}", started.elapsed());
+    assert_eq!(deployment.sentinel_addrs().len(), 3);
+    let primary = deployment.primary().expect("a primary");
+    assert_eq!(primary.port(), deployment.node(0).port());
+    assert_eq!(deployment.role(0).as_deref(), Some("master"));
+    assert_eq!(deployment.role(1).as_deref(), Some("slave"));
+    assert_eq!(primary.cli(["SET", "k", "v"]), "OK");
+    let replica = deployment.replica().expect("a replica");
+    assert!(wait_until(Duration::from_secs(5), || replica
+        .cli(["GET", "k"])
+        == "v"));
+}
+
+#[test]
+fn sentinel_failover_changes_the_primary() {
+    let deployment = crate::RedisSentinel::new();
+    let first = deployment.primary_port().unwrap();
+    let started = Instant::now();
+    let second = deployment.failover().expect("failover");
+    eprintln!("SENTINEL FAILOVER took {:?}", started.elapsed());
+    assert_ne!(first, second);
+    assert_eq!(deployment.primary_index(), Some(1));
+    assert_eq!(deployment.role(1).as_deref(), Some("master"));
+    assert_eq!(deployment.replica().map(RedisServer::port), Some(first));
+}
+
+#[test]
+fn a_killed_sentinel_primary_is_replaced() {
+    let deployment = crate::RedisSentinel::new();
+    let first = deployment.primary_port().unwrap();
+    deployment.node(0).kill();
+    let started = Instant::now();
+    let second = deployment
+        .wait_primary_change(Some(first), Duration::from_secs(30))
+        .expect("promotion after a kill");
+    eprintln!("failover after a kill took {:?}", started.elapsed());
+    assert_eq!(second, deployment.node(1).port());
+    assert!(started.elapsed() >= Duration::from_millis(crate::SENTINEL_DOWN_AFTER_MS));
+}

@@ -11,6 +11,7 @@
 //! | [`Feature::StatsPublisher`]: [`StatsPublisher`](crate::StatsPublisher) and `cachette stats` | `+eval +hincrby +hset +hgetall +del` (a batch is one script of `HINCRBY`s and an `HSET`) |
 //! | [`Feature::Cluster`]: Redis Cluster (slot map, redirections) | `+cluster\|slots +asking` |
 //! | [`Feature::Database`]: a database other than 0 | `+select` |
+//! | [`Feature::Sentinel`]: Redis Sentinel (each new connection checks that its node is the primary) | `+role` |
 //!
 //! [`rules`] writes them out for a prefix, for `ACL SETUSER` or a `users.acl` file. The test
 //! suite runs the conformance suite as a user with exactly these rules, and checks that every
@@ -46,6 +47,9 @@ pub enum Feature {
     Cluster,
     /// A database other than 0 (`SELECT`).
     Database,
+    /// Redis Sentinel: `ROLE`, with which every new connection checks that its node is the
+    /// primary (the sentinels themselves have their own users).
+    Sentinel,
 }
 
 impl Feature {
@@ -61,6 +65,7 @@ impl Feature {
             Feature::StatsPublisher => &["+eval", "+hincrby", "+hset", "+hgetall", "+del"],
             Feature::Cluster => &["+cluster|slots", "+asking"],
             Feature::Database => &["+select"],
+            Feature::Sentinel => &["+role"],
         }
     }
 }

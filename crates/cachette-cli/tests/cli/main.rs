@@ -1055,3 +1055,34 @@ fn tls_flags_beside_url() {
         .stderr(contains("tls_key_file"))
         .stderr(contains(path(&missing)));
 }
+
+/// The CLI through Redis Sentinel (`--sentinels`/`--sentinel-master`, and
+/// `REDIS_SENTINELS`/`REDIS_SENTINEL_MASTER`): set and get on the primary the sentinels name;
+/// one of the two without the other is a usage error naming the missing one.
+#[test]
+fn sentinel_flags_reach_the_primary() {
+    let d = cachette_test_support::RedisSentinel::new();
+    let p = "t_sentinel:";
+    let mut set = bare();
+    set.args([
+        "--sentinels",
+        &d.sentinels_csv(),
+        "--sentinel-master",
+        d.master_name(),
+        "--prefix",
+        p,
+        "set",
+        "k",
+        "42",
+    ]);
+    set.assert().success();
+    assert_eq!(d.primary().unwrap().cli(["GET", &format!("{p}k")]), "42");
+    let mut get = bare();
+    get.env("REDIS_SENTINELS", d.sentinels_csv())
+        .env("REDIS_SENTINEL_MASTER", d.master_name())
+        .args(["--prefix", p, "get", "k"]);
+    get.assert().success().stdout("42\n");
+    let mut half = bare();
+    half.args(["--sentinels", &d.sentinels_csv(), "ping"]);
+    half.assert().code(2).stderr(contains("sentinel_master"));
+}

@@ -33,10 +33,22 @@
 //! | Redis Cluster seed nodes (`host:port`; a list, or one comma-separated string) | `cluster_nodes` | `REDIS_CLUSTER_NODES` (comma-separated) | none |
 //! | near cache on/off (`true`, `false`, or an object of bounds) | `near_cache` | `CACHETTE_NEAR_CACHE` | off |
 //! | near cache: entries / bytes / cap on an entry's life (s) / staleness bound (ms) | `near_cache.max_entries` / `max_bytes` / `max_ttl` / `max_staleness_ms` | `CACHETTE_NEAR_CACHE_MAX_ENTRIES` / `_MAX_BYTES` / `_MAX_TTL` / `_MAX_STALENESS_MS` | `10000` / `67108864` (64 MiB) / none / `1000` |
+//! | Redis Sentinel: the sentinels (`host:port`; a list, or one comma-separated string) | `sentinels` | `REDIS_SENTINELS` (comma-separated) | none |
+//! | Redis Sentinel: the master name the sentinels monitor | `sentinel_master` | `REDIS_SENTINEL_MASTER` | none |
+//! | Redis Sentinel: ACL user name on the sentinels | `sentinel_username` | `REDIS_SENTINEL_USERNAME` | none |
+//! | Redis Sentinel: password of the sentinels (`requirepass` of sentinel.conf) | `sentinel_password` | `REDIS_SENTINEL_PASSWORD` | none |
 //!
 //! **Redis Cluster.** When `cluster_nodes` names at least one seed, the manager runs on the
 //! cluster backend ([`crate::backend::cluster`]); the seeds take the place of `url`/`host`/
 //! `port`, which then only lend their user name, password and TLS setting (`db` must be 0).
+//!
+//! **Redis Sentinel.** When `sentinels` and `sentinel_master` are set (both, or neither: one
+//! without the other is an error naming the missing field, and so is Sentinel together with
+//! `cluster_nodes` or a Unix socket), the manager asks the sentinels for the primary's address
+//! and follows its failovers ([`crate::backend::redis`]'s `sentinel` module). Only the host
+//! and port come from the sentinels: `db`, `username`, `password` and TLS still come from
+//! `url` or the parts (the URL's host and port are not used). The sentinels themselves are
+//! reached over plain TCP with `sentinel_username`/`sentinel_password`.
 //!
 //! **TLS.** The `tls_*` settings apply to `rediss://` connections (crate feature `tls`),
 //! standalone and cluster, and are an error with a `redis://` server. The server's
@@ -71,6 +83,7 @@
 
 mod cluster;
 mod near;
+mod sentinel;
 mod sources;
 
 use std::fmt;
@@ -162,6 +175,16 @@ pub struct Config {
     /// The near cache in front of a standalone Redis (`None` = off, the default); see
     /// [`NearCacheOptions`](crate::NearCacheOptions).
     pub near_cache: Option<crate::backend::NearCacheOptions>,
+    /// Redis Sentinel: the sentinels (`host:port`, or comma-separated lists of them). With
+    /// [`sentinel_master`](Config::sentinel_master) the manager reaches the primary they name
+    /// and follows its failovers; `db`, the credentials and TLS above still apply to it.
+    pub sentinels: Vec<String>,
+    /// Redis Sentinel: the name of the master the sentinels monitor (`sentinel monitor NAME`).
+    pub sentinel_master: Option<String>,
+    /// Redis Sentinel: the ACL user name to log in to the sentinels with (never printed).
+    pub sentinel_username: Option<String>,
+    /// Redis Sentinel: the password of the sentinels (never printed).
+    pub sentinel_password: Option<Secret>,
 }
 
 /// The default of [`Config::max_value_bytes`]: 32 MiB. A sixteenth of Redis's default
@@ -196,6 +219,10 @@ impl Default for Config {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             cluster_nodes: Vec::new(),
             near_cache: None,
+            sentinels: Vec::new(),
+            sentinel_master: None,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 }
@@ -235,6 +262,13 @@ impl fmt::Debug for Config {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("cluster_nodes", &self.cluster_nodes)
             .field("near_cache", &self.near_cache)
+            .field("sentinels", &self.sentinels)
+            .field("sentinel_master", &self.sentinel_master)
+            .field(
+                "sentinel_username",
+                &self.sentinel_username.as_ref().map(|_| Secret::new("")),
+            )
+            .field("sentinel_password", &self.sentinel_password)
             .finish()
     }
 }
@@ -269,6 +303,10 @@ pub const ENV_VARS: &[&str] = &[
     "CACHETTE_NEAR_CACHE_MAX_BYTES",
     "CACHETTE_NEAR_CACHE_MAX_TTL",
     "CACHETTE_NEAR_CACHE_MAX_STALENESS_MS",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "REDIS_SENTINEL_USERNAME",
+    "REDIS_SENTINEL_PASSWORD",
 ];
 
 impl Config {
@@ -292,6 +330,9 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         let mut config = Config::default();
+        let file_source = file
+            .as_ref()
+            .map(|(path, _)| format!("config file {}", path.display()));
         if let Some((path, must_exist)) = file {
             match std::fs::read_to_string(&path) {
                 Ok(text) => config.apply_json(&path, &text)?,
@@ -305,7 +346,23 @@ impl Config {
                 }
             }
         }
+        let set_in_env = |var: &str| env(var).is_some_and(|v| !v.trim().is_empty());
+        let (sentinels_in_env, master_in_env) = (
+            set_in_env("REDIS_SENTINELS"),
+            set_in_env("REDIS_SENTINEL_MASTER"),
+        );
         config.apply_env(env)?;
+        // Both Sentinel settings or neither: the error names the source of the one given.
+        config.validate_sentinel(|field| {
+            let (var, in_env) = match field {
+                "sentinels" => ("REDIS_SENTINELS", sentinels_in_env),
+                _ => ("REDIS_SENTINEL_MASTER", master_in_env),
+            };
+            match (&file_source, in_env) {
+                (Some(source), false) => (source.clone(), format!("redis.{field}")),
+                _ => (format!("environment variable {var}"), var.to_owned()),
+            }
+        })?;
         Ok(config)
     }
 
@@ -418,6 +475,7 @@ impl Config {
         if self.max_value_bytes == 0 {
             return Err(Error::config("code", "max_value_bytes", "must be positive"));
         }
+        self.validate_sentinel_in_code()?;
         self.validate_tls()
     }
 
@@ -470,6 +528,9 @@ impl Config {
         if self.uses_cluster() {
             return self.describe_cluster();
         }
+        if self.uses_sentinel() {
+            return self.describe_sentinel();
+        }
         match self.endpoint() {
             Ok(Some(endpoint)) => endpoint.to_string(),
             Ok(None) => "memory".to_owned(),
@@ -482,7 +543,7 @@ impl Config {
     /// TLS settings only make sense for a `rediss://` server: naming a CA or a client
     /// certificate for a plain one would silently send the traffic unencrypted.
     fn validate_tls(&self) -> Result<()> {
-        let named = self.uses_redis() || self.uses_cluster();
+        let named = self.uses_redis() || self.uses_cluster() || self.uses_sentinel();
         if !named || self.tls_options.is_default() {
             return Ok(());
         }
@@ -537,6 +598,10 @@ pub const JSON_FIELDS: &[&str] = &[
     "max_value_bytes",
     "cluster_nodes",
     "near_cache",
+    "sentinels",
+    "sentinel_master",
+    "sentinel_username",
+    "sentinel_password",
 ];
 
 /// Percent-encodes the characters that would break the userinfo part of a URL.

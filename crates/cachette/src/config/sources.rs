@@ -142,6 +142,32 @@ impl Config {
                     };
                     self.cluster_nodes = cluster::parse_nodes(items).map_err(|m| bad(&m))?;
                 }
+                "sentinels" => {
+                    let items: Vec<&str> = match value {
+                        Value::Null => Vec::new(),
+                        Value::String(s) => vec![s.as_str()],
+                        Value::Array(items) => items
+                            .iter()
+                            .map(|v| v.as_str().ok_or(()))
+                            .collect::<std::result::Result<_, ()>>()
+                            .map_err(|()| bad("expected a list of \"host:port\" strings"))?,
+                        _ => return Err(bad("expected a list of \"host:port\" strings")),
+                    };
+                    self.sentinels = sentinel::parse_sentinels(items).map_err(|m| bad(&m))?;
+                }
+                "sentinel_master" => {
+                    let name = opt_string(value).map_err(|_| bad("expected a string or null"))?;
+                    self.sentinel_master = sentinel::check_master_name(name).map_err(&bad)?;
+                }
+                "sentinel_username" => {
+                    self.sentinel_username =
+                        opt_string(value).map_err(|_| bad("expected a string or null"))?
+                }
+                "sentinel_password" => {
+                    self.sentinel_password = opt_string(value)
+                        .map_err(|_| bad("expected a string or null"))?
+                        .map(Secret::new)
+                }
                 "connect_timeout_ms" => {
                     self.connect_timeout = positive_ms(value.as_u64())
                         .ok_or_else(|| bad("expected a positive number of milliseconds"))?
@@ -289,6 +315,20 @@ impl Config {
         if let Some(v) = get("REDIS_CLUSTER_NODES") {
             self.cluster_nodes =
                 cluster::parse_nodes([v.as_str()]).map_err(|m| bad("REDIS_CLUSTER_NODES", &m))?;
+        }
+        if let Some(v) = get("REDIS_SENTINELS") {
+            self.sentinels =
+                sentinel::parse_sentinels([v.as_str()]).map_err(|m| bad("REDIS_SENTINELS", &m))?;
+        }
+        if let Some(v) = get("REDIS_SENTINEL_MASTER") {
+            self.sentinel_master = sentinel::check_master_name(Some(v))
+                .map_err(|m| bad("REDIS_SENTINEL_MASTER", m))?;
+        }
+        if let Some(v) = get("REDIS_SENTINEL_USERNAME") {
+            self.sentinel_username = Some(v);
+        }
+        if let Some(v) = env("REDIS_SENTINEL_PASSWORD").filter(|v| !v.is_empty()) {
+            self.sentinel_password = Some(Secret::new(v));
         }
         if let Some(v) = get("REDIS_CONNECT_TIMEOUT_MS") {
             self.connect_timeout = positive_ms(v.trim().parse().ok()).ok_or_else(|| {

@@ -98,6 +98,31 @@ impl CacheManagerBuilder {
         self
     }
 
+    /// Runs on the primary that these Redis Sentinel instances (`"host:port"` each, or
+    /// comma-separated lists) name for the master `master`, following its failovers; replaces
+    /// the configured ones. The database, user name, password and TLS setting of the
+    /// configuration (or of a [`url`](Self::url), whose host and port are then not used)
+    /// apply to the primary. An empty list with an empty name goes back to the
+    /// standalone/memory choice; one without the other makes [`build`](Self::build) fail.
+    pub fn sentinels<I, S>(mut self, sentinels: I, master: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.sentinels = sentinels.into_iter().map(Into::into).collect();
+        let master = master.into();
+        self.config.sentinel_master = (!master.is_empty()).then_some(master);
+        self
+    }
+
+    /// The ACL user name and password the sentinels require (`requirepass`/`user` in
+    /// sentinel.conf); both never printed.
+    pub fn sentinel_auth(mut self, username: Option<String>, password: Option<String>) -> Self {
+        self.config.sentinel_username = username;
+        self.config.sentinel_password = password.map(crate::config::Secret::new);
+        self
+    }
+
     /// Connects to the Redis server `endpoint` (as [`url`](Self::url), already parsed).
     pub fn endpoint(mut self, endpoint: RedisEndpoint) -> Self {
         self.config.apply_endpoint(endpoint);
@@ -140,6 +165,8 @@ impl CacheManagerBuilder {
         self.config.host = None;
         self.config.port = None;
         self.config.socket = None;
+        self.config.sentinels.clear();
+        self.config.sentinel_master = None;
         self.url_error = None;
         self
     }
@@ -304,7 +331,10 @@ impl CacheManagerBuilder {
         let mut direct = None;
         let mut near = None;
         let shared_backend = config.enabled
-            && (self.backend.is_some() || config.uses_redis() || config.uses_cluster());
+            && (self.backend.is_some()
+                || config.uses_redis()
+                || config.uses_cluster()
+                || config.uses_sentinel());
         let (backend, fast, description): (Arc<dyn Backend>, FastPath, String) = if !config.enabled
         {
             (Arc::new(NullBackend), FastPath::None, "disabled".to_owned())
@@ -350,21 +380,24 @@ impl CacheManagerBuilder {
                 Arc::new(cluster)
             };
             (backend, FastPath::None, description)
-        } else if let Some(endpoint) = endpoint {
-            let redis = RedisBackend::connect_endpoint(
-                &endpoint,
-                config.max_connections.min(MULTIPLEXED_CONNECTIONS),
-                config.connect_timeout,
-                config.command_timeout,
-            )?;
+        } else if let Some((redis, endpoint)) = standalone(&config, endpoint)? {
             redis_config = Some(config.clone());
             direct = Some(DirectRedis::Standalone(redis.clone()));
-            leases = Leases::redis(
-                std::slice::from_ref(&endpoint),
-                &config.key_prefix,
-                config.connect_timeout,
-                config.command_timeout,
-            );
+            // Sentinel: the primary moves, so lease wake-ups stay in this process (waiters in
+            // other processes fall back to their periodic re-checks).
+            if !config.uses_sentinel() {
+                leases = Leases::redis(
+                    std::slice::from_ref(&endpoint),
+                    &config.key_prefix,
+                    config.connect_timeout,
+                    config.command_timeout,
+                );
+            }
+            let description = if config.uses_sentinel() {
+                config.describe_sentinel()
+            } else {
+                endpoint.to_string()
+            };
             let (backend, fast) = if config.breaker_failures > 0 {
                 let b = Arc::new(CircuitBreaker::new(
                     Arc::new(redis.clone()),
@@ -396,10 +429,10 @@ impl CacheManagerBuilder {
                     (
                         n.clone() as Arc<dyn Backend>,
                         FastPath::Near(n),
-                        format!("{endpoint} (near cache)"),
+                        format!("{description} (near cache)"),
                     )
                 }
-                None => (backend, fast, endpoint.to_string()),
+                None => (backend, fast, description),
             }
         } else {
             let memory = self.memory.unwrap_or_else(|| MemoryConfig {
@@ -447,4 +480,44 @@ impl CacheManagerBuilder {
             }),
         })
     }
+}
+
+/// The standalone backend of `config`: on the server `endpoint` names, or on the primary
+/// that the sentinels name (with the endpoint's database, credentials and TLS settings);
+/// `None` without either.
+fn standalone(
+    config: &Config,
+    endpoint: Option<RedisEndpoint>,
+) -> Result<Option<(RedisBackend, RedisEndpoint)>> {
+    let connections = config.max_connections.min(MULTIPLEXED_CONNECTIONS);
+    if config.uses_sentinel() {
+        if config.near_cache.is_some() {
+            // The tracking connection would have to follow failovers too (and flush on each).
+            return Err(Error::config(
+                "the configuration",
+                "near_cache",
+                "the near cache runs in front of a standalone Redis, not through Sentinel (yet)",
+            ));
+        }
+        let (template, options) = config.sentinel_options()?;
+        let redis = RedisBackend::connect_sentinel(
+            &template,
+            options,
+            config.describe_sentinel(),
+            connections,
+            config.connect_timeout,
+            config.command_timeout,
+        )?;
+        return Ok(Some((redis, template)));
+    }
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let redis = RedisBackend::connect_endpoint(
+        &endpoint,
+        connections,
+        config.connect_timeout,
+        config.command_timeout,
+    )?;
+    Ok(Some((redis, endpoint)))
 }

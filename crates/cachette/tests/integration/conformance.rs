@@ -772,6 +772,10 @@ conformance! {
     redis_near => crate::support::Fixture::near(),
 }
 
+// Redis Sentinel: the primary found through three sentinels. One deployment (five processes,
+// about 2.5 s to start) runs every scenario, in one test.
+conformance!(sequence sentinel_runs_the_whole_suite => crate::support::Fixture::sentinel());
+
 // Redis over TLS (`rediss://`, certificates made for the test server).
 #[cfg(feature = "tls")]
 conformance! {

@@ -28,6 +28,10 @@
 //! - `metrics` (feature `metrics`): what a Prometheus scrape shows.
 //! - `cluster`: Redis Cluster batches, scans, redirections and a failover; `cluster_stats`:
 //!   the stats publisher on a cluster (slot owner, MOVED, failover, unreachable seeds).
+//! - `sentinel`: Redis Sentinel (a primary, a replica, three sentinels): `#[cached]` load
+//!   through a killed primary and a `SENTINEL FAILOVER` (recovery times printed), writes
+//!   after a failover, a demoted node, wrong master name, unreachable sentinels; the
+//!   conformance suite runs through Sentinel too (`conformance::redis_sentinel`).
 //! - `tls` (feature `tls`): `rediss://` against a TLS `redis-server` (good and bad
 //!   certificates, mutual TLS, the stall watchdog, file errors); the conformance suite also
 //!   runs over TLS (`conformance::redis_tls`).
@@ -57,6 +61,7 @@ mod near;
 mod redis_errors;
 mod redis_failure;
 mod secrets;
+mod sentinel;
 mod stampede;
 mod supersede;
 #[cfg(feature = "tls")]

@@ -1,5 +1,5 @@
 //! Errors that are not connection problems, against a real `redis-server`: a key that is not
-//! UTF-8, `WRONGTYPE`, `NOPERM`, `OOM`, `ERR`, and values over the size limit. None of them
+//! UTF-8, `WRONGTYPE`, `NOPERM`, `OOM`, `READONLY`, `ERR`, and values over the size limit. None of them
 //! may drop the connection, be retried as if it had broken, or count toward the circuit
 //! breaker: after 20 such failures with `breaker_failures = 5`, the breaker is still closed and
 //! a healthy key still reads.
@@ -159,6 +159,29 @@ async fn oom_is_a_backend_error_that_keeps_the_connection_and_the_breaker_closed
         assert!(e.to_string().contains("OOM"), "{e}");
         let e = cache.set_many([("a", 1), ("b", 2)], Ttl::Never).await;
         assert_eq!(e.unwrap_err().kind(), ErrorKind::Backend);
+    }
+    still_healthy(&cache, &server, before).await;
+}
+
+/// Outside Redis Sentinel, `READONLY` (a write to a replica) is an answer like any other:
+/// not a broken connection (only a Sentinel backend takes it for a demotion, see `sentinel`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_is_a_backend_error_that_keeps_the_connection_and_the_breaker_closed() {
+    let server = RedisServer::new();
+    let cache = manager(&server.url());
+    cache.set("healthy", &1u32, Ttl::Never).await.unwrap();
+    // A replica of a primary that is not there: it keeps its data and refuses writes.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    server.cli(["REPLICAOF", "127.0.0.1", &closed.to_string()]);
+    let before = server.connections_received();
+    for i in 0..FAILURES {
+        let e = cache.set("k", &i, Ttl::Never).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+        assert!(e.to_string().contains("ReadOnly"), "{e}");
     }
     still_healthy(&cache, &server, before).await;
 }

@@ -149,8 +149,74 @@ fn everything_printed(url: &str, env_password: Option<&str>) -> String {
     out
 }
 
+/// [`everything_printed`] for Redis Sentinel: sentinels at `sentinel` asked with `user` and
+/// `password` (from the environment and from the builder).
+fn sentinel_printed(sentinel: &str, user: &str, password: &str) -> String {
+    let (mut out, log) = logged(tracing::Level::TRACE, async {
+        let mut out = String::new();
+        let vars = [
+            ("REDIS_SENTINELS", sentinel.to_owned()),
+            ("REDIS_SENTINEL_MASTER", "m".to_owned()),
+            ("REDIS_SENTINEL_USERNAME", user.to_owned()),
+            ("REDIS_SENTINEL_PASSWORD", password.to_owned()),
+            ("REDIS_COMMAND_TIMEOUT_MS", "300".to_owned()),
+        ];
+        let config = Config::load_from(None, |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("a valid configuration");
+        out.push_str(&format!("{config:?}\n{}\n", config.describe_backend()));
+        if let Ok(publisher) = config.stats_publisher() {
+            out.push_str(&format!("{publisher:?}\n"));
+        }
+        let builder = CacheManager::builder()
+            .sentinels([sentinel], "m")
+            .sentinel_auth(Some(user.to_owned()), Some(password.to_owned()))
+            .command_timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300));
+        out.push_str(&format!("{builder:?}\n{:?}\n", builder.config()));
+        for built in [builder.build(), config.builder().build()] {
+            let cache = match built {
+                Ok(cache) => cache,
+                Err(e) => {
+                    out.push_str(&format!("{}\n", chain(&e)));
+                    continue;
+                }
+            };
+            out.push_str(&format!("{cache:?}\n{}\n", cache.describe()));
+            match cache.get::<String>("k").await {
+                Ok(v) => out.push_str(&format!("{v:?}\n")),
+                Err(e) => out.push_str(&format!("{}\n", chain(&e))),
+            }
+            if let Err(e) = cache.set("k", &1, Duration::from_secs(1)).await {
+                out.push_str(&format!("{}\n", chain(&e)));
+            }
+        }
+        out
+    });
+    out.push_str(&log);
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The sentinels' user name and password, against a closed port and a server that wants
+    /// another password (standing in for a sentinel: its `AUTH` fails).
+    #[test]
+    fn sentinel_credentials_never_printed(
+        user in credential("Us3rMarker"),
+        password in credential("Pa55Marker"),
+    ) {
+        let printed = sentinel_printed(&format!("127.0.0.1:{}", closed_port()), &user, &password);
+        prop_assert!(printed.contains("no sentinel gave"), "{}", printed);
+        assert_clean("output (closed port)", &printed, &forms(&user, &password))?;
+        let server = server_with_other_password();
+        let printed = sentinel_printed(&format!("127.0.0.1:{}", server.port()), &user, &password);
+        assert_clean("output (AUTH refused)", &printed, &forms(&user, &password))?;
+    }
 
     /// Issue 9 item 1, against a closed port (connection refused).
     #[test]

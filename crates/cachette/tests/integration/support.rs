@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cachette::backend::{Backend, MemoryBackend, MemoryConfig};
 use cachette::{CacheManager, Config};
-use cachette_test_support::{RedisCluster, RedisServer};
+use cachette_test_support::{RedisCluster, RedisSentinel, RedisServer};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -42,6 +42,9 @@ pub(crate) enum Fixture {
     Acl(Box<RedisServer>),
     /// Redis with a near cache in every manager (`CacheManagerBuilder::near_cache`).
     Near(Box<RedisServer>),
+    /// The primary of a Redis Sentinel deployment (a primary, a replica, three sentinels),
+    /// reached through the sentinels.
+    Sentinel(Box<RedisSentinel>),
 }
 
 /// The prefix every [`unique_prefix`] of this process starts with.
@@ -117,6 +120,12 @@ impl Fixture {
         Fixture::Acl(Box::new(server))
     }
 
+    /// A Redis Sentinel deployment of its own; managers find the primary through the
+    /// sentinels.
+    pub(crate) fn sentinel() -> Fixture {
+        Fixture::Sentinel(Box::new(RedisSentinel::new()))
+    }
+
     #[cfg(feature = "tls")]
     pub(crate) fn tls() -> Fixture {
         Fixture::Tls(Box::new(
@@ -141,7 +150,11 @@ impl Fixture {
 
     pub(crate) fn is_redis(&self) -> bool {
         match self {
-            Fixture::Redis(_) | Fixture::Cluster(_) | Fixture::Acl(_) | Fixture::Near(_) => true,
+            Fixture::Redis(_)
+            | Fixture::Cluster(_)
+            | Fixture::Acl(_)
+            | Fixture::Near(_)
+            | Fixture::Sentinel(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
             #[cfg(feature = "tls")]
@@ -175,6 +188,7 @@ impl Fixture {
             Fixture::Near(server) => builder
                 .url(server.url())
                 .near_cache(Some(cachette::NearCacheOptions::default())),
+            Fixture::Sentinel(d) => builder.sentinels(d.sentinel_addrs(), d.master_name()),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
             #[cfg(feature = "tls")]

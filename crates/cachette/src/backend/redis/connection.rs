@@ -51,7 +51,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -63,7 +63,9 @@ use redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisResult};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::AbortHandle;
 
+use super::sentinel::Sentinels;
 use super::tls::TlsConnector;
+use super::{Inner, RedisBackend};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long a failed TLS handshake is reported to later callers without a new attempt.
@@ -312,8 +314,17 @@ async fn watchdog(live: Weak<Live>, timeout: Duration) {
     }
 }
 
+/// Where a connection goes.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// A fixed address (boxed: only read when connecting).
+    Fixed(Box<Client>),
+    /// The primary the sentinels name at each connect (see the `sentinel` module).
+    Sentinel(Arc<Sentinels>),
+}
+
 pub(crate) struct Reconnecting {
-    client: Client,
+    target: Target,
     /// The TLS configuration of a `rediss://` endpoint.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls: Option<TlsConnector>,
@@ -330,14 +341,14 @@ pub(crate) struct Reconnecting {
 
 impl Reconnecting {
     pub(crate) fn new(
-        client: Client,
+        target: Target,
         tls: Option<TlsConnector>,
         config: AsyncConnectionConfig,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Self {
         Reconnecting {
-            client,
+            target,
             tls,
             tls_failure: Mutex::new(None),
             config,
@@ -386,10 +397,16 @@ impl Reconnecting {
             }
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let live = match self.open(generation, deadline).await {
+        let opened = match &self.target {
+            Target::Fixed(client) => self
+                .open(client, generation, deadline)
+                .await
+                .map_err(Error::from),
+            Target::Sentinel(sentinels) => self.open_primary(sentinels, generation, deadline).await,
+        };
+        let live = match opened {
             Ok(live) => Arc::new(live),
             Err(e) => {
-                let e = Error::from(e);
                 if e.is_tls() {
                     tracing::warn!(error = %e, "cachette: TLS handshake with Redis failed");
                     *self.tls_failure.lock() = Some((Instant::now(), tls_message(&e)));
@@ -402,6 +419,43 @@ impl Reconnecting {
         }
         self.current.store(Some(live.clone()));
         Ok(live)
+    }
+
+    /// A connection to the primary the sentinels name now, checked with `ROLE`; asked again
+    /// if the primary switched meanwhile.
+    #[cold]
+    async fn open_primary(
+        &self,
+        sentinels: &Sentinels,
+        generation: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<Live> {
+        for _ in 0..3 {
+            let switches = sentinels.switches();
+            let client = sentinels.client_for(sentinels.primary().await?)?;
+            let live = self.open(&client, generation, deadline).await?;
+            sentinels.check_role(&live.conn).await?;
+            if sentinels.switches() == switches {
+                return Ok(live);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Connection,
+            "the Sentinel primary kept switching while connecting",
+        ))
+    }
+
+    /// Whether `e` says that this connection's node was demoted to a replica, in Sentinel
+    /// mode (elsewhere a `READONLY` reply is an answer like any other).
+    #[cold]
+    pub(crate) fn demoted(&self, e: &redis::RedisError) -> bool {
+        matches!(self.target, Target::Sentinel(_)) && e.code() == Some("READONLY")
+    }
+
+    /// Drops the current connection, whatever its generation (the primary moved); commands
+    /// already sent on it finish there.
+    pub(crate) fn drop_current(&self) {
+        self.current.store(None);
     }
 
     /// A multiplexed connection over `stream` whose driver runs in a task of our own (so the
@@ -425,7 +479,12 @@ impl Reconnecting {
 
     /// Opens a connection: TCP, TLS and Unix sockets with a driver task of our own (watched);
     /// any other address through the `redis` crate (timed per command).
-    async fn open(&self, generation: u64, deadline: tokio::time::Instant) -> RedisResult<Live> {
+    async fn open(
+        &self,
+        client: &Client,
+        generation: u64,
+        deadline: tokio::time::Instant,
+    ) -> RedisResult<Live> {
         // A TLS handshake ends by the caller's deadline and the connect timeout (so that it
         // fails as TLS before either timer below reports a timeout).
         #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
@@ -438,7 +497,7 @@ impl Reconnecting {
                 ))
             })?
             .id();
-        let info = self.client.get_connection_info();
+        let info = client.get_connection_info();
         let reads = Arc::new(AtomicU64::new(0));
         let connect = async {
             let (conn, driver) = match info.addr() {
@@ -456,7 +515,7 @@ impl Reconnecting {
                         self.drive(info, stream).await?
                     }
                     None => (
-                        self.client
+                        client
                             .get_multiplexed_async_connection_with_config(&self.config)
                             .await?,
                         None,
@@ -481,7 +540,7 @@ impl Reconnecting {
                     self.drive(info, stream).await?
                 }
                 _ => (
-                    self.client
+                    client
                         .get_multiplexed_async_connection_with_config(&self.config)
                         .await?,
                     None,
@@ -519,6 +578,47 @@ impl Reconnecting {
             Some(live) if live.generation == generation => None,
             other => other.clone(),
         });
+    }
+}
+
+impl RedisBackend {
+    /// `connections` connections to `target`, with the database and TLS settings of
+    /// `endpoint`, printed as `display`.
+    pub(super) fn build(
+        endpoint: &crate::RedisEndpoint,
+        target: Target,
+        display: String,
+        connections: usize,
+        (connect_timeout, command_timeout): (Duration, Duration),
+    ) -> Result<Self> {
+        // Built once: the TLS files are read (and checked) here, not on every connect.
+        let tls = endpoint.tls_connector()?;
+        // Our own deadline bounds each operation (including a pending reconnect), so the
+        // driver's per-response timer would only double the cost.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(None);
+        let connections = (0..connections.max(1))
+            .map(|_| {
+                let (target, tls) = (target.clone(), tls.clone());
+                Reconnecting::new(
+                    target,
+                    tls,
+                    config.clone(),
+                    connect_timeout,
+                    command_timeout,
+                )
+            })
+            .collect();
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                connections,
+                next: AtomicUsize::new(0),
+                command_timeout,
+                db: endpoint.db(),
+                display_url: display,
+            }),
+        })
     }
 }
 

@@ -9,11 +9,15 @@
 //! because the connection broke is retried once on a new connection (within a further command timeout), so a server restart costs callers at
 //! most one error. A command the server answered with an error (or with a reply of an
 //! unexpected type) is never retried and leaves the connection alone; see `classify` for how
-//! each `redis` error is sorted.
+//! each `redis` error is sorted. With Redis Sentinel the connections dial the primary the
+//! sentinels name and follow its failovers (`sentinel.rs`).
 
 mod connection;
 pub(crate) mod endpoint;
+mod sentinel;
 pub(crate) mod tls;
+
+pub(crate) use self::sentinel::SentinelOptions;
 
 use std::fmt;
 use std::future::Future;
@@ -24,9 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisResult};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 
-use self::connection::{Attempt, Live, Reconnecting};
+use self::connection::{Attempt, Live, Reconnecting, Target};
 use super::{Backend, KeyTtl, ScanPage};
 use crate::backend::info::ServerInfo;
 use crate::error::{Error, ErrorKind, Result};
@@ -112,41 +116,10 @@ impl RedisBackend {
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Result<Self> {
-        let options = RedisOptions {
-            url: String::new(),
-            connections,
-            connect_timeout,
-            command_timeout,
-        };
-        let client = endpoint.client()?;
-        // Built once: the TLS files are read (and checked) here, not on every connect.
-        let tls = endpoint.tls_connector()?;
-        let db = endpoint.db();
-        // Our own deadline bounds each operation (including a pending reconnect), so the
-        // driver's per-response timer would only double the cost.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(None);
-        let connections = (0..options.connections.max(1))
-            .map(|_| {
-                Reconnecting::new(
-                    client.clone(),
-                    tls.clone(),
-                    config.clone(),
-                    options.connect_timeout,
-                    options.command_timeout,
-                )
-            })
-            .collect();
-        Ok(RedisBackend {
-            inner: Arc::new(Inner {
-                connections,
-                next: AtomicUsize::new(0),
-                command_timeout: options.command_timeout,
-                db,
-                display_url: endpoint.to_string(),
-            }),
-        })
+        let target = Target::Fixed(Box::new(endpoint.client()?));
+        let display = endpoint.to_string();
+        let timeouts = (connect_timeout, command_timeout);
+        RedisBackend::build(endpoint, target, display, connections, timeouts)
     }
 
     /// `GET key`, as [`Backend::get`] but without boxing the future (the hot path of
@@ -265,6 +238,10 @@ impl RedisBackend {
     {
         match attempt {
             Attempt::Done(Err(e)) => match classify(&e) {
+                // Sentinel: the node was demoted; retried on the rediscovered primary.
+                Failure::Refused if link.demoted(&e) => {
+                    Box::pin(self.retry(what, link, live, payload, e, send)).await
+                }
                 Failure::Broken => {
                     if let Some(refused) = refused_upload(payload, &e) {
                         link.discard(live.generation);
@@ -308,7 +285,12 @@ impl RedisBackend {
         let left = timeout.saturating_sub(started.elapsed());
         let attempt = live.timed(left, send(live.conn.clone())).await;
         match attempt {
-            // A connection that breaks right after it was made is not retried.
+            // A connection that breaks (or whose node is demoted) right after it was made is
+            // not retried.
+            Attempt::Done(Err(e)) if link.demoted(&e) => {
+                link.discard(live.generation);
+                Err(Error::from(e))
+            }
             Attempt::Done(Err(e)) if matches!(classify(&e), Failure::Broken | Failure::Tls) => {
                 link.discard(live.generation);
                 Err(refused_upload(payload, &e).unwrap_or_else(|| Error::from(e)))
@@ -385,7 +367,7 @@ pub(crate) enum Failure {
     Tls,
     /// The server answered with an error reply (`WRONGTYPE`, `NOPERM`, `OOM`, `ERR ...`,
     /// `LOADING`, `READONLY`, ...): [`ErrorKind::Backend`]. The connection is healthy: kept,
-    /// not retried, not counted.
+    /// not retried, not counted (except `READONLY` in Sentinel mode: see `sentinel.rs`).
     Refused,
     /// The server answered, but not with a reply of the expected type, or one that could not
     /// be parsed or decoded (a non-UTF-8 string, an integer out of range):

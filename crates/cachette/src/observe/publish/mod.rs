@@ -192,6 +192,11 @@ impl CacheManager {
             DirectRedis::Cluster(cluster) => StatsPublisher::builder_for_cluster(cluster.clone())
                 .prefix(config.key_prefix.clone())
                 .timeouts(config.connect_timeout, config.command_timeout),
+            DirectRedis::Standalone(redis) if config.uses_sentinel() => {
+                StatsPublisher::builder_with(Target::Standalone(redis.clone()))
+                    .prefix(config.key_prefix.clone())
+                    .timeouts(config.connect_timeout, config.command_timeout)
+            }
             DirectRedis::Standalone(_) => config.stats_publisher()?,
         };
         Ok(builder.manager("manager", self))
@@ -203,13 +208,22 @@ impl Config {
     /// [`cluster_nodes`](Config::cluster_nodes) names seeds) and key prefix of this
     /// configuration, with its timeouts. On a cluster the publisher gets a cluster backend of
     /// its own (its own node connections; [`CacheManager::stats_publisher`] shares the
-    /// manager's instead).
+    /// manager's instead); with Redis Sentinel, a Sentinel connection of its own that follows
+    /// the primary.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] when the configuration names no Redis server (the memory backend
     /// lives in one process: read [`crate::runtime::function_stats`] there instead), or an
     /// invalid cluster seed.
     pub fn stats_publisher(&self) -> Result<StatsPublisherBuilder> {
+        if self.uses_sentinel() {
+            self.sentinel_options()?;
+            return Ok(
+                StatsPublisher::builder_with(Target::SentinelConfig(Box::new(self.clone())))
+                    .prefix(self.key_prefix.clone())
+                    .timeouts(self.connect_timeout, self.command_timeout),
+            );
+        }
         if self.uses_cluster() {
             return Ok(StatsPublisher::builder_with(Target::ClusterSeeds(
                 self.cluster_endpoints()?,

@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
 use super::PUBLISHED_AT_FIELD;
-use crate::backend::{ClusterBackend, ClusterOptions};
+use crate::backend::{ClusterBackend, ClusterOptions, RedisBackend};
 use crate::config::RedisEndpoint;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -30,6 +30,12 @@ pub(super) enum Target {
     ClusterSeeds(Vec<RedisEndpoint>),
     /// A running cluster backend (a manager's): its routing, connections and timeouts.
     Cluster(ClusterBackend),
+    /// The primary that Redis Sentinel names, through a Sentinel backend of the publisher's
+    /// own (built by `start` from this configuration, with the builder's timeouts).
+    SentinelConfig(Box<crate::Config>),
+    /// A running standalone backend (a manager's on Redis Sentinel): its connections, which
+    /// follow the primary, and its timeouts.
+    Standalone(RedisBackend),
 }
 
 impl Target {
@@ -49,6 +55,8 @@ impl Target {
                 |c| c.describe().to_owned(),
             ),
             Target::Cluster(cluster) => cluster.describe().to_owned(),
+            Target::SentinelConfig(config) => config.describe_sentinel(),
+            Target::Standalone(redis) => format!("{redis:?}"),
         }
     }
 
@@ -69,6 +77,20 @@ impl Target {
                 &cluster_options(seeds, connect, command),
             )?),
             Target::Cluster(cluster) => Sink::Cluster(cluster),
+            Target::SentinelConfig(mut config) => {
+                config.connect_timeout = connect;
+                config.command_timeout = command;
+                let (template, options) = config.sentinel_options()?;
+                Sink::Standalone(RedisBackend::connect_sentinel(
+                    &template,
+                    options,
+                    config.describe_sentinel(),
+                    1,
+                    connect,
+                    command,
+                )?)
+            }
+            Target::Standalone(redis) => Sink::Standalone(redis),
         })
     }
 }
@@ -102,6 +124,9 @@ pub(super) enum Sink {
     /// command of the cluster backend (`MOVED` followed, the slot map refreshed after a
     /// failover), bounded by twice the cluster's command timeout.
     Cluster(ClusterBackend),
+    /// A standalone backend (Redis Sentinel): a batch is one script, with the backend's
+    /// timeout, reconnects and primary discovery.
+    Standalone(RedisBackend),
 }
 
 impl Sink {
@@ -143,6 +168,7 @@ impl Sink {
                 .query_on_key(key, &batch_script(key, fields, now_ms), 0)
                 .await
                 .map(drop),
+            Sink::Standalone(redis) => redis.query::<()>(&batch_script(key, fields, now_ms)).await,
         }
     }
 
