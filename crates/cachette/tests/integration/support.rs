@@ -173,6 +173,7 @@ impl Fixture {
         let mut base = Config::default();
         base.key_prefix = prefix.to_owned();
         base.command_timeout = Duration::from_secs(5);
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut base = config(base);
         #[cfg(feature = "tls")]
         if let Fixture::TlsCluster(_) = self {
