@@ -76,18 +76,19 @@ impl Shard {
         }
     }
 
-    /// Evicts until one more entry of `cost` bytes fits; `false` if it can never fit.
+    /// Evicts until one more entry of `cost` bytes fits; `false` (and nothing evicted) if it
+    /// can never fit.
+    ///
+    /// Ends: every entry has a position on the clock, and each position is passed over at most
+    /// once (its mark cleared) before its entry is evicted; while room is missing the shard is
+    /// not empty (`max_entries` is at least 1 and `cost` at most `max_bytes`).
     fn make_room(&mut self, cost: usize, max_entries: usize, max_bytes: usize) -> bool {
-        if cost > max_bytes || max_entries == 0 {
+        if cost > max_bytes {
             return false;
         }
-        // Each key is passed over at most once (its mark cleared) before it is evicted, so two
-        // turns of the hand over the live keys always free enough.
-        let mut budget = 2 * self.clock.len() + 1;
-        while (self.entries.len() >= max_entries || self.bytes + cost > max_bytes) && budget > 0 {
-            budget -= 1;
+        while self.entries.len() >= max_entries || self.bytes + cost > max_bytes {
             let Some(key) = self.clock.pop_front() else {
-                break;
+                return false;
             };
             match self.entries.get(&key) {
                 None => {} // already removed: drop the stale hand position
@@ -99,14 +100,15 @@ impl Shard {
                 }
             }
         }
-        self.entries.len() < max_entries && self.bytes + cost <= max_bytes
+        true
     }
 
-    /// Drops hand positions of removed keys once they outnumber the live ones.
+    /// Rebuilds the clock from the live keys once stale positions (of removed or re-inserted
+    /// keys) outnumber them: one position per entry again. Amortised, it costs O(1) per
+    /// insertion; the hand's order is lost, the entries' marks are kept.
     fn compact_clock(&mut self) {
         if self.clock.len() > 2 * self.entries.len() + 16 {
-            let entries = &self.entries;
-            self.clock.retain(|k| entries.contains_key(k));
+            self.clock = self.entries.keys().cloned().collect();
         }
     }
 }
@@ -156,7 +158,7 @@ impl Tier {
     pub(crate) fn new(bounds: TierBounds) -> Tier {
         Tier {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            shard_entries: bounds.max_entries.div_ceil(SHARDS),
+            shard_entries: bounds.max_entries.div_ceil(SHARDS).max(1),
             shard_bytes: bounds.max_bytes.div_ceil(SHARDS),
             max_ttl: bounds.max_ttl,
             epoch: AtomicU64::new(0),
@@ -262,6 +264,7 @@ impl Tier {
                 .fetch_add(evicted as u64, Ordering::Relaxed);
         }
         shard.bytes += cost;
+        // A re-inserted key may keep an older position too: the compaction below bounds them.
         shard.clock.push_back(key.clone());
         shard.entries.insert(
             key,
@@ -457,10 +460,24 @@ mod tests {
             max_bytes: SHARDS * 100,
             max_ttl: None,
         });
+        // A value that can never fit is refused without evicting what fits.
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        let small = keys
+            .iter()
+            .find(|k| t.shard_of(k) == t.shard_of("big"))
+            .unwrap();
+        let f = t.begin(small);
+        t.complete(f, &v("s"), None);
         let big = Bytes::from(vec![b'x'; 200]);
         let f = t.begin("big");
         t.complete(f, &big, None);
         assert!(t.get("big").is_none());
+        assert_eq!(t.get(small), Some(v("s")));
+        // A value that fits exactly is kept.
+        let exact = Bytes::from(vec![b'x'; 100 - "big".len()]);
+        let f = t.begin("big");
+        t.complete(f, &exact, None);
+        assert_eq!(t.get("big"), Some(exact));
         for i in 0..10_000 {
             let k = format!("k{i}");
             let f = t.begin(&k);
@@ -480,5 +497,41 @@ mod tests {
         assert_eq!(t.size(), (1, 4));
         t.invalidate("k");
         assert_eq!(t.size(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_clock_does_not_grow_with_rewrites_of_the_same_keys() {
+        let t = tier(1000);
+        for i in 0..10_000 {
+            let k = format!("k{}", i % 10);
+            let f = t.begin(&k);
+            t.complete(f, &v("x"), None);
+        }
+        assert_eq!(t.size().0, 10);
+        let positions: usize = t.shards.iter().map(|s| s.lock().clock.len()).sum();
+        assert!(
+            positions <= 2 * 10 + 17 * SHARDS,
+            "{positions} clock positions"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_bound_is_exact_per_shard() {
+        let t = tier(SHARDS * 3);
+        let keys: Vec<String> = (0..5000)
+            .map(|i| format!("k{i}"))
+            .filter(|k| t.shard_of(k) == 0)
+            .take(10)
+            .collect();
+        for k in &keys {
+            let f = t.begin(k);
+            t.complete(f, &v("x"), None);
+        }
+        assert_eq!(t.size().0, 3);
+        assert_eq!(t.counters.evictions.load(Ordering::Relaxed), 7);
+        // The three last ones are held.
+        for k in &keys[7..] {
+            assert!(t.get(k).is_some(), "{k}");
+        }
     }
 }
