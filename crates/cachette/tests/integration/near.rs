@@ -415,3 +415,22 @@ async fn no_read_is_older_than_the_staleness_bound() {
     // then not kept); once writes stop, the tier answers again.
     hold(&reader, "v0").await;
 }
+
+#[tokio::test]
+async fn a_near_cache_on_a_cluster_or_through_sentinel_is_refused_naming_the_setting() {
+    let near = Some(options());
+    let on_cluster = CacheManager::builder()
+        .cluster_nodes(["127.0.0.1:7000"])
+        .near_cache(near)
+        .build()
+        .expect_err("near cache on a cluster");
+    let through_sentinel = CacheManager::builder()
+        .sentinels(["127.0.0.1:26379"], "mymaster")
+        .near_cache(near)
+        .build()
+        .expect_err("near cache through Sentinel");
+    for e in [on_cluster, through_sentinel] {
+        assert_eq!(e.kind(), cachette::ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("near_cache"), "{e}");
+    }
+}
