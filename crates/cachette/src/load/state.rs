@@ -81,7 +81,12 @@ impl FastPath {
                 result
             }
             FastPath::Guarded(b, r) => Box::pin(b.guard(r.get_value(key))).await,
-            FastPath::Near(n) => n.get_value(key).await,
+            // A hit completes without awaiting; a miss (a round trip anyway) is boxed out of
+            // line so the hit path's future stays small.
+            FastPath::Near(n) => match n.hit(key) {
+                Some(value) => Ok(Some(value)),
+                None => Box::pin(n.miss(key)).await,
+            },
             FastPath::None => backend.get(key).await,
         }
     }

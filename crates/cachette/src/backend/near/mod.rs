@@ -210,11 +210,27 @@ impl NearBackend {
 
     /// `GET key`: from the tier, or from Redis (offering the reply to the tier).
     pub(crate) async fn get_value(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.hit(key) {
+            Some(value) => Ok(Some(value)),
+            None => self.miss(key).await,
+        }
+    }
+
+    /// The tier's value of `key`, if it may serve it now (no I/O, no await).
+    #[inline]
+    pub(crate) fn hit(&self, key: &str) -> Option<Bytes> {
+        if self.serves(key) {
+            self.tier.get(key)
+        } else {
+            None
+        }
+    }
+
+    /// A read the tier did not answer ([`hit`](Self::hit) returned `None`): from Redis,
+    /// offering the reply to the tier when it may keep it.
+    pub(crate) async fn miss(&self, key: &str) -> Result<Option<Bytes>> {
         if !self.serves(key) {
             return self.inner.get(key).await;
-        }
-        if let Some(value) = self.tier.get(key) {
-            return Ok(Some(value));
         }
         let fetch = self.tier.begin(key);
         let mut pipe = redis::pipe();

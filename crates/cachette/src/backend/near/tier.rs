@@ -473,11 +473,13 @@ mod tests {
         t.complete(f, &big, None);
         assert!(t.get("big").is_none());
         assert_eq!(t.get(small), Some(v("s")));
-        // A value that fits exactly is kept.
-        let exact = Bytes::from(vec![b'x'; 100 - "big".len()]);
+        // A value that fits exactly beside it is kept, and evicts nothing.
+        let room = 100 - (small.len() + 1) - "big".len();
+        let exact = Bytes::from(vec![b'x'; room]);
         let f = t.begin("big");
         t.complete(f, &exact, None);
         assert_eq!(t.get("big"), Some(exact));
+        assert_eq!(t.get(small), Some(v("s")));
         for i in 0..10_000 {
             let k = format!("k{i}");
             let f = t.begin(&k);
