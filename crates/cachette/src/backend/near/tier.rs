@@ -536,4 +536,14 @@ mod tests {
             assert!(t.get(k).is_some(), "{k}");
         }
     }
+
+    #[test]
+    fn keys_spread_over_every_shard() {
+        let t = tier(1000);
+        let mut used = [false; SHARDS];
+        for i in 0..10_000 {
+            used[t.shard_of(&format!("k{i}"))] = true;
+        }
+        assert!(used.iter().all(|u| *u), "some shard is never used");
+    }
 }
