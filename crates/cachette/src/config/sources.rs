@@ -208,8 +208,9 @@ impl Config {
                         .ok_or_else(|| bad("expected a positive number of bytes"))?
                 }
                 "near_cache" => {
-                    self.near_cache = near::from_json(value)
-                        .map_err(|(field, what)| Error::config(&source, &field, what))?
+                    self.near_cache = near::from_json(value).map_err(|(field, what)| {
+                        Error::config(&source, &format!("redis.{field}"), what)
+                    })?
                 }
                 other => {
                     let hint = match closest(other, JSON_FIELDS) {

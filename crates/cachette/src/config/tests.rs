@@ -270,6 +270,16 @@ fn load_errors_name_the_source_and_field() {
             "did you mean \"host\"",
         ),
         (
+            r#"{"redis": {"near_cache": 0}}"#,
+            "redis.near_cache",
+            "expected true, false, null or an object",
+        ),
+        (
+            r#"{"redis": {"near_cache": {"max_entrys": 5}}}"#,
+            "redis.near_cache.max_entrys",
+            "unknown field",
+        ),
+        (
             r#"{"redis": {"key_prefx": "a:"}}"#,
             "redis.key_prefx",
             "\"key_prefix\"",
