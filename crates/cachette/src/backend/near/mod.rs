@@ -1,8 +1,8 @@
 //! The near cache: an in-process tier in front of Redis, kept coherent by the server.
 //!
-//! [`NearBackend`] is a backend wrapper. A read is served from the [`tier`](self::tier) when
+//! `NearBackend` is a backend wrapper. A read is served from the tier (`tier.rs`) when
 //! the tier holds the key and its invalidation channel vouches for it (see
-//! [`tracking`](self::tracking)); otherwise it reads the value and its remaining TTL from Redis
+//! `tracking.rs`); otherwise it reads the value and its remaining TTL from Redis
 //! in one round trip (`GET` + `PTTL`, pipelined) and offers the reply to the tier, which keeps
 //! it no longer than its TTL at the server (and the configured cap). Every write and eviction
 //! through this backend forgets the key locally before it returns; writes by anyone else reach
