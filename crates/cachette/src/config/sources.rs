@@ -130,29 +130,11 @@ impl Config {
                     self.key_prefix = prefix.to_owned();
                 }
                 "cluster_nodes" => {
-                    let items: Vec<&str> = match value {
-                        Value::Null => Vec::new(),
-                        Value::String(s) => vec![s.as_str()],
-                        Value::Array(items) => items
-                            .iter()
-                            .map(|v| v.as_str().ok_or(()))
-                            .collect::<std::result::Result<_, ()>>()
-                            .map_err(|()| bad("expected a list of \"host:port\" strings"))?,
-                        _ => return Err(bad("expected a list of \"host:port\" strings")),
-                    };
+                    let items = host_port_items(value).map_err(&bad)?;
                     self.cluster_nodes = cluster::parse_nodes(items).map_err(|m| bad(&m))?;
                 }
                 "sentinels" => {
-                    let items: Vec<&str> = match value {
-                        Value::Null => Vec::new(),
-                        Value::String(s) => vec![s.as_str()],
-                        Value::Array(items) => items
-                            .iter()
-                            .map(|v| v.as_str().ok_or(()))
-                            .collect::<std::result::Result<_, ()>>()
-                            .map_err(|()| bad("expected a list of \"host:port\" strings"))?,
-                        _ => return Err(bad("expected a list of \"host:port\" strings")),
-                    };
+                    let items = host_port_items(value).map_err(&bad)?;
                     self.sentinels = sentinel::parse_sentinels(items).map_err(|m| bad(&m))?;
                 }
                 "sentinel_master" => {
@@ -443,6 +425,18 @@ const CODEC_EXPECTED: &str = if cfg!(feature = "msgpack") {
 } else {
     "expected \"json\" (\"msgpack\" needs the msgpack feature)"
 };
+
+/// A list of `host:port` items in the file: `null` (none), one string (which may hold a
+/// comma-separated list), or a list of strings.
+fn host_port_items(value: &Value) -> std::result::Result<Vec<&str>, &'static str> {
+    const EXPECTED: &str = "expected a list of \"host:port\" strings";
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s.as_str()]),
+        Value::Array(items) => items.iter().map(|v| v.as_str().ok_or(EXPECTED)).collect(),
+        _ => Err(EXPECTED),
+    }
+}
 
 fn opt_string(value: &Value) -> std::result::Result<Option<String>, ()> {
     match value {

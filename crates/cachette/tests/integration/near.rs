@@ -67,6 +67,14 @@ async fn hold(cache: &CacheManager, key: &str) {
     assert!(held, "{key} never entered the tier");
 }
 
+/// Whether `cache` reads `value` at `key` within a second (the staleness bound).
+async fn sees(cache: &CacheManager, key: &str, value: u32) -> bool {
+    eventually(Duration::from_secs(1), async || {
+        cache.get::<u32>(key).await.unwrap() == Some(value)
+    })
+    .await
+}
+
 async fn near(server: &RedisServer, prefix: &str) -> CacheManager {
     near_with(server, prefix, options()).await
 }
@@ -92,25 +100,13 @@ async fn a_hit_is_served_in_process_until_another_client_writes() {
     // A write by another client (not cachette at all) reaches the tier.
     server.cli(["SET", &format!("{prefix}k"), "2"]);
     assert!(
-        eventually(Duration::from_secs(1), async || a
-            .get::<u32>("k")
-            .await
-            .unwrap()
-            == Some(2))
-        .await,
+        sees(&a, "k", 2).await,
         "a write by redis-cli was not seen within the staleness bound"
     );
     // And one by another manager.
     assert_eq!(a.get::<u32>("k").await.unwrap(), Some(2));
     b.set("k", &3u32, LONG).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(1), async || a
-            .get::<u32>("k")
-            .await
-            .unwrap()
-            == Some(3))
-        .await
-    );
+    assert!(sees(&a, "k", 3).await);
     assert!(stats(&a).invalidations >= 2);
 }
 
@@ -210,14 +206,7 @@ async fn a_killed_tracking_connection_flushes_the_tier_and_comes_back() {
     hold(&a, "k").await;
     assert_eq!(a.get::<u32>("k").await.unwrap(), Some(2));
     server.cli(["SET", &format!("{prefix}k"), "3"]);
-    assert!(
-        eventually(Duration::from_secs(1), async || a
-            .get::<u32>("k")
-            .await
-            .unwrap()
-            == Some(3))
-        .await
-    );
+    assert!(sees(&a, "k", 3).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
