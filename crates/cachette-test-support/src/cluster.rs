@@ -467,8 +467,10 @@ impl RedisCluster {
             .sum()
     }
 
-    /// The slot ranges node `i` says it owns (its `myself` line of `CLUSTER NODES`).
-    fn own_ranges(&self, i: usize) -> Vec<(u16, u16)> {
+    /// The slot ranges node `i` says it owns (its `myself` line of `CLUSTER NODES`; empty when
+    /// it does not answer).
+    #[must_use]
+    pub fn own_ranges(&self, i: usize) -> Vec<(u16, u16)> {
         let Some(out) = self.cli_ok(i, ["CLUSTER", "NODES"]) else {
             return Vec::new();
         };

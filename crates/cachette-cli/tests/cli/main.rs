@@ -63,18 +63,27 @@ where
     F: FnOnce(cachette::CacheManager) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    run_with(
+        cachette::CacheManager::builder()
+            .url(server().url())
+            .key_prefix(prefix),
+        body,
+    );
+}
+
+/// Runs `body` on a one-worker runtime with the manager `builder` makes there.
+fn run_with<F, Fut>(builder: cachette::CacheManagerBuilder, body: F)
+where
+    F: FnOnce(cachette::CacheManager) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
-            .url(server().url())
-            .key_prefix(prefix)
-            .build()
-            .unwrap();
-        body(cache).await;
+        body(builder.build().unwrap()).await;
     });
 }
 
@@ -788,20 +797,13 @@ where
     F: FnOnce(cachette::CacheManager) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cache = cachette::CacheManager::builder()
+    run_with(
+        cachette::CacheManager::builder()
             .cluster_nodes(cluster().seeds())
             .key_prefix(prefix)
-            .command_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        body(cache).await;
-    });
+            .command_timeout(Duration::from_secs(2)),
+        body,
+    );
 }
 
 /// The CLI on a Redis Cluster (`--cluster-nodes`, and `REDIS_CLUSTER_NODES`): set, get, keys

@@ -490,25 +490,6 @@ async fn cluster_concurrent_reads_and_writes_during_a_slot_migration_never_see_a
     }
 }
 
-/// The slot ranges node `i` says it serves (its `myself` line of `CLUSTER NODES`).
-fn own_ranges(cluster: &RedisCluster, i: usize) -> Vec<(u16, u16)> {
-    let nodes = cluster.cli(i, ["CLUSTER", "NODES"]);
-    let Some(line) = nodes
-        .lines()
-        .find(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("myself")))
-    else {
-        return Vec::new();
-    };
-    line.split(' ')
-        .skip(8)
-        .filter(|range| !range.starts_with('['))
-        .filter_map(|range| {
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .collect()
-}
-
 /// The index of the node that replicates primary `i` (as that node itself says: the others
 /// learn it by gossip, a little later).
 fn replica_of(cluster: &RedisCluster, i: usize) -> usize {
@@ -578,7 +559,7 @@ async fn cluster_chaos_kill_a_primary_under_cached_load() {
     };
     let victim = cluster.primaries()[0];
     let replica = replica_of(&cluster, victim);
-    let victim_slots = own_ranges(&cluster, victim);
+    let victim_slots = cluster.own_ranges(victim);
     let on_victim = move |id: u32| {
         let s = slot(format!("chaos:user:{id}").as_bytes());
         victim_slots.iter().any(|&(a, b)| (a..=b).contains(&s))
