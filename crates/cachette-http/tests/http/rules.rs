@@ -485,3 +485,22 @@ async fn purge_removes_every_variant(kind: Kind) {
     assert!(removed >= 2, "{removed}");
     assert_eq!(get(addr, "/p/2").await.cache(), "MISS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_outage_serves_the_handlers_response() {
+    let b = Backend::new(Kind::Redis);
+    let calls = Calls::default();
+    let app = Router::new()
+        .route("/up", counted(&calls, &[]))
+        .layer(HttpCache::new(b.manager.clone()));
+    let addr = serve(app).await;
+    assert_eq!(get(addr, "/up").await.cache(), "MISS");
+    assert_eq!(get(addr, "/up").await.cache(), "HIT");
+    b.server.as_ref().expect("a Redis backend").kill();
+    for n in 2..4 {
+        let started = Instant::now();
+        let got = get(addr, "/up").await;
+        assert_eq!((got.status, got.cache(), got.text()), (StatusCode::OK, "BYPASS", format!("n={n}")));
+        assert!(started.elapsed() < Duration::from_secs(3), "bounded by the command timeout");
+    }
+}
