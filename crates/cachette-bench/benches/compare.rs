@@ -392,7 +392,12 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
         cachette_bench::cluster::section(&redis_cache, &url, plan, value()).await;
     rows.extend(cluster_rows);
 
+    // ---- the HTTP cache (issue 14): a hit through the layer vs the bare handler; a stampede ----
+    let (http_rows, http_notes) = cachette_bench::http::section(&url, plan).await;
+    rows.extend(http_rows);
+
     let notes = serde_json::json!({
+        "http": http_notes,
         "value_bytes": json.len(),
         "secs_per_row": plan.duration.as_secs_f64(),
         "rounds": plan.rounds,

@@ -4,6 +4,7 @@
 
 pub mod alternatives;
 pub mod cluster;
+pub mod http;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -462,6 +462,20 @@ async fn head_is_answered_from_the_get_entry_on_the_wire(kind: Kind) {
     let again = raw(addr, &head).await.to_ascii_lowercase();
     assert!(again.contains("\r\nx-my-cache: hit\r\n") && again.ends_with("\r\n\r\n"), "{again}");
     assert_eq!(calls.get(), 1);
+
+    // The layer around a whole router (which strips HEAD bodies itself): a HEAD still fills
+    // the GET entry with the whole body.
+    let b2 = Backend::new(kind);
+    let calls = Calls::default();
+    let inner = Router::new().route("/doc", counted(&calls, &[]));
+    let app = Router::new().fallback_service(tower_layer::Layer::layer(&HttpCache::new(b2.manager.clone()), inner));
+    let addr = serve(app).await;
+    let head = format!("HEAD /doc HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let first = raw(addr, &head).await.to_ascii_lowercase();
+    assert!(first.contains("\r\nx-cache: miss\r\n") && first.contains("\r\ncontent-length: 3\r\n"), "{first}");
+    let full = get(addr, "/doc").await;
+    assert_eq!((full.cache(), full.text().as_str()), ("HIT", "n=1"));
+    assert_eq!(calls.get(), 1);
 }
 
 async fn purge_removes_every_variant(kind: Kind) {
