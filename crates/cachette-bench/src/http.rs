@@ -79,8 +79,20 @@ pub async fn section(url: &str, plan: Plan) -> (Vec<Row>, serde_json::Value) {
     let mut rows = Vec::new();
     let mut notes = serde_json::Map::new();
     let backends = [
-        ("memory", CacheManager::builder().memory().key_prefix("bench:http:").build()),
-        ("redis", CacheManager::builder().url(url).key_prefix("bench:http:").build()),
+        (
+            "memory",
+            CacheManager::builder()
+                .memory()
+                .key_prefix("bench:http:")
+                .build(),
+        ),
+        (
+            "redis",
+            CacheManager::builder()
+                .url(url)
+                .key_prefix("bench:http:")
+                .build(),
+        ),
     ];
     for (name, cache) in backends {
         let cache = cache.expect("manager");

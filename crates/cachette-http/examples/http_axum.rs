@@ -71,14 +71,20 @@ async fn call(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let manager = cachette::Config::load()?.builder().key_prefix("example:http:").build()?;
+    let manager = cachette::Config::load()?
+        .builder()
+        .key_prefix("example:http:")
+        .build()?;
     println!("cache: {}", manager.describe());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
 
     let cache = HttpCache::new(manager.clone())
         .ttl(Duration::from_secs(30))
-        .route("/products/", Route::ttl(Duration::from_secs(300)).tags(["products"]))
+        .route(
+            "/products/",
+            Route::ttl(Duration::from_secs(300)).tags(["products"]),
+        )
         .route("/stats", Route::bypass())
         .route("/purge/", Route::bypass())
         .stale_if_error(Duration::from_secs(600));

@@ -117,7 +117,9 @@ where
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Stream { read, error, rest } => {
-                read.is_empty() && error.is_none() && rest.as_ref().is_none_or(|b| b.is_end_stream())
+                read.is_empty()
+                    && error.is_none()
+                    && rest.as_ref().is_none_or(|b| b.is_end_stream())
             }
         }
     }

@@ -97,8 +97,8 @@ impl Route {
 pub type RouteFn = Arc<dyn Fn(&Parts) -> Option<Route> + Send + Sync>;
 
 /// The HTTP response cache: a [`tower_layer::Layer`] whose service caches `GET` and `HEAD`
-/// responses in a [`CacheManager`]. Built with setters; clone it freely (an `Arc` inside
-/// after [`build`](Self::build)... every setter returns a new value).
+/// responses in a [`CacheManager`]. Built with setters (each returns the changed layer);
+/// cheap to clone (an `Arc` inside), and every clone shares the settings it had then.
 ///
 /// See the crate docs for the rules it follows.
 #[derive(Clone)]
@@ -224,14 +224,17 @@ impl HttpCache {
         self.with(|s| {
             s.routes.retain(|(p, _)| *p != prefix);
             s.routes.push((prefix, route));
-            s.routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            s.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         })
     }
 
     /// A function choosing the rule of a request (e.g. from axum's `MatchedPath` extension);
     /// `None` falls back to the prefixes of [`route`](Self::route), then to the defaults.
     #[must_use]
-    pub fn route_fn(self, f: impl Fn(&Parts) -> Option<Route> + Send + Sync + 'static) -> HttpCache {
+    pub fn route_fn(
+        self,
+        f: impl Fn(&Parts) -> Option<Route> + Send + Sync + 'static,
+    ) -> HttpCache {
         self.with(|s| s.route_fn = Some(Arc::new(f)))
     }
 

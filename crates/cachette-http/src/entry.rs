@@ -188,12 +188,12 @@ impl Stored {
             return false;
         }
         if let Some(inm) = &cond.if_none_match {
-            return self.field("etag").is_some_and(|tag| policy::none_match(inm, tag));
+            return self
+                .field("etag")
+                .is_some_and(|tag| policy::none_match(inm, tag));
         }
         match (cond.if_modified_since, self.field("last-modified")) {
-            (Some(since), Some(lm)) => {
-                policy::http_date(Some(lm)).is_some_and(|lm| lm <= since)
-            }
+            (Some(since), Some(lm)) => policy::http_date(Some(lm)).is_some_and(|lm| lm <= since),
             _ => false,
         }
     }
@@ -214,7 +214,12 @@ impl Stored {
             if not_modified
                 && !matches!(
                     name.as_str(),
-                    "etag" | "cache-control" | "expires" | "vary" | "content-location" | "date"
+                    "etag"
+                        | "cache-control"
+                        | "expires"
+                        | "vary"
+                        | "content-location"
+                        | "date"
                         | "last-modified"
                 )
             {
@@ -285,7 +290,10 @@ mod tests {
 
     #[test]
     fn hop_by_hop_fields_are_not_stored_and_an_etag_is_generated() {
-        let e = entry(&[("connection", "close"), ("content-type", "text/plain")], b"x");
+        let e = entry(
+            &[("connection", "close"), ("content-type", "text/plain")],
+            b"x",
+        );
         assert!(e.field("connection").is_none());
         assert_eq!(e.field("etag"), Some(etag_of(b"x").as_str()));
         let e = entry(&[("etag", "\"mine\"")], b"x");

@@ -83,7 +83,12 @@ pub(crate) fn primary(prefix: &str, origin: &str, uri: &Uri, user: Option<&[u8]>
 pub(crate) fn variant(primary: &str, vary: &[(String, Option<String>)]) -> String {
     let mut text = String::new();
     for (name, value) in vary {
-        let _ = write!(text, "{name}\n{}\n{}\n", value.is_some() as u8, value.as_deref().unwrap_or(""));
+        let _ = write!(
+            text,
+            "{name}\n{}\n{}\n",
+            value.is_some() as u8,
+            value.as_deref().unwrap_or("")
+        );
     }
     format!("{primary}#v:{}", hex128(text.as_bytes()))
 }
@@ -102,7 +107,10 @@ mod tests {
     #[test]
     fn primary_keys_name_the_url_and_hash_long_ones() {
         let uri: Uri = "/p?b=1&a=2".parse().unwrap();
-        assert_eq!(primary("http:", "http://h", &uri, None), "http:GET:http://h/p?a=2&b=1");
+        assert_eq!(
+            primary("http:", "http://h", &uri, None),
+            "http:GET:http://h/p?a=2&b=1"
+        );
         let long: Uri = format!("/{}", "x".repeat(1000)).parse().unwrap();
         let k = primary("http:", "http://h", &long, None);
         assert!(k.len() < MAX_CLEAR + 40 && k.contains("#h:"));

@@ -87,8 +87,8 @@ pub(crate) fn explicit_freshness(
         let Some(expires) = http_date(expires.to_str().ok()) else {
             return Some(Duration::ZERO);
         };
-        let date = http_date(headers.get(header::DATE).and_then(|v| v.to_str().ok()))
-            .unwrap_or(now);
+        let date =
+            http_date(headers.get(header::DATE).and_then(|v| v.to_str().ok())).unwrap_or(now);
         expires.duration_since(date).unwrap_or(Duration::ZERO)
     } else {
         return None;
@@ -185,7 +185,10 @@ mod tests {
         let d = Directives::parse(&h);
         assert!(d.public && d.no_cache && !d.no_store && !d.private);
         assert_eq!((d.max_age, d.s_maxage), (Some(60), Some(30)));
-        assert_eq!(Directives::parse(&headers(&[("cache-control", "max-age=x")])).max_age, Some(0));
+        assert_eq!(
+            Directives::parse(&headers(&[("cache-control", "max-age=x")])).max_age,
+            Some(0)
+        );
     }
 
     #[test]
@@ -193,16 +196,28 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(&[("cache-control", "max-age=100, s-maxage=50"), ("age", "20")]);
         let d = Directives::parse(&h);
-        assert_eq!(explicit_freshness(&h, &d, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            explicit_freshness(&h, &d, now),
+            Some(Duration::from_secs(30))
+        );
         let h = headers(&[
             ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("expires", "Sun, 06 Nov 1994 08:50:37 GMT"),
         ]);
         let d = Directives::parse(&h);
-        assert_eq!(explicit_freshness(&h, &d, now), Some(Duration::from_secs(60)));
+        assert_eq!(
+            explicit_freshness(&h, &d, now),
+            Some(Duration::from_secs(60))
+        );
         let h = headers(&[("expires", "0")]);
-        assert_eq!(explicit_freshness(&h, &Directives::default(), now), Some(Duration::ZERO));
-        assert_eq!(explicit_freshness(&HeaderMap::new(), &Directives::default(), now), None);
+        assert_eq!(
+            explicit_freshness(&h, &Directives::default(), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            explicit_freshness(&HeaderMap::new(), &Directives::default(), now),
+            None
+        );
     }
 
     #[test]
@@ -215,7 +230,10 @@ mod tests {
     #[test]
     fn vary_names_are_normalized_and_star_is_none() {
         let h = headers(&[("vary", "Accept-Language, accept"), ("vary", "Accept")]);
-        assert_eq!(vary_names(&h), Some(vec!["accept".into(), "accept-language".into()]));
+        assert_eq!(
+            vary_names(&h),
+            Some(vec!["accept".into(), "accept-language".into()])
+        );
         assert_eq!(vary_names(&headers(&[("vary", "accept, *")])), None);
     }
 }

@@ -14,9 +14,12 @@ impl HttpCache {
     /// # Errors
     /// The cache's error, or an invalid URL ([`ErrorKind::InvalidInput`](cachette::ErrorKind::InvalidInput)).
     pub async fn purge_url(&self, url: &str) -> cachette::Result<u64> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| cachette::Error::new(cachette::ErrorKind::InvalidInput, format!("invalid URL {url:?}: {e}")))?;
+        let uri: http::Uri = url.parse().map_err(|e| {
+            cachette::Error::new(
+                cachette::ErrorKind::InvalidInput,
+                format!("invalid URL {url:?}: {e}"),
+            )
+        })?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(cachette::Error::new(
                 cachette::ErrorKind::InvalidInput,
@@ -27,7 +30,10 @@ impl HttpCache {
         let s = &self.settings;
         let primary = key::primary(&s.key_prefix, &origin, &uri, None);
         let mut removed = u64::from(s.cache.delete(&primary).await?);
-        removed += s.cache.delete_pattern(&format!("{}#*", glob::escape(&primary))).await?;
+        removed += s
+            .cache
+            .delete_pattern(&format!("{}#*", glob::escape(&primary)))
+            .await?;
         Ok(removed)
     }
 
@@ -41,7 +47,11 @@ impl HttpCache {
         let s = &self.settings;
         let pattern = format!(
             "{}*",
-            glob::escape(&format!("{}GET:{}{path_prefix}", s.key_prefix, origin.to_ascii_lowercase()))
+            glob::escape(&format!(
+                "{}GET:{}{path_prefix}",
+                s.key_prefix,
+                origin.to_ascii_lowercase()
+            ))
         );
         s.cache.delete_pattern(&pattern).await
     }

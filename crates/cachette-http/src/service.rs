@@ -152,15 +152,26 @@ fn plan(s: &Settings, parts: &http::request::Parts) -> Option<Plan> {
     })
 }
 
-fn finish<B: Body>(s: &Settings, mut resp: Response<CacheBody<B>>, status: Status) -> Response<CacheBody<B>> {
+fn finish<B: Body>(
+    s: &Settings,
+    mut resp: Response<CacheBody<B>>,
+    status: Status,
+) -> Response<CacheBody<B>> {
     if let Some(tags) = &s.tags_header {
         resp.headers_mut().remove(tags);
     }
-    resp.headers_mut().insert(s.status_header.clone(), status.value());
+    resp.headers_mut()
+        .insert(s.status_header.clone(), status.value());
     resp
 }
 
-fn from_entry<B: Body>(s: &Settings, entry: Stored, cond: &Conditions, age: Option<u64>, status: Status) -> Response<CacheBody<B>> {
+fn from_entry<B: Body>(
+    s: &Settings,
+    entry: Stored,
+    cond: &Conditions,
+    age: Option<u64>,
+    status: Status,
+) -> Response<CacheBody<B>> {
     let resp = entry.respond(cond, age).map(CacheBody::full);
     finish(s, resp, status)
 }
@@ -286,7 +297,9 @@ where
     }
 
     fn matches(&self, entry: &Stored) -> bool {
-        self.slot.as_ref().is_none_or(|r| entry.matches(r.headers()))
+        self.slot
+            .as_ref()
+            .is_none_or(|r| entry.matches(r.headers()))
     }
 
     /// A fresh stored response for this request, without filling (`only-if-cached`).
@@ -321,7 +334,13 @@ where
                         tracing::warn!(error = %e, "cachette-http: could not store a refreshed response");
                     }
                 }
-                Ok(from_entry(self.s, entry, &self.plan.cond, None, Status::Miss))
+                Ok(from_entry(
+                    self.s,
+                    entry,
+                    &self.plan.cond,
+                    None,
+                    Status::Miss,
+                ))
             }
             Err(_) => match self.pass.take() {
                 Some(resp) => resp.map(|r| finish(self.s, r, Status::Miss)),
@@ -342,7 +361,12 @@ where
     }
 
     /// A read-through of `key`: a stored response, or this request's fill.
-    async fn lookup(&mut self, key: &str, options: &LoadOptions, cap: Duration) -> Looked<ResB, S::Error> {
+    async fn lookup(
+        &mut self,
+        key: &str,
+        options: &LoadOptions,
+        cap: Duration,
+    ) -> Looked<ResB, S::Error> {
         let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
         let stale_copies = options.stale_ttl.is_some();
         let cache = self.s.cache.clone();
@@ -412,7 +436,15 @@ where
 
     /// Runs the handler for this request outside a read-through (a refresh).
     async fn fill(&mut self, cap: Duration) -> Result<Stored, Unstored> {
-        fill_with(self.s, self.plan, &mut self.svc, &mut self.slot, &mut self.pass, cap).await
+        fill_with(
+            self.s,
+            self.plan,
+            &mut self.svc,
+            &mut self.slot,
+            &mut self.pass,
+            cap,
+        )
+        .await
     }
 }
 
@@ -535,7 +567,11 @@ where
             (n, v)
         })
         .collect();
-    let mut tags = plan.route.as_ref().map(|r| r.tags.clone()).unwrap_or_default();
+    let mut tags = plan
+        .route
+        .as_ref()
+        .map(|r| r.tags.clone())
+        .unwrap_or_default();
     tags.extend(header_tags(s, &parts.headers));
     match Stored::new(
         parts.status,

@@ -28,14 +28,18 @@ on_every_backend!(
 );
 
 /// A handler counting its runs, answering `n=<run>` with `headers`.
-fn counted(calls: &Calls, headers: &'static [(&'static str, &'static str)]) -> axum::routing::MethodRouter {
+fn counted(
+    calls: &Calls,
+    headers: &'static [(&'static str, &'static str)],
+) -> axum::routing::MethodRouter {
     let calls = calls.clone();
     routing::get(move || {
         let n = calls.bump();
         async move {
             let mut resp = format!("n={n}").into_response();
             for (name, value) in headers {
-                resp.headers_mut().insert(*name, value.parse().expect("header value"));
+                resp.headers_mut()
+                    .insert(*name, value.parse().expect("header value"));
             }
             resp
         }
@@ -46,12 +50,18 @@ async fn get_responses_are_cached_by_url_with_a_normalized_query(kind: Kind) {
     let b = Backend::new(kind);
     let calls = Calls::default();
     let app = Router::new()
-        .route("/items", counted(&calls, &[("content-type", "text/plain")]).post(|| async { "posted" }))
+        .route(
+            "/items",
+            counted(&calls, &[("content-type", "text/plain")]).post(|| async { "posted" }),
+        )
         .layer(HttpCache::new(b.manager.clone()));
     let addr = serve(app).await;
 
     let first = get(addr, "/items?b=2&a=1").await;
-    assert_eq!((first.status, first.cache(), first.text().as_str()), (StatusCode::OK, "MISS", "n=1"));
+    assert_eq!(
+        (first.status, first.cache(), first.text().as_str()),
+        (StatusCode::OK, "MISS", "n=1")
+    );
     assert_eq!(first.header("age"), None, "a fresh response carries no Age");
     let again = get(addr, "/items?a=1&&b=2").await;
     assert_eq!((again.cache(), again.text().as_str()), ("HIT", "n=1"));
@@ -61,14 +71,20 @@ async fn get_responses_are_cached_by_url_with_a_normalized_query(kind: Kind) {
     // Another query, another host: other entries.
     assert_eq!(get(addr, "/items?a=2").await.text(), "n=2");
     let other_host = send(addr, "GET", "/items?a=1&b=2", &[("host", "other.example")]).await;
-    assert_eq!((other_host.cache(), other_host.text().as_str()), ("MISS", "n=3"));
+    assert_eq!(
+        (other_host.cache(), other_host.text().as_str()),
+        ("MISS", "n=3")
+    );
     // Other methods bypass.
     let post = send(addr, "POST", "/items", &[]).await;
     assert_eq!((post.cache(), post.text().as_str()), ("BYPASS", "posted"));
     assert_eq!(calls.get(), 3);
     // The entry is plain JSON in the manager, under a key naming the URL.
     let keys = b.manager.keys("http:GET:*").await.expect("keys");
-    assert!(keys.contains(&format!("http:GET:http://{addr}/items?a=1&b=2")), "{keys:?}");
+    assert!(
+        keys.contains(&format!("http:GET:http://{addr}/items?a=1&b=2")),
+        "{keys:?}"
+    );
 }
 
 async fn vary_is_enforced_per_variant_and_star_is_never_stored(kind: Kind) {
@@ -82,7 +98,11 @@ async fn vary_is_enforced_per_variant_and_star_is_never_stored(kind: Kind) {
             routing::get(move |h: HeaderMap| {
                 let n = c.bump();
                 async move {
-                    let lang = h.get("accept-language").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned();
+                    let lang = h
+                        .get("accept-language")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
                     ([(header::VARY, "Accept-Language")], format!("{lang}:{n}"))
                 }
             }),
@@ -90,12 +110,18 @@ async fn vary_is_enforced_per_variant_and_star_is_never_stored(kind: Kind) {
         .route("/star", counted(&star, &[("vary", "*")]))
         .layer(HttpCache::new(b.manager.clone()));
     let addr = serve(app).await;
-    let ask = |lang: &'static str| async move { send(addr, "GET", "/greet", &[("accept-language", lang)]).await };
+    let ask = |lang: &'static str| async move {
+        send(addr, "GET", "/greet", &[("accept-language", lang)]).await
+    };
 
     let fr = ask("fr").await;
     assert_eq!((fr.cache(), fr.text().as_str()), ("MISS", "fr:1"));
     let de = ask("de").await;
-    assert_eq!((de.cache(), de.text().as_str()), ("MISS", "de:2"), "a variant is never served to another");
+    assert_eq!(
+        (de.cache(), de.text().as_str()),
+        ("MISS", "de:2"),
+        "a variant is never served to another"
+    );
     assert_eq!(ask("fr").await.text(), "fr:1");
     let de = ask("de").await;
     assert_eq!((de.cache(), de.text().as_str()), ("HIT", "de:2"));
@@ -114,18 +140,43 @@ async fn response_cache_control_decides_what_is_stored_and_for_how_long(kind: Ki
     let b = Backend::new(kind);
     let c: Vec<Calls> = (0..7).map(|_| Calls::default()).collect();
     let app = Router::new()
-        .route("/no-store", counted(&c[0], &[("cache-control", "no-store")]))
-        .route("/private", counted(&c[1], &[("cache-control", "private, max-age=60")]))
-        .route("/no-cache", counted(&c[2], &[("cache-control", "no-cache")]))
-        .route("/max-age", counted(&c[3], &[("cache-control", "max-age=1")]))
-        .route("/s-maxage", counted(&c[4], &[("cache-control", "max-age=600, s-maxage=1")]))
-        .route("/expired", counted(&c[5], &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")]))
-        .route("/aged", counted(&c[6], &[("cache-control", "max-age=5"), ("age", "4")]))
+        .route(
+            "/no-store",
+            counted(&c[0], &[("cache-control", "no-store")]),
+        )
+        .route(
+            "/private",
+            counted(&c[1], &[("cache-control", "private, max-age=60")]),
+        )
+        .route(
+            "/no-cache",
+            counted(&c[2], &[("cache-control", "no-cache")]),
+        )
+        .route(
+            "/max-age",
+            counted(&c[3], &[("cache-control", "max-age=1")]),
+        )
+        .route(
+            "/s-maxage",
+            counted(&c[4], &[("cache-control", "max-age=600, s-maxage=1")]),
+        )
+        .route(
+            "/expired",
+            counted(&c[5], &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")]),
+        )
+        .route(
+            "/aged",
+            counted(&c[6], &[("cache-control", "max-age=5"), ("age", "4")]),
+        )
         .layer(HttpCache::new(b.manager.clone()).ttl(Duration::from_secs(60)));
     let addr = serve(app).await;
     for path in ["/no-store", "/private", "/no-cache", "/expired"] {
         assert_eq!(get(addr, path).await.cache(), "MISS", "{path}");
-        assert_eq!(get(addr, path).await.cache(), "MISS", "{path} is never stored");
+        assert_eq!(
+            get(addr, path).await.cache(),
+            "MISS",
+            "{path} is never stored"
+        );
     }
     for path in ["/max-age", "/s-maxage", "/aged"] {
         assert_eq!(get(addr, path).await.cache(), "MISS");
@@ -133,10 +184,18 @@ async fn response_cache_control_decides_what_is_stored_and_for_how_long(kind: Ki
         assert_eq!(hit.cache(), "HIT", "{path}");
     }
     let aged = get(addr, "/aged").await;
-    assert!(aged.header("age").is_some_and(|a| a.parse::<u64>().unwrap() >= 4), "the origin's Age counts");
+    assert!(
+        aged.header("age")
+            .is_some_and(|a| a.parse::<u64>().unwrap() >= 4),
+        "the origin's Age counts"
+    );
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for path in ["/max-age", "/s-maxage", "/aged"] {
-        assert_eq!(get(addr, path).await.cache(), "MISS", "{path} expired with its own freshness");
+        assert_eq!(
+            get(addr, path).await.cache(),
+            "MISS",
+            "{path} expired with its own freshness"
+        );
     }
     let runs: Vec<usize> = c.iter().map(Calls::get).collect();
     assert_eq!(runs, [2, 2, 2, 2, 2, 2, 2]);
@@ -149,34 +208,72 @@ async fn request_cache_control_no_cache_no_store_only_if_cached(kind: Kind) {
         .route("/r", counted(&calls, &[]))
         .layer(HttpCache::new(b.manager.clone()));
     let addr = serve(app).await;
-    let cc = |v: &'static str| async move { send(addr, "GET", "/r", &[("cache-control", v)]).await };
+    let cc =
+        |v: &'static str| async move { send(addr, "GET", "/r", &[("cache-control", v)]).await };
 
     let miss = cc("only-if-cached").await;
     assert_eq!(miss.status, StatusCode::GATEWAY_TIMEOUT);
     let nostore = cc("no-store").await;
-    assert_eq!((nostore.cache(), nostore.text().as_str()), ("BYPASS", "n=1"));
-    assert_eq!(cc("only-if-cached").await.status, StatusCode::GATEWAY_TIMEOUT, "no-store stored nothing");
+    assert_eq!(
+        (nostore.cache(), nostore.text().as_str()),
+        ("BYPASS", "n=1")
+    );
+    assert_eq!(
+        cc("only-if-cached").await.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "no-store stored nothing"
+    );
     assert_eq!(get(addr, "/r").await.text(), "n=2");
     let cached = cc("only-if-cached").await;
-    assert_eq!((cached.status, cached.cache(), cached.text().as_str()), (StatusCode::OK, "HIT", "n=2"));
+    assert_eq!(
+        (cached.status, cached.cache(), cached.text().as_str()),
+        (StatusCode::OK, "HIT", "n=2")
+    );
     let fresh = cc("no-cache").await;
     assert_eq!((fresh.cache(), fresh.text().as_str()), ("MISS", "n=3"));
     let after = get(addr, "/r").await;
-    assert_eq!((after.cache(), after.text().as_str()), ("HIT", "n=3"), "no-cache replaced the entry");
+    assert_eq!(
+        (after.cache(), after.text().as_str()),
+        ("HIT", "n=3"),
+        "no-cache replaced the entry"
+    );
     assert_eq!(calls.get(), 3);
 }
 
 async fn route_ttl_and_default_cacheable_statuses(kind: Kind) {
     let b = Backend::new(kind);
-    let (short, long, created, missing, fail) =
-        (Calls::default(), Calls::default(), Calls::default(), Calls::default(), Calls::default());
+    let (short, long, created, missing, fail) = (
+        Calls::default(),
+        Calls::default(),
+        Calls::default(),
+        Calls::default(),
+        Calls::default(),
+    );
     let (cr, mi, fa) = (created.clone(), missing.clone(), fail.clone());
     let app = Router::new()
         .route("/short/x", counted(&short, &[]))
         .route("/long", counted(&long, &[("cache-control", "max-age=600")]))
-        .route("/created", routing::get(move || { cr.bump(); async { (StatusCode::CREATED, "made") } }))
-        .route("/missing", routing::get(move || { mi.bump(); async { (StatusCode::NOT_FOUND, "no") } }))
-        .route("/fail", routing::get(move || { fa.bump(); async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") } }))
+        .route(
+            "/created",
+            routing::get(move || {
+                cr.bump();
+                async { (StatusCode::CREATED, "made") }
+            }),
+        )
+        .route(
+            "/missing",
+            routing::get(move || {
+                mi.bump();
+                async { (StatusCode::NOT_FOUND, "no") }
+            }),
+        )
+        .route(
+            "/fail",
+            routing::get(move || {
+                fa.bump();
+                async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") }
+            }),
+        )
         .layer(
             HttpCache::new(b.manager.clone())
                 .ttl(Duration::from_secs(600))
@@ -192,15 +289,29 @@ async fn route_ttl_and_default_cacheable_statuses(kind: Kind) {
     assert_eq!(missing.get(), 1, "404 is cacheable by default");
     assert_eq!((created.get(), fail.get()), (2, 2), "201 and 500 are not");
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(get(addr, "/short/x").await.cache(), "MISS", "the route's TTL");
-    assert_eq!(get(addr, "/long").await.cache(), "MISS", "the route's TTL caps max-age");
+    assert_eq!(
+        get(addr, "/short/x").await.cache(),
+        "MISS",
+        "the route's TTL"
+    );
+    assert_eq!(
+        get(addr, "/long").await.cache(),
+        "MISS",
+        "the route's TTL caps max-age"
+    );
 
     // Configured statuses.
     let b2 = Backend::new(kind);
     let created = Calls::default();
     let cr = created.clone();
     let app = Router::new()
-        .route("/created", routing::get(move || { cr.bump(); async { (StatusCode::CREATED, "made") } }))
+        .route(
+            "/created",
+            routing::get(move || {
+                cr.bump();
+                async { (StatusCode::CREATED, "made") }
+            }),
+        )
         .layer(HttpCache::new(b2.manager.clone()).cacheable_statuses([200, 201]));
     let addr = serve(app).await;
     assert_eq!(get(addr, "/created").await.cache(), "MISS");
@@ -215,7 +326,13 @@ async fn conditional_requests_get_304_from_the_cache(kind: Kind) {
         .route("/gen", counted(&gen, &[]))
         .route(
             "/own",
-            counted(&own, &[("etag", "W/\"v7\""), ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+            counted(
+                &own,
+                &[
+                    ("etag", "W/\"v7\""),
+                    ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                ],
+            ),
         )
         .layer(HttpCache::new(b.manager.clone()));
     let addr = serve(app).await;
@@ -223,20 +340,44 @@ async fn conditional_requests_get_304_from_the_cache(kind: Kind) {
     let etag = first.header("etag").expect("a generated ETag").to_owned();
     assert!(etag.starts_with("\"x3-") && etag.len() == 37, "{etag}");
     let nm = send(addr, "GET", "/gen", &[("if-none-match", &etag)]).await;
-    assert_eq!((nm.status, nm.cache(), nm.body.len()), (StatusCode::NOT_MODIFIED, "HIT", 0));
+    assert_eq!(
+        (nm.status, nm.cache(), nm.body.len()),
+        (StatusCode::NOT_MODIFIED, "HIT", 0)
+    );
     assert_eq!(nm.header("etag"), Some(etag.as_str()));
     let other = send(addr, "GET", "/gen", &[("if-none-match", "\"nope\"")]).await;
-    assert_eq!((other.status, other.text().as_str()), (StatusCode::OK, "n=1"));
+    assert_eq!(
+        (other.status, other.text().as_str()),
+        (StatusCode::OK, "n=1")
+    );
     assert_eq!(gen.get(), 1);
 
     // The handler's own validators; the fill never sees the client's.
     let first = send(addr, "GET", "/own", &[("if-none-match", "\"v7\"")]).await;
-    assert_eq!((first.status, first.cache()), (StatusCode::NOT_MODIFIED, "MISS"));
+    assert_eq!(
+        (first.status, first.cache()),
+        (StatusCode::NOT_MODIFIED, "MISS")
+    );
     assert_eq!(first.header("etag"), Some("W/\"v7\""));
-    let ims = send(addr, "GET", "/own", &[("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT")]).await;
+    let ims = send(
+        addr,
+        "GET",
+        "/own",
+        &[("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT")],
+    )
+    .await;
     assert_eq!((ims.status, ims.cache()), (StatusCode::NOT_MODIFIED, "HIT"));
-    let older = send(addr, "GET", "/own", &[("if-modified-since", "Tue, 20 Oct 2015 07:28:00 GMT")]).await;
-    assert_eq!((older.status, older.text().as_str()), (StatusCode::OK, "n=1"));
+    let older = send(
+        addr,
+        "GET",
+        "/own",
+        &[("if-modified-since", "Tue, 20 Oct 2015 07:28:00 GMT")],
+    )
+    .await;
+    assert_eq!(
+        (older.status, older.text().as_str()),
+        (StatusCode::OK, "n=1")
+    );
     assert_eq!(own.get(), 1);
 }
 
@@ -247,7 +388,11 @@ async fn credentials_bypass_unless_allowed_and_set_cookie_is_never_stored(kind: 
     let whoami = routing::get(move |h: HeaderMap| {
         let n = w.bump();
         async move {
-            let user = h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("anon").to_owned();
+            let user = h
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("anon")
+                .to_owned();
             format!("{user}:{n}")
         }
     });
@@ -257,8 +402,16 @@ async fn credentials_bypass_unless_allowed_and_set_cookie_is_never_stored(kind: 
         .layer(HttpCache::new(b.manager.clone()));
     let addr = serve(app).await;
     for _ in 0..2 {
-        assert_eq!(send(addr, "GET", "/me", &[("authorization", "Bearer a")]).await.cache(), "BYPASS");
-        assert_eq!(send(addr, "GET", "/me", &[("cookie", "s=a")]).await.cache(), "BYPASS");
+        assert_eq!(
+            send(addr, "GET", "/me", &[("authorization", "Bearer a")])
+                .await
+                .cache(),
+            "BYPASS"
+        );
+        assert_eq!(
+            send(addr, "GET", "/me", &[("cookie", "s=a")]).await.cache(),
+            "BYPASS"
+        );
         assert_eq!(get(addr, "/cookie").await.cache(), "MISS");
     }
     assert_eq!((who.get(), cookie.get()), (4, 2), "nothing stored");
@@ -270,7 +423,11 @@ async fn credentials_bypass_unless_allowed_and_set_cookie_is_never_stored(kind: 
         .route("/me", whoami)
         .layer(HttpCache::new(b2.manager.clone()).authorization(Credentials::PerUser));
     let addr = serve(app).await;
-    let as_ = |user: &'static str| async move { send(addr, "GET", "/me", &[("authorization", user)]).await.text() };
+    let as_ = |user: &'static str| async move {
+        send(addr, "GET", "/me", &[("authorization", user)])
+            .await
+            .text()
+    };
     assert_eq!(as_("Bearer a").await, "Bearer a:1");
     assert_eq!(as_("Bearer b").await, "Bearer b:2");
     assert_eq!(as_("Bearer a").await, "Bearer a:1");
@@ -307,10 +464,19 @@ async fn bodies_over_the_limit_stream_through_uncached(kind: Kind) {
 
     // The response starts while the handler's body is unfinished: it was not buffered.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("/big").header("host", addr.to_string()).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await.expect("headers before the end of the body").unwrap();
+    let req = http::Request::get("/big")
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("headers before the end of the body")
+        .unwrap();
     assert_eq!(resp.headers()["x-cache"], "MISS");
     release.notify_one();
     use http_body_util::BodyExt;
@@ -326,7 +492,11 @@ async fn bodies_over_the_limit_stream_through_uncached(kind: Kind) {
     assert_eq!((next.cache(), next.body.len()), ("MISS", 64 * 1024 + 3));
     assert_eq!(calls.get(), 2);
     get(addr, "/small").await;
-    assert_eq!(get(addr, "/small").await.cache(), "HIT", "small bodies are stored");
+    assert_eq!(
+        get(addr, "/small").await.cache(),
+        "HIT",
+        "small bodies are stored"
+    );
 }
 
 /// A body whose frames are the channel's items.
@@ -362,7 +532,9 @@ async fn concurrent_misses_run_the_handler_once(kind: Kind) {
         )
         .layer(HttpCache::new(b.manager.clone()));
     let addr = serve(app).await;
-    let tasks: Vec<_> = (0..50).map(|_| tokio::spawn(async move { get(addr, "/slow").await })).collect();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(async move { get(addr, "/slow").await }))
+        .collect();
     let mut hits = 0;
     for t in tasks {
         let got = t.await.unwrap();
@@ -400,7 +572,10 @@ async fn stale_if_error_and_stale_while_revalidate(kind: Kind) {
     assert_eq!(get(addr, "/flaky").await.text(), "good");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let stale = get(addr, "/flaky").await;
-    assert_eq!((stale.status, stale.cache(), stale.text().as_str()), (StatusCode::OK, "STALE", "good"));
+    assert_eq!(
+        (stale.status, stale.cache(), stale.text().as_str()),
+        (StatusCode::OK, "STALE", "good")
+    );
     assert!(stale.header("age").is_some());
     assert_eq!(calls.get(), 2, "the handler ran and failed");
 
@@ -434,7 +609,10 @@ async fn stale_if_error_and_stale_while_revalidate(kind: Kind) {
     let started = Instant::now();
     let other = get(addr, "/slow").await;
     assert_eq!((other.cache(), other.text().as_str()), ("STALE", "v1"));
-    assert!(started.elapsed() < Duration::from_millis(500), "served without waiting for the reload");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "served without waiting for the reload"
+    );
     let reload = reload.await.unwrap();
     assert_eq!((reload.cache(), reload.text().as_str()), ("MISS", "v2"));
     assert_eq!(get(addr, "/slow").await.text(), "v2");
@@ -446,21 +624,34 @@ async fn head_is_answered_from_the_get_entry_on_the_wire(kind: Kind) {
     let calls = Calls::default();
     let app = Router::new()
         .route("/doc", counted(&calls, &[("content-type", "text/plain")]))
-        .layer(HttpCache::new(b.manager.clone()).status_header(http::HeaderName::from_static("x-my-cache")));
+        .layer(
+            HttpCache::new(b.manager.clone())
+                .status_header(http::HeaderName::from_static("x-my-cache")),
+        );
     let addr = serve(app).await;
     let head = format!("HEAD /doc HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let first = raw(addr, &head).await.to_ascii_lowercase();
     assert!(first.starts_with("http/1.1 200 ok\r\n"), "{first}");
     assert!(first.contains("\r\nx-my-cache: miss\r\n"), "{first}");
     assert!(first.contains("\r\ncontent-length: 3\r\n"), "{first}");
-    assert!(first.ends_with("\r\n\r\n"), "no body after a HEAD: {first:?}");
+    assert!(
+        first.ends_with("\r\n\r\n"),
+        "no body after a HEAD: {first:?}"
+    );
     let get_req = format!("GET /doc HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let full = raw(addr, &get_req).await;
-    assert!(full.to_ascii_lowercase().contains("\r\nx-my-cache: hit\r\n"), "{full}");
+    assert!(
+        full.to_ascii_lowercase()
+            .contains("\r\nx-my-cache: hit\r\n"),
+        "{full}"
+    );
     assert!(full.contains("\r\nage: "), "{full}");
     assert!(full.ends_with("\r\n\r\nn=1"), "{full:?}");
     let again = raw(addr, &head).await.to_ascii_lowercase();
-    assert!(again.contains("\r\nx-my-cache: hit\r\n") && again.ends_with("\r\n\r\n"), "{again}");
+    assert!(
+        again.contains("\r\nx-my-cache: hit\r\n") && again.ends_with("\r\n\r\n"),
+        "{again}"
+    );
     assert_eq!(calls.get(), 1);
 
     // The layer around a whole router (which strips HEAD bodies itself): a HEAD still fills
@@ -468,11 +659,17 @@ async fn head_is_answered_from_the_get_entry_on_the_wire(kind: Kind) {
     let b2 = Backend::new(kind);
     let calls = Calls::default();
     let inner = Router::new().route("/doc", counted(&calls, &[]));
-    let app = Router::new().fallback_service(tower_layer::Layer::layer(&HttpCache::new(b2.manager.clone()), inner));
+    let app = Router::new().fallback_service(tower_layer::Layer::layer(
+        &HttpCache::new(b2.manager.clone()),
+        inner,
+    ));
     let addr = serve(app).await;
     let head = format!("HEAD /doc HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let first = raw(addr, &head).await.to_ascii_lowercase();
-    assert!(first.contains("\r\nx-cache: miss\r\n") && first.contains("\r\ncontent-length: 3\r\n"), "{first}");
+    assert!(
+        first.contains("\r\nx-cache: miss\r\n") && first.contains("\r\ncontent-length: 3\r\n"),
+        "{first}"
+    );
     let full = get(addr, "/doc").await;
     assert_eq!((full.cache(), full.text().as_str()), ("HIT", "n=1"));
     assert_eq!(calls.get(), 1);
@@ -491,11 +688,20 @@ async fn purge_removes_every_variant(kind: Kind) {
     }
     get(addr, "/p/2").await;
     assert_eq!(calls.get(), 3);
-    let removed = app_cache.purge_url(&format!("http://{addr}/p/1")).await.expect("purge");
+    let removed = app_cache
+        .purge_url(&format!("http://{addr}/p/1"))
+        .await
+        .expect("purge");
     assert_eq!(removed, 2);
-    assert_eq!(send(addr, "GET", "/p/1", &[("accept", "b")]).await.cache(), "MISS");
+    assert_eq!(
+        send(addr, "GET", "/p/1", &[("accept", "b")]).await.cache(),
+        "MISS"
+    );
     assert_eq!(get(addr, "/p/2").await.cache(), "HIT");
-    let removed = app_cache.purge_prefix(&format!("http://{addr}"), "/p/").await.expect("purge");
+    let removed = app_cache
+        .purge_prefix(&format!("http://{addr}"), "/p/")
+        .await
+        .expect("purge");
     assert!(removed >= 2, "{removed}");
     assert_eq!(get(addr, "/p/2").await.cache(), "MISS");
 }
@@ -514,7 +720,13 @@ async fn a_cache_outage_serves_the_handlers_response() {
     for n in 2..4 {
         let started = Instant::now();
         let got = get(addr, "/up").await;
-        assert_eq!((got.status, got.cache(), got.text()), (StatusCode::OK, "BYPASS", format!("n={n}")));
-        assert!(started.elapsed() < Duration::from_secs(3), "bounded by the command timeout");
+        assert_eq!(
+            (got.status, got.cache(), got.text()),
+            (StatusCode::OK, "BYPASS", format!("n={n}"))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "bounded by the command timeout"
+        );
     }
 }

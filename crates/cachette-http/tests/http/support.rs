@@ -31,7 +31,11 @@ pub(crate) struct Backend {
 
 impl Backend {
     pub(crate) fn new(kind: Kind) -> Backend {
-        let prefix = format!("t{}:{}:", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let prefix = format!(
+            "t{}:{}:",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         match kind {
             Kind::Memory => Backend {
                 manager: CacheManager::builder()
@@ -104,7 +108,12 @@ impl Got {
 }
 
 /// One request over a new HTTP/1.1 connection (`Host` is the server's address unless given).
-pub(crate) async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+pub(crate) async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Got {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -140,8 +149,13 @@ pub(crate) async fn raw(addr: SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut out = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut out));
-    read.await.expect("the server closes the connection").expect("read");
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut out),
+    );
+    read.await
+        .expect("the server closes the connection")
+        .expect("read");
     String::from_utf8_lossy(&out).into_owned()
 }
 
