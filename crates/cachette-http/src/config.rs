@@ -246,10 +246,11 @@ impl HttpCache {
         self.with(|s| s.base = options)
     }
 
-    /// Keep each response `window` past its freshness; while it is stale, concurrent
-    /// requests get the stale copy at once (`x-cache: STALE`) while one of them runs the
-    /// handler and stores the new response (RFC 5861 `stale-while-revalidate` for the
-    /// layer, as cachette's `stale_ttl` with a zero `soft_timeout`).
+    /// Keep each response `window` past its freshness; while it is stale, every request gets
+    /// the stale copy at once (`x-cache: STALE`) while the handler runs once, in the
+    /// background, and its response replaces the entry (RFC 5861 `stale-while-revalidate`
+    /// for the layer: cachette's `stale_ttl` with a zero `soft_timeout` for the requests that
+    /// wait on the reload, and a spawned task for the one that leads it).
     #[must_use]
     pub fn stale_while_revalidate(self, window: Duration) -> HttpCache {
         self.with(|s| s.stale_while_revalidate = Some(window))

@@ -81,7 +81,7 @@ pub(crate) fn etag_of(body: &[u8]) -> String {
 }
 
 /// What a request asks of a stored response beyond the response itself.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Conditions {
     pub(crate) if_none_match: Option<String>,
     pub(crate) if_modified_since: Option<SystemTime>,

@@ -79,8 +79,8 @@
 //!   the fill (its concurrent requests still share the one handler run) and keeps no stale
 //!   copy.
 //! - With [`stale_while_revalidate`](HttpCache::stale_while_revalidate), the request that
-//!   finds the entry stale runs the handler and waits for it; the concurrent ones get the
-//!   stale copy at once.
+//!   starts a reload reads the stored copy once more (one more read per miss) to serve it
+//!   stale while the handler runs in a spawned task.
 //! - Request directives other than those above, `stale-while-revalidate`/`stale-if-error`
 //!   in responses (the layer's settings apply instead), and `206` responses are not
 //!   supported.
@@ -96,6 +96,7 @@ mod entry;
 mod key;
 mod policy;
 mod purge;
+mod revalidate;
 mod service;
 
 pub use body::CacheBody;

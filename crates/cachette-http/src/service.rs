@@ -11,12 +11,14 @@ use cachette::{LoadError, LoadOptions, Outcome};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
+use tokio::sync::oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{collect, CacheBody, Collected};
 use crate::config::{Credentials, HttpCache, Route, Settings};
 use crate::entry::{Conditions, Stored};
+use crate::revalidate::Started;
 use crate::{key, policy};
 
 /// The service of [`HttpCache`]: caches the responses of `S`.
@@ -71,7 +73,12 @@ where
         // The service that was made ready is the one that serves this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(handle(self.settings.clone(), inner, req))
+        let settings = self.settings.clone();
+        if settings.stale_while_revalidate.is_some() {
+            Box::pin(crate::revalidate::handle(settings, inner, req))
+        } else {
+            Box::pin(handle(settings, inner, req, None))
+        }
     }
 }
 
@@ -87,7 +94,7 @@ struct Plan {
 
 /// How a response was obtained (the value of the status header).
 #[derive(Clone, Copy)]
-enum Status {
+pub(crate) enum Status {
     Hit,
     Miss,
     Stale,
@@ -165,7 +172,7 @@ fn finish<B: Body>(
     resp
 }
 
-fn from_entry<B: Body>(
+pub(crate) fn from_entry<B: Body>(
     s: &Settings,
     entry: Stored,
     cond: &Conditions,
@@ -182,10 +189,11 @@ fn plain<B: Body>(s: &Settings, status: StatusCode) -> Response<CacheBody<B>> {
     finish(s, resp, Status::Miss)
 }
 
-async fn handle<S, ReqB, ResB>(
+pub(crate) async fn handle<S, ReqB, ResB>(
     s: Arc<Settings>,
     mut inner: S,
     req: Request<ReqB>,
+    started: Option<oneshot::Sender<Started>>,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -206,6 +214,7 @@ where
         svc: Some(inner),
         pass: None,
         refused: false,
+        started,
     };
     let now = SystemTime::now();
     if plan.cc.only_if_cached {
@@ -278,6 +287,8 @@ struct Ctx<'a, S, ReqB, ResB: Body, E> {
     /// The fill's response was refused by the read-through's filter because its TTL or
     /// stale rule differs from the route's: stored by a plain `set` instead.
     refused: bool,
+    /// Told when a read-through of this request starts its fill (stale-while-revalidate).
+    started: Option<oneshot::Sender<Started>>,
 }
 
 impl<S, ReqB, ResB> Ctx<'_, S, ReqB, ResB, S::Error>
@@ -380,9 +391,10 @@ where
         let svc = &mut self.svc;
         let pass = &mut self.pass;
         let (s, plan) = (self.s, self.plan);
+        let notify = self.started.take().map(|tx| (tx, key.to_owned()));
         let got = cache
             .get_or_load_traced(key, options, None, store_if, move || {
-                fill_with(s, plan, svc, slot, pass, cap)
+                fill_with(s, plan, svc, slot, pass, cap, notify)
             })
             .await;
         let ours = self.slot.is_none();
@@ -443,6 +455,7 @@ where
             &mut self.slot,
             &mut self.pass,
             cap,
+            None,
         )
         .await
     }
@@ -526,6 +539,7 @@ async fn fill_with<S, ReqB, ResB>(
     slot: &mut Option<Request<ReqB>>,
     pass: &mut Option<Result<Response<CacheBody<ResB>>, S::Error>>,
     cap: Duration,
+    notify: Option<(oneshot::Sender<Started>, String)>,
 ) -> Result<Stored, Unstored>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -537,6 +551,13 @@ where
     };
     let req = fill_request(req);
     let request_headers = req.headers().clone();
+    if let Some((tx, key)) = notify {
+        let _ = tx.send(Started {
+            key,
+            headers: request_headers.clone(),
+            cond: plan.cond.clone(),
+        });
+    }
     let resp = match inner.call(req).await {
         Ok(resp) => resp,
         Err(e) => {
