@@ -78,6 +78,19 @@ async fn stampede(cache: &CacheManager) -> (u64, Duration, usize) {
 pub async fn section(url: &str, plan: Plan) -> (Vec<Row>, serde_json::Value) {
     let mut rows = Vec::new();
     let mut notes = serde_json::Map::new();
+    let wanted =
+        |group: &str| std::env::var("BENCH_FILTER").map_or(true, |f| group.contains(f.as_str()));
+    if ![
+        "http hit (memory)",
+        "http hit (redis)",
+        "http stampede (memory)",
+        "http stampede (redis)",
+    ]
+    .into_iter()
+    .any(wanted)
+    {
+        return (rows, serde_json::Value::Object(notes));
+    }
     let backends = [
         (
             "memory",
@@ -116,6 +129,9 @@ pub async fn section(url: &str, plan: Plan) -> (Vec<Row>, serde_json::Value) {
             .await,
         );
         let _ = cache.clear().await;
+        if !wanted(&format!("http stampede ({name})")) {
+            continue;
+        }
         let (runs, took, hits) = stampede(&cache).await;
         println!(
             "  1000 concurrent misses of one URL ({name}): {runs} handler run(s), {hits} HIT, {:.1} ms",
