@@ -300,6 +300,23 @@ async fn route_ttl_and_default_cacheable_statuses(kind: Kind) {
         "the route's TTL caps max-age"
     );
 
+    // A route chosen by a function of the request (axum's matched route): bypass one.
+    let b3 = Backend::new(kind);
+    let (x, y) = (Calls::default(), Calls::default());
+    let app = Router::new()
+        .route("/fn/{id}", counted(&x, &[]))
+        .route("/other/{id}", counted(&y, &[]))
+        .layer(HttpCache::new(b3.manager.clone()).route_fn(|parts| {
+            let matched = parts.extensions.get::<axum::extract::MatchedPath>()?;
+            (matched.as_str() == "/fn/{id}").then(Route::bypass)
+        }));
+    let addr = serve(app).await;
+    for _ in 0..2 {
+        assert_eq!(get(addr, "/fn/1").await.cache(), "BYPASS");
+        get(addr, "/other/1").await;
+    }
+    assert_eq!((x.get(), y.get()), (2, 1));
+
     // Configured statuses.
     let b2 = Backend::new(kind);
     let created = Calls::default();
@@ -433,6 +450,20 @@ async fn credentials_bypass_unless_allowed_and_set_cookie_is_never_stored(kind: 
     assert_eq!(as_("Bearer a").await, "Bearer a:1");
     assert_eq!(as_("Bearer b").await, "Bearer b:2");
     assert_eq!(get(addr, "/me").await.text(), "anon:3");
+
+    // Shared: one entry for every user, and only for responses that say they may be shared.
+    let b3 = Backend::new(kind);
+    let (public, plain) = (Calls::default(), Calls::default());
+    let app = Router::new()
+        .route("/public", counted(&public, &[("cache-control", "public, max-age=60")]))
+        .route("/plain", counted(&plain, &[]))
+        .layer(HttpCache::new(b3.manager.clone()).authorization(Credentials::Shared));
+    let addr = serve(app).await;
+    for user in ["Bearer a", "Bearer b"] {
+        send(addr, "GET", "/public", &[("authorization", user)]).await;
+        send(addr, "GET", "/plain", &[("authorization", user)]).await;
+    }
+    assert_eq!((public.get(), plain.get()), (1, 2), "RFC 9111 section 3.5");
 }
 
 async fn bodies_over_the_limit_stream_through_uncached(kind: Kind) {
