@@ -391,9 +391,11 @@ where
         let svc = &mut self.svc;
         let pass = &mut self.pass;
         let (s, plan) = (self.s, self.plan);
-        let notify = self.started.take().map(|tx| (tx, key.to_owned()));
+        let started = &mut self.started;
         let got = cache
             .get_or_load_traced(key, options, None, store_if, move || {
+                // Only a fill that runs tells (a lookup that finds another variant does not).
+                let notify = started.take().map(|tx| (tx, key.to_owned()));
                 fill_with(s, plan, svc, slot, pass, cap, notify)
             })
             .await;
