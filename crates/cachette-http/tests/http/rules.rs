@@ -455,7 +455,10 @@ async fn credentials_bypass_unless_allowed_and_set_cookie_is_never_stored(kind: 
     let b3 = Backend::new(kind);
     let (public, plain) = (Calls::default(), Calls::default());
     let app = Router::new()
-        .route("/public", counted(&public, &[("cache-control", "public, max-age=60")]))
+        .route(
+            "/public",
+            counted(&public, &[("cache-control", "public, max-age=60")]),
+        )
         .route("/plain", counted(&plain, &[]))
         .layer(HttpCache::new(b3.manager.clone()).authorization(Credentials::Shared));
     let addr = serve(app).await;
