@@ -94,6 +94,7 @@ mod body;
 mod config;
 mod entry;
 mod key;
+mod layer;
 mod policy;
 mod purge;
 mod revalidate;
@@ -101,8 +102,8 @@ mod service;
 
 pub use body::CacheBody;
 pub use config::{Credentials, HttpCache, Route, RouteFn, DEFAULT_MAX_BODY_BYTES, DEFAULT_TTL};
+pub use layer::{HttpCacheService, ResponseFuture};
 pub use policy::DEFAULT_CACHEABLE_STATUSES;
-pub use service::{HttpCacheService, ResponseFuture};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

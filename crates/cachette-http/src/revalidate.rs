@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Buf;
-use http::header::HeaderMap;
 use http::{Request, Response};
 use http_body::Body;
 use tokio::sync::oneshot;
@@ -19,15 +18,8 @@ use tower_service::Service;
 
 use crate::body::CacheBody;
 use crate::config::Settings;
-use crate::entry::{unix_ms, Conditions, Stored};
+use crate::entry::{unix_ms, Stored};
 use crate::service::{from_entry, handle as handle_request, Status};
-
-/// A fill has started: for this key, on behalf of a request with these fields.
-pub(crate) struct Started {
-    pub(crate) key: String,
-    pub(crate) headers: HeaderMap,
-    pub(crate) cond: Conditions,
-}
 
 /// [`handle_request`] with stale-while-revalidate for the request that leads the reload.
 pub(crate) async fn handle<S, ReqB, ResB>(
