@@ -417,5 +417,13 @@ fn info_dict<'py>(py: Python<'py>, info: &cachette::ServerInfo) -> PyResult<Boun
         d.set_item("avg_ttl", stats.avg_ttl_ms)?;
         out.set_item(db, d)?;
     }
+    // An empty database has no keyspace line; `info["db0"]["keys"]` is 0 then, not a KeyError.
+    if !out.contains("db0")? {
+        let d = PyDict::new(py);
+        d.set_item("keys", 0)?;
+        d.set_item("expires", 0)?;
+        d.set_item("avg_ttl", 0)?;
+        out.set_item("db0", d)?;
+    }
     Ok(out)
 }

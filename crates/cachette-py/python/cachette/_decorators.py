@@ -182,9 +182,9 @@ def cached(
                     log.warning("cachette: %s.%s runs uncached: %s", module, qualname, e)
                     return await fn(*args, **kwargs)
             manager = _resolve(cache, found)
-            native = getattr(manager, "_native", None)
-            if native is None:
+            if not isinstance(manager, CacheManager):
                 return await _duck(manager, k, ttl, unless, fn, args, kwargs)
+            native = manager._native
 
             async def run():
                 try:

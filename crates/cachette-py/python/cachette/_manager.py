@@ -134,7 +134,7 @@ class CacheManager:
         """Delete all keys matching pattern (a Redis glob, within this manager's prefix)."""
         return await self._native.delete_pattern(_bridge(), pattern)
 
-    async def keys(self, pattern: str = "*") -> List[str]:
+    async def keys(self, pattern: str) -> List[str]:
         """Get all keys matching pattern (without the prefix)."""
         return await self._native.keys(_bridge(), pattern)
 
