@@ -285,3 +285,35 @@ proptest::proptest! {
         );
     }
 }
+
+/// Keys shared with Python: the same strings are pinned by the Python package's golden tests
+/// (crates/cachette-py/tests/test_keys.py), where the arguments are the JSON-equal Python
+/// values `(42,)`, `(7, "en")`, `(1.5, True, None)`, `([1, 2, 3], {"b": [2], "a": [3]})`, `()`.
+#[test]
+fn cross_language_golden_keys() {
+    let key = |b: DefaultKey<'_>| b.build().unwrap_or_default();
+    let f = || DefaultKey::function("services::user", "get_user");
+    assert_eq!(
+        key(f().arg(&42u64)),
+        "services.user:get_user:a81db0d4a908caac9ed4ed07560b0030"
+    );
+    assert_eq!(
+        key(f().arg(&7i32).arg("en")),
+        "services.user:get_user:8e150c39c281fc25df1d57afb54edfab"
+    );
+    assert_eq!(
+        key(f().arg(&1.5f64).arg(&true).arg(&None::<u32>)),
+        "services.user:get_user:f60d2e47f46c7e5f24485d974150eed9"
+    );
+    let map: HashMap<String, Vec<u8>> = [("b".to_owned(), vec![2]), ("a".to_owned(), vec![3])]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        key(f().arg(&vec![1u16, 2, 3]).arg(&map)),
+        "services.user:get_user:97f201630a2d382c73abb759c26cf2a8"
+    );
+    assert_eq!(
+        key(DefaultKey::method("services::user", "UserService", "count")),
+        "services.user:UserService.count:99aa06d3014798d86001c324468d497f"
+    );
+}
