@@ -16,11 +16,13 @@
 //! cachette's future: cachette's own cancellation handling (another waiter takes over the
 //! load, the lease is released) does the rest.
 
+use std::future::Future;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -128,7 +130,9 @@ impl Bridge {
         reader
             .set_nonblocking(true)
             .and_then(|()| writer.set_nonblocking(true))
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot configure the socket pair: {e}")))?;
+            .map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot configure the socket pair: {e}"))
+            })?;
         Ok(Bridge {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Vec::new()),
@@ -181,24 +185,46 @@ impl Bridge {
 
 impl Bridge {
     /// A new `asyncio.Future` on this loop, resolved with what `work` returns.
-    pub(crate) fn spawn<'py, F>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    ///
+    /// `work` is polled once right here (in the runtime's context, with a no-op waker): a
+    /// result that needs no I/O (the memory backend, a near-cache hit) resolves the future
+    /// at once, without a trip through the runtime. Otherwise it goes on as a task of the
+    /// runtime, which polls it again with its own waker. With `abortable`, cancelling the
+    /// Python future aborts that task (for loads: see the module documentation).
+    pub(crate) fn spawn<'py, F>(
+        &self,
+        py: Python<'py>,
+        abortable: bool,
+        work: F,
+    ) -> PyResult<Bound<'py, PyAny>>
     where
-        F: std::future::Future<Output = Result<Reply, Failure>> + Send + 'static,
+        F: Future<Output = Result<Reply, Failure>> + Send + 'static,
     {
         let rt = runtime()?;
         let fut = self.event_loop.bind(py).call_method0("create_future")?;
+        let mut work = Box::pin(work);
+        {
+            let _enter = rt.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(result) = work.as_mut().poll(&mut cx) {
+                resolve(py, &fut, result);
+                return Ok(fut);
+            }
+        }
         let target = fut.clone().unbind();
         let shared = Arc::clone(&self.shared);
         let handle = rt.spawn(async move {
             let result = work.await;
             shared.push(Msg::Done(target, result));
         });
-        fut.call_method1(
-            "add_done_callback",
-            (AbortOnCancel {
-                handle: handle.abort_handle(),
-            },),
-        )?;
+        if abortable {
+            fut.call_method1(
+                "add_done_callback",
+                (AbortOnCancel {
+                    handle: handle.abort_handle(),
+                },),
+            )?;
+        }
         Ok(fut)
     }
 
@@ -240,7 +266,6 @@ impl Bridge {
             shared: Arc::clone(&self.shared),
         }
     }
-
 }
 
 /// Starts loaders as tasks of one loop (see [`Bridge::loaders`]).
@@ -268,7 +293,6 @@ impl Loaders {
             },
         }
     }
-
 }
 
 /// A loader running as a task of the loop.
@@ -376,9 +400,7 @@ fn reply_to_py(py: Python<'_>, reply: Reply) -> PyResult<Py<PyAny>> {
         Reply::None => py.None(),
         Reply::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
         Reply::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
-        Reply::Json(bytes) => json_loads(py)?
-            .call1((PyBytes::new(py, &bytes),))?
-            .unbind(),
+        Reply::Json(bytes) => json_loads(py)?.call1((PyBytes::new(py, &bytes),))?.unbind(),
         Reply::JsonList(items) => {
             let loads = json_loads(py)?;
             let list = PyList::empty(py);

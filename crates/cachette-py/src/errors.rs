@@ -6,8 +6,18 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(_cachette, CacheError, PyException, "A cache operation failed; `kind` tells how (`connection`, `timeout`, `decode`, `loader`, ...).");
-create_exception!(_cachette, CacheConfigError, CacheError, "The cache configuration (arguments, config.json, REDIS_* variables) is invalid.");
-create_exception!(_cachette, CacheInputError, CacheError, "An argument was refused (an empty key, a TTL out of range, a value too large).");
+create_exception!(
+    _cachette,
+    CacheConfigError,
+    CacheError,
+    "The cache configuration (arguments, config.json, REDIS_* variables) is invalid."
+);
+create_exception!(
+    _cachette,
+    CacheInputError,
+    CacheError,
+    "An argument was refused (an empty key, a TTL out of range, a value too large)."
+);
 
 /// The lowercase name of an error kind (`ErrorKind::CircuitOpen` → `circuit_open`).
 pub(crate) fn kind_name(kind: cachette::ErrorKind) -> String {

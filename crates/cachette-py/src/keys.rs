@@ -86,7 +86,10 @@ impl Serialize for PyArg<'_, '_> {
 /// A dict key as `json.dumps` writes it.
 fn json_key(k: &Bound<'_, PyAny>) -> Result<String, String> {
     if let Ok(text) = k.cast::<PyString>() {
-        return text.to_cow().map(|t| t.into_owned()).map_err(|e| e.to_string());
+        return text
+            .to_cow()
+            .map(|t| t.into_owned())
+            .map_err(|e| e.to_string());
     }
     if k.is_none() {
         return Ok("null".to_owned());
@@ -118,7 +121,11 @@ fn json_key(k: &Bound<'_, PyAny>) -> Result<String, String> {
 ///
 /// Raises `TypeError` when an argument has no JSON form.
 #[pyfunction]
-pub(crate) fn default_key(module: &str, qualname: &str, args: &Bound<'_, PyTuple>) -> PyResult<String> {
+pub(crate) fn default_key(
+    module: &str,
+    qualname: &str,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<String> {
     let mut hasher = ArgsHasher::new();
     for arg in args.iter() {
         hasher.arg(&PyArg(&arg));

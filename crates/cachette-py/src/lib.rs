@@ -23,7 +23,10 @@ fn _cachette(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keys::default_key, m)?)?;
     m.add_function(wrap_pyfunction!(keys::args_hash, m)?)?;
     m.add("CacheError", py.get_type::<errors::CacheError>())?;
-    m.add("CacheConfigError", py.get_type::<errors::CacheConfigError>())?;
+    m.add(
+        "CacheConfigError",
+        py.get_type::<errors::CacheConfigError>(),
+    )?;
     m.add("CacheInputError", py.get_type::<errors::CacheInputError>())?;
     m.add("KEY_FORMAT_VERSION", cachette::key::KEY_FORMAT_VERSION)?;
     Ok(())

@@ -47,7 +47,8 @@ pub(crate) struct Options {
 }
 
 fn secs(name: &str, v: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| PyValueError::new_err(format!("invalid {name}: {v}")))
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| PyValueError::new_err(format!("invalid {name}: {v}")))
 }
 
 #[pymethods]
@@ -138,7 +139,7 @@ pub(crate) fn load<'py>(
     let options = Arc::clone(&options.options);
     let counters = Arc::clone(&stats.counters);
     let loaders = bridge.loaders();
-    bridge.spawn(py, async move {
+    bridge.spawn(py, true, async move {
         let result = m
             .get_or_load_traced(
                 &key,
@@ -151,9 +152,8 @@ pub(crate) fn load<'py>(
                     let raw = match out.json {
                         Some(raw) => raw,
                         // No JSON form: handed to this caller, never stored.
-                        None => RawValue::from_string("null".to_owned()).map_err(|e| {
-                            PyValueError::new_err(format!("invalid JSON: {e}"))
-                        })?,
+                        None => RawValue::from_string("null".to_owned())
+                            .map_err(|e| PyValueError::new_err(format!("invalid JSON: {e}")))?,
                     };
                     Ok::<_, PyErr>(PyJson {
                         raw,

@@ -182,9 +182,14 @@ impl Manager {
         Ok(self.core()?.loads_in_flight())
     }
 
-    fn get<'py>(&self, py: Python<'py>, bridge: &Bridge, key: String) -> PyResult<Bound<'py, PyAny>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move {
+        bridge.spawn(py, false, async move {
             Ok(match m.get_raw(&key).await? {
                 Some(bytes) => Reply::Json(bytes),
                 None => Reply::None,
@@ -203,25 +208,52 @@ impl Manager {
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
         let ttl = ttl_of(ttl)?;
-        bridge.spawn(py, async move {
+        bridge.spawn(py, false, async move {
             m.set_raw(&key, json.into_bytes(), ttl).await?;
             Ok(Reply::Bool(true))
         })
     }
 
-    fn delete<'py>(&self, py: Python<'py>, bridge: &Bridge, key: String) -> PyResult<Bound<'py, PyAny>> {
+    fn delete<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move { Ok(Reply::Bool(m.delete(&key).await?)) })
+        bridge.spawn(
+            py,
+            false,
+            async move { Ok(Reply::Bool(m.delete(&key).await?)) },
+        )
     }
 
-    fn delete_many<'py>(&self, py: Python<'py>, bridge: &Bridge, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn delete_many<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        keys: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move { Ok(Reply::Int(i64::try_from(m.delete_many(&keys).await?).unwrap_or(i64::MAX))) })
+        bridge.spawn(py, false, async move {
+            Ok(Reply::Int(
+                i64::try_from(m.delete_many(&keys).await?).unwrap_or(i64::MAX),
+            ))
+        })
     }
 
-    fn exists<'py>(&self, py: Python<'py>, bridge: &Bridge, key: String) -> PyResult<Bound<'py, PyAny>> {
+    fn exists<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move { Ok(Reply::Bool(m.exists(&key).await?)) })
+        bridge.spawn(
+            py,
+            false,
+            async move { Ok(Reply::Bool(m.exists(&key).await?)) },
+        )
     }
 
     fn expire<'py>(
@@ -233,36 +265,59 @@ impl Manager {
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
         let ttl = ttl_of(Some(ttl))?;
-        bridge.spawn(py, async move { Ok(Reply::Bool(m.expire(&key, ttl).await?)) })
+        bridge.spawn(py, false, async move {
+            Ok(Reply::Bool(m.expire(&key, ttl).await?))
+        })
     }
 
     /// Redis `TTL` semantics: -2 missing, -1 no expiry, else whole seconds (rounded).
-    fn ttl<'py>(&self, py: Python<'py>, bridge: &Bridge, key: String) -> PyResult<Bound<'py, PyAny>> {
+    fn ttl<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move {
+        bridge.spawn(py, false, async move {
             Ok(Reply::Int(match m.ttl(&key).await? {
                 KeyTtl::Missing => -2,
                 KeyTtl::Persistent => -1,
-                KeyTtl::Expires(d) => i64::try_from((d.as_millis() + 500) / 1000).unwrap_or(i64::MAX),
+                KeyTtl::Expires(d) => {
+                    i64::try_from((d.as_millis() + 500) / 1000).unwrap_or(i64::MAX)
+                }
             }))
         })
     }
 
-    fn delete_pattern<'py>(&self, py: Python<'py>, bridge: &Bridge, pattern: String) -> PyResult<Bound<'py, PyAny>> {
+    fn delete_pattern<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        pattern: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move {
-            Ok(Reply::Int(i64::try_from(m.delete_pattern(&pattern).await?).unwrap_or(i64::MAX)))
+        bridge.spawn(py, false, async move {
+            Ok(Reply::Int(
+                i64::try_from(m.delete_pattern(&pattern).await?).unwrap_or(i64::MAX),
+            ))
         })
     }
 
-    fn keys<'py>(&self, py: Python<'py>, bridge: &Bridge, pattern: String) -> PyResult<Bound<'py, PyAny>> {
+    fn keys<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        pattern: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move { Ok(Reply::Strings(m.keys(&pattern).await?)) })
+        bridge.spawn(py, false, async move {
+            Ok(Reply::Strings(m.keys(&pattern).await?))
+        })
     }
 
     fn clear<'py>(&self, py: Python<'py>, bridge: &Bridge) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move {
+        bridge.spawn(py, false, async move {
             m.clear().await?;
             Ok(Reply::Bool(true))
         })
@@ -270,18 +325,25 @@ impl Manager {
 
     fn info<'py>(&self, py: Python<'py>, bridge: &Bridge) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move { Ok(Reply::Info(m.info().await?)) })
+        bridge.spawn(py, false, async move { Ok(Reply::Info(m.info().await?)) })
     }
 
     fn ping<'py>(&self, py: Python<'py>, bridge: &Bridge) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move { Ok(Reply::Bool(m.ping().await)) })
+        bridge.spawn(py, false, async move { Ok(Reply::Bool(m.ping().await)) })
     }
 
-    fn get_many<'py>(&self, py: Python<'py>, bridge: &Bridge, keys: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &Bridge,
+        keys: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, async move {
-            Ok(Reply::JsonList(m.get_many::<Box<RawValue>, _>(&keys).await?))
+        bridge.spawn(py, false, async move {
+            Ok(Reply::JsonList(
+                m.get_many::<Box<RawValue>, _>(&keys).await?,
+            ))
         })
     }
 
@@ -303,7 +365,7 @@ impl Manager {
                     .map_err(|e| PyValueError::new_err(format!("invalid JSON: {e}")))
             })
             .collect::<PyResult<Vec<_>>>()?;
-        bridge.spawn(py, async move {
+        bridge.spawn(py, false, async move {
             m.set_many(items, ttl).await?;
             Ok::<_, Failure>(Reply::Bool(true))
         })
@@ -326,7 +388,10 @@ impl Manager {
 }
 
 /// The counters of a [`cachette::Stats`] as a dict.
-pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &cachette::Stats) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn stats_dict<'py>(
+    py: Python<'py>,
+    s: &cachette::Stats,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("hits", s.hits)?;
     d.set_item("misses", s.misses)?;
@@ -342,4 +407,3 @@ pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &cachette::Stats) -> PyResult<
     d.set_item("hit_rate", s.hit_rate())?;
     Ok(d)
 }
-

@@ -223,3 +223,16 @@ async def test_values_round_trip_as_python_json(redis_server):
     assert await c.ttl("v") in (3600, 3599) and await c.ttl("missing") == -2
     assert await c.expire("v", None) is True and await c.ttl("v") == -1
     assert await c.delete("v") is True and await c.delete("v") is False
+
+
+async def test_an_injected_manager_is_used_and_left_out_of_the_key(redis_server):
+    assert cachette.default_manager().key_prefix == "cache:"
+    other = CacheManager(key_prefix="injected:")
+
+    @cached(ttl=60)
+    async def f(x, cache: CacheManager = None):
+        return x
+
+    assert await f(1, cache=other) == 1
+    assert redis_server.cli("KEYS", "*").split() == ["injected:" + f.cache_key(1)]
+    assert f.cache_key(1) == f.cache_key(1, cache=other)

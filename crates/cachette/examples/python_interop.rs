@@ -14,22 +14,22 @@
 use cachette::key::DefaultKey;
 
 mod services {
-    pub mod user {
+    pub(crate) mod user {
         use cachette::cached;
         use serde::{Deserialize, Serialize};
 
         /// A user as both languages store it (a JSON object).
         #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-        pub struct User {
-            pub id: u64,
-            pub name: String,
-            pub origin: String,
+        pub(crate) struct User {
+            pub(crate) id: u64,
+            pub(crate) name: String,
+            pub(crate) origin: String,
         }
 
         /// The database query, cached for 5 minutes under
         /// `cache:python_interop.services.user:get_user:{hash of user_id}`.
         #[cached(ttl = 300)]
-        pub async fn get_user(user_id: u64) -> Result<User, std::io::Error> {
+        pub(crate) async fn get_user(user_id: u64) -> Result<User, std::io::Error> {
             Ok(User {
                 id: user_id,
                 name: format!("user {user_id}"),
