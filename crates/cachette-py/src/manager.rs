@@ -108,7 +108,7 @@ impl Manager {
         } else {
             match default_ttl {
                 None => None,
-                Some(s) if s == 0.0 => Some(None),
+                Some(0.0) => Some(None),
                 Some(s) => Some(Some(Duration::try_from_secs_f64(s).map_err(|_| {
                     PyValueError::new_err(format!("invalid default_ttl {s}"))
                 })?)),
