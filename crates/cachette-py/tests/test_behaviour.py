@@ -236,3 +236,56 @@ async def test_an_injected_manager_is_used_and_left_out_of_the_key(redis_server)
     assert await f(1, cache=other) == 1
     assert redis_server.cli("KEYS", "*").split() == ["injected:" + f.cache_key(1)]
     assert f.cache_key(1) == f.cache_key(1, cache=other)
+
+
+async def test_the_lease_runs_the_function_once_across_managers(redis_server):
+    """Two managers (two processes' worth: separate in-process coalescing) on one Redis: with
+    ``lock=True`` the function runs once; without, once per manager."""
+    a = CacheManager(key_prefix="lease:")
+    b = CacheManager(key_prefix="lease:", circuit_breaker=(5, 1.0))  # a second native manager
+    assert a._native is not b._native
+    for lock, expected in ((True, 1), (False, 2)):
+        calls = []
+
+        async def body(x):
+            calls.append(x)
+            await asyncio.sleep(0.3)
+            return x
+
+        fa = cached(ttl=60, cache=a, lock=lock)(body)
+        fb = cached(ttl=60, cache=b, lock=lock)(body)
+        await a.clear()
+        assert await asyncio.gather(fa(1), fb(1)) == [1, 1]
+        assert len(calls) == expected, (lock, calls)
+
+
+async def test_early_refresh_reloads_before_expiry(redis_server):
+    calls = []
+
+    @cached(ttl=2, early_refresh=1000.0)
+    async def f():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return len(calls)
+
+    assert await f() == 1
+    for _ in range(40):  # bounded: a huge beta refreshes on nearly every read
+        await asyncio.sleep(0.05)
+        await f()
+        if len(calls) > 1:
+            break
+    assert len(calls) > 1
+    assert f.cache_stats()["early_refreshes"] >= 1
+
+
+async def test_coalescing_can_be_turned_off(redis_server):
+    calls = []
+
+    @cached(ttl=60, coalesce=False)
+    async def slow(x):
+        calls.append(x)
+        await asyncio.sleep(0.1)
+        return x
+
+    await asyncio.gather(*(slow(1) for _ in range(3)))
+    assert calls == [1, 1, 1]

@@ -19,7 +19,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 def interop_bin():
     path = os.environ.get("CACHETTE_INTEROP_BIN")
     if not path:
-        subprocess.run(["cargo", "build", "-q", "-p", "cachette", "--example", "python_interop"], cwd=ROOT, check=True, timeout=900)
+        subprocess.run(["cargo", "build", "-q", "-p", "cachette", "--all-features", "--example", "python_interop"], cwd=ROOT, check=True, timeout=900)
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
         path = os.path.join(target, "debug", "examples", "python_interop")
     assert os.path.exists(path), path
