@@ -189,14 +189,24 @@ impl Bridge {
     /// `work` is polled once right here (in the runtime's context, with a no-op waker): a
     /// result that needs no I/O (the memory backend, a near-cache hit) resolves the future
     /// at once, without a trip through the runtime. Otherwise it goes on as a task of the
-    /// runtime, which polls it again with its own waker. With `abortable`, cancelling the
-    /// Python future aborts that task (for loads: see the module documentation).
-    pub(crate) fn spawn<'py, F>(
+    /// runtime, which polls it again with its own waker. [`spawn_abortable`](Self::spawn_abortable)
+    /// also returns what aborts that task.
+    pub(crate) fn spawn<'py, F>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = Result<Reply, Failure>> + Send + 'static,
+    {
+        self.spawn_abortable(py, work).map(|(fut, _)| fut)
+    }
+
+    /// [`spawn`](Self::spawn), and an [`Abort`] for the task (`None` when the work finished
+    /// at once): the caller's coroutine calls `abort()` when it is cancelled while awaiting
+    /// the future. (Not a done-callback of the future: that would cost every call one more
+    /// handle run by the loop.)
+    pub(crate) fn spawn_abortable<'py, F>(
         &self,
         py: Python<'py>,
-        abortable: bool,
         work: F,
-    ) -> PyResult<Bound<'py, PyAny>>
+    ) -> PyResult<(Bound<'py, PyAny>, Option<Abort>)>
     where
         F: Future<Output = Result<Reply, Failure>> + Send + 'static,
     {
@@ -208,7 +218,7 @@ impl Bridge {
             let mut cx = Context::from_waker(Waker::noop());
             if let Poll::Ready(result) = work.as_mut().poll(&mut cx) {
                 resolve(py, &fut, result);
-                return Ok(fut);
+                return Ok((fut, None));
             }
         }
         let target = fut.clone().unbind();
@@ -217,15 +227,10 @@ impl Bridge {
             let result = work.await;
             shared.push(Msg::Done(target, result));
         });
-        if abortable {
-            fut.call_method1(
-                "add_done_callback",
-                (AbortOnCancel {
-                    handle: handle.abort_handle(),
-                },),
-            )?;
-        }
-        Ok(fut)
+        let abort = Abort {
+            handle: handle.abort_handle(),
+        };
+        Ok((fut, Some(abort)))
     }
 
     fn start_load(
@@ -360,19 +365,18 @@ impl LoadDone {
     }
 }
 
-/// The done-callback of a call's future: a cancelled future aborts its Rust task.
-#[pyclass(frozen)]
-struct AbortOnCancel {
+/// Aborts the Rust task of a call whose caller was cancelled (`abort()`): dropping
+/// cachette's future releases what it held (its place in a coalesced load, its lease; the
+/// loader's task is cancelled through [`CancelOnDrop`]).
+#[pyclass(frozen, module = "cachette._cachette")]
+pub(crate) struct Abort {
     handle: AbortHandle,
 }
 
 #[pymethods]
-impl AbortOnCancel {
-    fn __call__(&self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
-        if fut.call_method0("cancelled")?.is_truthy()? {
-            self.handle.abort();
-        }
-        Ok(())
+impl Abort {
+    fn abort(&self) {
+        self.handle.abort();
     }
 }
 

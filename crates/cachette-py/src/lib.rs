@@ -19,6 +19,7 @@ fn _cachette(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::Manager>()?;
     m.add_class::<load::Options>()?;
     m.add_class::<load::FnStats>()?;
+    m.add_class::<bridge::Abort>()?;
     m.add_function(wrap_pyfunction!(load::load, m)?)?;
     m.add_function(wrap_pyfunction!(keys::default_key, m)?)?;
     m.add_function(wrap_pyfunction!(keys::args_hash, m)?)?;

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use cachette::stats::Counters;
 use cachette::{LoadError, LoadOptions};
 
-use crate::bridge::{Bridge, Failure, Reply};
+use crate::bridge::{Abort, Bridge, Failure, Reply};
 use crate::manager::{stats_dict, ttl_of, Manager};
 
 /// A cached value: its JSON text as stored, and on the caller that ran the loader the Python
@@ -124,7 +124,8 @@ impl FnStats {
 
 /// `load(manager, bridge, key, options, stats, factory)`: the value at `key`, or the value
 /// of `await factory()` (a coroutine returning `(value, json_text_or_None, store)`), stored
-/// when `store` is true. Returns an `asyncio.Future`.
+/// when `store` is true. Returns `(future, abort)`: an `asyncio.Future`, and an `Abort` to
+/// call if the caller is cancelled while awaiting it (`None` when the future is already done).
 #[pyfunction]
 pub(crate) fn load<'py>(
     py: Python<'py>,
@@ -134,12 +135,12 @@ pub(crate) fn load<'py>(
     options: &Options,
     stats: &FnStats,
     factory: Py<PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<(Bound<'py, PyAny>, Option<Abort>)> {
     let m = manager.core()?;
     let options = Arc::clone(&options.options);
     let counters = Arc::clone(&stats.counters);
     let loaders = bridge.loaders();
-    bridge.spawn(py, true, async move {
+    bridge.spawn_abortable(py, async move {
         let result = m
             .get_or_load_traced(
                 &key,

@@ -189,7 +189,7 @@ impl Manager {
         key: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             Ok(match m.get_raw(&key).await? {
                 Some(bytes) => Reply::Json(bytes),
                 None => Reply::None,
@@ -208,7 +208,7 @@ impl Manager {
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
         let ttl = ttl_of(ttl)?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             m.set_raw(&key, json.into_bytes(), ttl).await?;
             Ok(Reply::Bool(true))
         })
@@ -221,11 +221,7 @@ impl Manager {
         key: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(
-            py,
-            false,
-            async move { Ok(Reply::Bool(m.delete(&key).await?)) },
-        )
+        bridge.spawn(py, async move { Ok(Reply::Bool(m.delete(&key).await?)) })
     }
 
     fn delete_many<'py>(
@@ -235,7 +231,7 @@ impl Manager {
         keys: Vec<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             Ok(Reply::Int(
                 i64::try_from(m.delete_many(&keys).await?).unwrap_or(i64::MAX),
             ))
@@ -249,11 +245,7 @@ impl Manager {
         key: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(
-            py,
-            false,
-            async move { Ok(Reply::Bool(m.exists(&key).await?)) },
-        )
+        bridge.spawn(py, async move { Ok(Reply::Bool(m.exists(&key).await?)) })
     }
 
     fn expire<'py>(
@@ -265,9 +257,10 @@ impl Manager {
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
         let ttl = ttl_of(Some(ttl))?;
-        bridge.spawn(py, false, async move {
-            Ok(Reply::Bool(m.expire(&key, ttl).await?))
-        })
+        bridge.spawn(
+            py,
+            async move { Ok(Reply::Bool(m.expire(&key, ttl).await?)) },
+        )
     }
 
     /// Redis `TTL` semantics: -2 missing, -1 no expiry, else whole seconds (rounded).
@@ -278,7 +271,7 @@ impl Manager {
         key: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             Ok(Reply::Int(match m.ttl(&key).await? {
                 KeyTtl::Missing => -2,
                 KeyTtl::Persistent => -1,
@@ -296,7 +289,7 @@ impl Manager {
         pattern: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             Ok(Reply::Int(
                 i64::try_from(m.delete_pattern(&pattern).await?).unwrap_or(i64::MAX),
             ))
@@ -310,14 +303,15 @@ impl Manager {
         pattern: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
-            Ok(Reply::Strings(m.keys(&pattern).await?))
-        })
+        bridge.spawn(
+            py,
+            async move { Ok(Reply::Strings(m.keys(&pattern).await?)) },
+        )
     }
 
     fn clear<'py>(&self, py: Python<'py>, bridge: &Bridge) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             m.clear().await?;
             Ok(Reply::Bool(true))
         })
@@ -325,12 +319,12 @@ impl Manager {
 
     fn info<'py>(&self, py: Python<'py>, bridge: &Bridge) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move { Ok(Reply::Info(m.info().await?)) })
+        bridge.spawn(py, async move { Ok(Reply::Info(m.info().await?)) })
     }
 
     fn ping<'py>(&self, py: Python<'py>, bridge: &Bridge) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move { Ok(Reply::Bool(m.ping().await)) })
+        bridge.spawn(py, async move { Ok(Reply::Bool(m.ping().await)) })
     }
 
     fn get_many<'py>(
@@ -340,7 +334,7 @@ impl Manager {
         keys: Vec<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.core()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             Ok(Reply::JsonList(
                 m.get_many::<Box<RawValue>, _>(&keys).await?,
             ))
@@ -365,7 +359,7 @@ impl Manager {
                     .map_err(|e| PyValueError::new_err(format!("invalid JSON: {e}")))
             })
             .collect::<PyResult<Vec<_>>>()?;
-        bridge.spawn(py, false, async move {
+        bridge.spawn(py, async move {
             m.set_many(items, ttl).await?;
             Ok::<_, Failure>(Reply::Bool(true))
         })

@@ -202,8 +202,13 @@ def cached(
                     raise exc
                 return (result, text, store)
 
+            fut, abort = load(native, _bridge(), k, options, stats, run)
             try:
-                return await load(native, _bridge(), k, options, stats, run)
+                return await fut
+            except asyncio.CancelledError:
+                if abort is not None:
+                    abort.abort()  # drops cachette's load: lease released, loader task cancelled
+                raise
             except _Unstorable as e:
                 return e.value
             except _native.CacheError as e:
