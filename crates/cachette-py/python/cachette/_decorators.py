@@ -161,7 +161,7 @@ def cached(
         stats = _native.FnStats()
         sig = _Signature(fn)
         module, qualname, name = fn.__module__, fn.__qualname__, fn.__name__
-        load = _native.load
+        load, default_key, bridge = _native.load, _native.default_key, _bridge
 
         @functools.wraps(fn)
         async def wrapper(*args, **kwargs):
@@ -177,11 +177,11 @@ def cached(
             else:
                 try:
                     values, found = sig.key_args(args, kwargs)
-                    k = _native.default_key(module, qualname, values)
+                    k = default_key(module, qualname, values)
                 except TypeError as e:
                     log.warning("cachette: %s.%s runs uncached: %s", module, qualname, e)
                     return await fn(*args, **kwargs)
-            manager = _resolve(cache, found)
+            manager = cache if cache is not None else _resolve(None, found)
             if not isinstance(manager, CacheManager):
                 return await _duck(manager, k, ttl, unless, fn, args, kwargs)
             native = manager._native
@@ -202,7 +202,7 @@ def cached(
                     raise exc
                 return (result, text, store)
 
-            fut, abort = load(native, _bridge(), k, options, stats, run)
+            fut, abort = load(native, bridge(), k, options, stats, run)
             try:
                 return await fut
             except asyncio.CancelledError:
