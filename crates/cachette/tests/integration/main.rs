@@ -58,6 +58,7 @@ mod macros_stampede;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod near;
+mod near_process;
 mod redis_errors;
 mod redis_failure;
 mod secrets;
