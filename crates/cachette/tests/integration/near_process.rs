@@ -118,7 +118,10 @@ async fn watch(url: &str, prefix: &str, rounds: u64) {
                 Some(v) => assert_eq!(v, r - 1, "a value from nowhere"),
                 None => panic!("k vanished"),
             }
-            assert!(Instant::now() < deadline, "round {r}: the write was never seen");
+            assert!(
+                Instant::now() < deadline,
+                "round {r}: the write was never seen"
+            );
             tokio::task::yield_now().await;
         };
         println!("NEAR seen {r} {seen} {}", stats().hits - hits);
@@ -332,10 +335,10 @@ async fn a_write_in_one_process_is_seen_by_another_within_the_bound() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut latencies = Vec::new();
     for r in 1..=ROUNDS {
-        assert_eq!(next_line(&mut out, Duration::from_secs(10)).await, [
-            "ready".to_owned(),
-            r.to_string()
-        ]);
+        assert_eq!(
+            next_line(&mut out, Duration::from_secs(10)).await,
+            ["ready".to_owned(), r.to_string()]
+        );
         cache.set("k", &r, LONG).await.unwrap();
         let written = now_ns();
         let seen = next_line(&mut out, Duration::from_secs(15)).await;
@@ -462,10 +465,7 @@ fn check(logs: &[(Vec<Record>, Vec<Record>)], events: &[Event]) -> Verdict {
             }
             if !own {
                 // Staleness at all: the first newer write that completed before the read.
-                if let Some(newer) = done
-                    .iter()
-                    .find(|w| w.value > v && w.ended < read.began)
-                {
+                if let Some(newer) = done.iter().find(|w| w.value > v && w.ended < read.began) {
                     verdict.lags.push(read.began - newer.ended);
                 }
             }
@@ -508,7 +508,10 @@ async fn run_load<F: std::future::Future<Output = ()>>(
         }));
         let stdin = child.stdin.take().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        assert_eq!(next_line(&mut out, Duration::from_secs(15)).await[0], "ready");
+        assert_eq!(
+            next_line(&mut out, Duration::from_secs(15)).await[0],
+            "ready"
+        );
         children.push((child, stdin, out));
     }
     during().await;
@@ -590,7 +593,10 @@ async fn a_million_operations_over_three_processes_keep_the_bound() {
     let total: u64 = run.summaries.iter().map(|s| field(s, "ops")).sum();
     assert!(total >= 1_000_000, "{total} operations");
     assert_eq!(
-        run.summaries.iter().map(|s| field(s, "errors")).sum::<u64>(),
+        run.summaries
+            .iter()
+            .map(|s| field(s, "errors"))
+            .sum::<u64>(),
         0
     );
     assert!(
@@ -634,39 +640,47 @@ async fn chaos_under_load_from_three_processes() {
     let events = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let killed = Arc::new(parking_lot::Mutex::new(0usize));
     let pause = || tokio::time::sleep(Duration::from_millis(600));
-    let run = run_load(&server, 3, 5_000_000, 20, 20, Duration::from_millis(300), || {
-        let (events, killed, server) = (events.clone(), killed.clone(), &server);
-        async move {
-            let flushall = || {
+    let run = run_load(
+        &server,
+        3,
+        5_000_000,
+        20,
+        20,
+        Duration::from_millis(300),
+        || {
+            let (events, killed, server) = (events.clone(), killed.clone(), &server);
+            async move {
+                let flushall = || {
+                    let began = now_ns();
+                    server.cli(["FLUSHALL"]);
+                    events.lock().push(Event {
+                        began,
+                        ended: now_ns(),
+                    });
+                };
+                pause().await;
+                flushall();
+                pause().await;
+                let ids = tracking_connections(server);
+                for id in &ids {
+                    server.cli(["CLIENT", "KILL", "ID", id]);
+                }
+                *killed.lock() = ids.len();
+                pause().await;
                 let began = now_ns();
-                server.cli(["FLUSHALL"]);
+                server.kill();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                server.restart();
                 events.lock().push(Event {
                     began,
                     ended: now_ns(),
                 });
-            };
-            pause().await;
-            flushall();
-            pause().await;
-            let ids = tracking_connections(server);
-            for id in &ids {
-                server.cli(["CLIENT", "KILL", "ID", id]);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                flushall();
+                pause().await;
             }
-            *killed.lock() = ids.len();
-            pause().await;
-            let began = now_ns();
-            server.kill();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            server.restart();
-            events.lock().push(Event {
-                began,
-                ended: now_ns(),
-            });
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            flushall();
-            pause().await;
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(*killed.lock(), 3, "one tracking connection per process");
     let events = events.lock().clone();
