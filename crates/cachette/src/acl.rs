@@ -12,6 +12,7 @@
 //! | [`Feature::Cluster`]: Redis Cluster (slot map, redirections) | `+cluster\|slots +asking` |
 //! | [`Feature::Database`]: a database other than 0 | `+select` |
 //! | [`Feature::Sentinel`]: Redis Sentinel (each new connection checks that its node is the primary) | `+role` |
+//! | [`Feature::NearCache`]: the near cache's invalidation channel (a RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX {prefix}`) | `+client\|tracking` (`HELLO 3` needs no rule) |
 //!
 //! [`rules`] writes them out for a prefix, for `ACL SETUSER` or a `users.acl` file. The test
 //! suite runs the conformance suite as a user with exactly these rules, and checks that every
@@ -50,6 +51,10 @@ pub enum Feature {
     /// Redis Sentinel: `ROLE`, with which every new connection checks that its node is the
     /// primary (the sentinels themselves have their own users).
     Sentinel,
+    /// The near cache ([`CacheManagerBuilder::near_cache`](crate::CacheManagerBuilder::near_cache)):
+    /// its invalidation channel turns on `CLIENT TRACKING` (on a RESP3 connection).
+    /// Without it the near cache stays off (see [`NearStats::refused`](crate::NearStats::refused)).
+    NearCache,
 }
 
 impl Feature {
@@ -66,6 +71,7 @@ impl Feature {
             Feature::Cluster => &["+cluster|slots", "+asking"],
             Feature::Database => &["+select"],
             Feature::Sentinel => &["+role"],
+            Feature::NearCache => &["+client|tracking"],
         }
     }
 }

@@ -204,3 +204,68 @@ async fn the_stats_publisher_runs_as_a_user_with_its_rules() {
     let e = publisher.publish_now().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Permission, "{e}");
 }
+
+/// The near cache as an ACL user: with the `NearCache` rules its channel comes up and the tier
+/// answers; without them (`CLIENT TRACKING` is `NOPERM`) it says it was refused, stays off,
+/// and every read goes to Redis (so another client's write is seen at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_needs_its_rules_and_stays_off_without_them() {
+    async fn near_manager(server: &RedisServer, prefix: &str) -> CacheManager {
+        CacheManager::builder()
+            .url(server.url_for_user("cachette", ACL_PASSWORD))
+            .key_prefix(prefix)
+            .command_timeout(Duration::from_secs(2))
+            .near_cache(Some(cachette::NearCacheOptions::default()))
+            .build()
+            .expect("builds without connecting")
+    }
+    async fn settled(cache: &CacheManager) -> cachette::NearStats {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = cache.near_stats().expect("a near cache");
+            if s.live || s.refused || std::time::Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    let prefix = unique_prefix("acl-near");
+    let server = server_with_rules(rules(&prefix, &[Feature::NearCache]));
+    let cache = near_manager(&server, &prefix).await;
+    let s = settled(&cache).await;
+    assert!(s.live && !s.refused, "{s:?}");
+    cache.set("k", &1u8, Ttl::secs(60)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while cache.near_stats().unwrap().hits == 0 {
+        assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+        assert!(std::time::Instant::now() < deadline, "the tier never answered");
+    }
+
+    let prefix = unique_prefix("acl-near-off");
+    let server = server_with_rules(rules(&prefix, &[]));
+    let cache = near_manager(&server, &prefix).await;
+    let s = settled(&cache).await;
+    assert!(s.refused && !s.live, "{s:?}");
+    cache.set("k", &1u8, Ttl::secs(60)).await.unwrap();
+    for i in 2..50u8 {
+        assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(i - 1));
+        // Written by another client: with no tier in the way, the next read sees it.
+        server.cli(["SET", &format!("{prefix}k"), &(i).to_string()]);
+    }
+    let s = cache.near_stats().unwrap();
+    assert_eq!((s.hits, s.entries), (0, 0), "{s:?}");
+    assert!(s.refused, "{s:?}");
+
+    // The rule is needed.
+    for needed in Feature::NearCache.commands() {
+        let prefix = unique_prefix("acl-near-less");
+        let less: Vec<String> = rules(&prefix, &[Feature::NearCache])
+            .into_iter()
+            .filter(|r| r != needed)
+            .collect();
+        let server = server_with_rules(less);
+        let s = settled(&near_manager(&server, &prefix).await).await;
+        assert!(s.refused && !s.live, "without {needed}: {s:?}");
+    }
+}

@@ -108,6 +108,11 @@ pub struct NearStats {
     pub bytes: u64,
     /// Whether the invalidation channel vouches for the tier right now.
     pub live: bool,
+    /// Whether the server refused the invalidation channel at the last attempt (an ACL
+    /// without `HELLO` or `CLIENT TRACKING`, a server before Redis 6, a provider that
+    /// disables tracking): the tier then stays off and every read goes to Redis; the reason is
+    /// logged once at `WARN`. The channel keeps trying, with back-off.
+    pub refused: bool,
 }
 
 /// The near-cache wrapper around a Redis backend.
@@ -199,6 +204,7 @@ impl NearBackend {
             entries: entries as u64,
             bytes: bytes as u64,
             live: self.liveness.is_live(),
+            refused: self.liveness.is_refused(),
         }
     }
 

@@ -27,7 +27,7 @@
 //! reconnects with a bounded back-off. A `FLUSHALL`/`FLUSHDB` arrives as an invalidation
 //! without keys and flushes the tier too.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,8 @@ pub(crate) struct Liveness {
     until_ms: AtomicU64,
     /// The current session (rare writes: a heartbeat, a reconnect).
     session: Mutex<u64>,
+    /// Whether the server refused the channel at the last attempt (see [`refusal`]).
+    refused: AtomicBool,
 }
 
 impl Liveness {
@@ -61,7 +63,13 @@ impl Liveness {
             base: Instant::now(),
             until_ms: AtomicU64::new(0),
             session: Mutex::new(0),
+            refused: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the server refused the channel at the last attempt.
+    pub(crate) fn is_refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> u64 {
@@ -148,6 +156,25 @@ impl AsyncPushSender for Invalidations {
     }
 }
 
+/// Whether `e` is the server's answer rather than a failure to reach it: an error reply to
+/// `HELLO 3` or `CLIENT TRACKING` (`NOPERM` from an ACL without them, an unknown command on a
+/// server before Redis 6 or a provider that disables them, wrong credentials). Retrying will
+/// not help until someone changes the server.
+///
+/// # Why no fallback channel
+///
+/// The alternatives all need the same permission or weaken the rule: `REDIRECT` to a RESP2
+/// connection is `CLIENT TRACKING` too (the same `NOPERM`), and a pub/sub channel that
+/// cachette's writers publish to would miss every write that does not go through a manager
+/// with a near cache (another service, `redis-cli`, a script, `FLUSHALL`, an eviction), with
+/// no bound on how stale a hit could then be. The near cache stays off instead, and says so.
+fn refusal(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Permission | ErrorKind::Auth | ErrorKind::Backend
+    )
+}
+
 /// Settings of the channel.
 #[derive(Clone)]
 pub(crate) struct ChannelOptions {
@@ -172,11 +199,25 @@ pub(crate) async fn run(tier: Weak<Tier>, liveness: Weak<Liveness>, options: Cha
         match session(id, &tier, &liveness, &options).await {
             Ok(()) => return, // the tier is gone
             Err(e) => {
-                if let (Some(t), Some(l)) = (tier.upgrade(), liveness.upgrade()) {
-                    l.end(id);
+                let Some(l) = liveness.upgrade() else {
+                    return;
+                };
+                l.end(id);
+                if let Some(t) = tier.upgrade() {
                     t.flush();
                 }
-                tracing::debug!(error = %e, "cachette: near-cache invalidation channel down");
+                let refused = refusal(&e);
+                if refused && !l.refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e,
+                        "cachette: the server refused the near cache's invalidation channel; \
+                         the near cache stays off (every read goes to Redis) until it is \
+                         allowed (Redis 6 or later, with CLIENT TRACKING: \
+                         cachette::acl::Feature::NearCache)"
+                    );
+                } else if !refused {
+                    tracing::debug!(error = %e, "cachette: near-cache invalidation channel down");
+                }
             }
         }
         tokio::time::sleep(backoff).await;
@@ -215,10 +256,13 @@ async fn session(
     if !options.prefix.is_empty() {
         tracking.arg("PREFIX").arg(&options.prefix);
     }
-    let _: () = tracking
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Backend, format!("CLIENT TRACKING refused: {e}")))?;
+    let _: () = tracking.query_async(&mut conn).await.map_err(|e| {
+        let e = Error::from(e);
+        Error::new(e.kind(), format!("CLIENT TRACKING failed: {e}"))
+    })?;
+    if let Some(l) = liveness.upgrade() {
+        l.refused.store(false, Ordering::Relaxed);
+    }
     // From here on every write under the prefix is announced. Nothing was stored since the
     // last flush (the tier is revoked while the channel is down), so the tier starts coherent.
     let mut ticker = tokio::time::interval(HEARTBEAT);
