@@ -1,6 +1,7 @@
 //! `cachette stats [--json] [--filter TEXT] [--reset]`: the per-function counters that
-//! cachette processes publish to `{prefix}__cachette:stats` (see `cachette::publish`), read
-//! with `CacheManager::published_stats` (on a cluster, from the primary serving the hash).
+//! cachette processes publish to `{prefix}__cachette:stats` (see `cachette::publish`), and
+//! their near caches' counters and sizes, read with `CacheManager::published_stats` (on a
+//! cluster, from the primary serving the hash).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,15 +55,40 @@ pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> anyhow::Result<u8> {
                 })
             })
             .collect();
+        let near = published.near.as_ref().map(|n| {
+            json!({
+                "hit_rate": n.hit_rate(),
+                "counters": n.counters,
+            })
+        });
         let doc = json!({
             "key": key,
             "published_at_ms": published.published_at_ms,
             "functions": functions,
+            "near_cache": near,
         });
         output::line(serde_json::to_string_pretty(&doc)?)?;
         return Ok(exit::OK);
     }
+    let near = published.near.as_ref().map(|n| {
+        format!(
+            "near cache: {} hits, {} misses, hit rate {}, {} invalidations, {} flushes, {} \
+             entries and {} bytes held (summed over the processes that publish it)",
+            n.get("hits"),
+            n.get("misses"),
+            n.hit_rate()
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+            n.get("invalidations"),
+            n.get("flushes"),
+            n.get("entries"),
+            n.get("bytes"),
+        )
+    });
     if published.functions.is_empty() {
+        if let Some(near) = near.filter(|_| args.filter.is_none()) {
+            output::line(near)?;
+            return Ok(exit::OK);
+        }
         eprintln!(
             "cachette: note: no statistics under {key:?}{}: processes publish them with \
              cachette::StatsPublisher (Config::stats_publisher()?.start()?)",
@@ -114,6 +140,9 @@ pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> anyhow::Result<u8> {
             .contains(c)
         })
         .collect();
+    if let Some(near) = near.filter(|_| args.filter.is_none()) {
+        lines.push(near);
+    }
     lines.push(format!(
         "totals across every publishing process; last batch {} ago; also in --json: {}",
         age_secs.map_or_else(|| "?".to_owned(), |s| format!("{s:.1}s")),

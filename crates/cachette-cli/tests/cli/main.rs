@@ -409,6 +409,65 @@ fn stats_reads_what_a_publisher_wrote() {
     assert_eq!(server().cli(["EXISTS", "t_stats:__cachette:stats"]), "0");
 }
 
+/// A manager with a near cache publishes its near cache's counters and size, and `stats`
+/// shows them; a publisher that stops takes its size back.
+#[test]
+fn stats_shows_the_near_cache_of_publishing_managers() {
+    let p = "t_nearstats:";
+    let builder = cachette::CacheManager::builder()
+        .url(server().url())
+        .key_prefix(p)
+        .near_cache(Some(cachette::NearCacheOptions::default()));
+    run_with(builder, |cache| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cache.near_stats().unwrap().live {
+            assert!(Instant::now() < deadline, "the channel never came up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cache.set("a", &1u32, cachette::Ttl::Never).await.unwrap();
+        // Read until the tier answers (a first reply may cross the write's invalidation).
+        while cache.near_stats().unwrap().hits < 2 {
+            assert_eq!(cache.get::<u32>("a").await.unwrap(), Some(1));
+            assert!(Instant::now() < deadline, "the tier never answered");
+        }
+        let publisher = cache
+            .stats_publisher()
+            .unwrap()
+            .functions(false)
+            .interval(Duration::from_secs(3600))
+            .start()
+            .unwrap();
+        publisher.publish_now().await.unwrap();
+        let near = cache.near_stats().unwrap();
+        let out = stdout_of(p, &["stats"]);
+        assert!(
+            out.contains(&format!(
+                "near cache: {} hits, {} misses",
+                near.hits, near.misses
+            )) && out.contains("1 entries"),
+            "{out}"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&stdout_of(p, &["stats", "--json"])).unwrap();
+        let counters = &doc["near_cache"]["counters"];
+        assert_eq!(counters["hits"], near.hits, "{doc}");
+        assert_eq!(counters["entries"], 1, "{doc}");
+        assert!(counters["bytes"].as_u64().unwrap() > 0, "{doc}");
+        assert!(counters["invalidations"].as_u64().unwrap() >= 1, "{doc}");
+        // The near cache is no function.
+        assert!(doc["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["name"] == "manager"));
+        publisher.stop().await;
+    });
+    let doc: serde_json::Value = serde_json::from_str(&stdout_of(p, &["stats", "--json"])).unwrap();
+    assert_eq!(doc["near_cache"]["counters"]["entries"], 0, "{doc}");
+    assert_eq!(doc["near_cache"]["counters"]["bytes"], 0, "{doc}");
+    cli(p, &["stats", "--reset"]).assert().success();
+}
+
 #[cachette::cached(cache = cache, skip(cache), ttl = 60)]
 async fn doubled(cache: &cachette::CacheManager, x: u64) -> u64 {
     x * 2

@@ -239,7 +239,10 @@ async fn the_near_cache_needs_its_rules_and_stays_off_without_them() {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while cache.near_stats().unwrap().hits == 0 {
         assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
-        assert!(std::time::Instant::now() < deadline, "the tier never answered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tier never answered"
+        );
     }
 
     let prefix = unique_prefix("acl-near-off");

@@ -16,7 +16,11 @@
 //! `stale_served`, `fallbacks`, `loader_errors`, `loader_timeouts`, `evicted` (see
 //! [`Stats`] for their meaning). Field `__cachette|published_at_ms` holds the Unix time in
 //! milliseconds of the latest batch. The values are totals over every process since the hash
-//! was last deleted (`cachette stats --reset`); nothing expires.
+//! was last deleted (`cachette stats --reset`); nothing expires. A manager added with
+//! [`StatsPublisherBuilder::manager`] (as [`CacheManager::stats_publisher`] does) that has a
+//! near cache also publishes its near cache's counters and size as `__cachette:near|hits`,
+//! `…|misses`, `…|invalidations`, `…|flushes`, `…|discarded`, `…|evictions`, `…|entries`,
+//! `…|bytes` (see [`NEAR_COUNTERS`]; read back as [`Published::near`]).
 //!
 //! Delivery is at least once: a batch whose reply times out is sent again with the next one,
 //! so a timeout can count a batch twice; a batch that fails is kept and added to the next.
@@ -59,6 +63,7 @@
 //! # }
 //! ```
 
+mod near;
 mod read;
 mod sink;
 
@@ -70,6 +75,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+pub use self::near::{NEAR_COUNTERS, NEAR_NAME};
 pub use self::read::{Published, PublishedFunction};
 use self::sink::{Sink, Target};
 use crate::backend::{ClusterBackend, DirectRedis};
@@ -128,6 +134,8 @@ pub fn counters_of(stats: &Stats, evicted: u64) -> [u64; COUNTERS.len()] {
 
 type Snapshot = Vec<(String, [u64; COUNTERS.len()])>;
 type Source = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// The near-cache counters of one manager (see [`near`]).
+type NearSource = Arc<dyn Fn() -> Option<crate::NearStats> + Send + Sync>;
 
 /// Builds a [`StatsPublisher`]: from [`CacheManager::stats_publisher`] or
 /// [`Config::stats_publisher`] (same server or cluster and prefix as the cache),
@@ -142,6 +150,7 @@ pub struct StatsPublisherBuilder {
     command_timeout: Duration,
     functions: bool,
     extra: Vec<Source>,
+    near: Vec<NearSource>,
 }
 
 impl fmt::Debug for StatsPublisherBuilder {
@@ -272,8 +281,13 @@ impl StatsPublisherBuilder {
     }
 
     /// Also publishes the counters of `manager` (its direct `get`/`set` calls) as function
-    /// `name`.
-    pub fn manager(self, name: impl Into<String>, manager: &CacheManager) -> Self {
+    /// `name`, and, when it has a near cache, the near cache's counters and size (fields
+    /// `__cachette:near|…`, see [`NEAR_COUNTERS`]; every manager's added up).
+    pub fn manager(mut self, name: impl Into<String>, manager: &CacheManager) -> Self {
+        if manager.near_stats().is_some() {
+            let near = manager.clone();
+            self.near.push(Arc::new(move || near.near_stats()));
+        }
         let (name, manager) = (name.into(), manager.clone());
         self.source(move || vec![(name.clone(), manager.stats())])
     }
@@ -317,6 +331,8 @@ impl StatsPublisherBuilder {
             key: stats_key(&self.prefix),
             sources,
             published: HashMap::new(),
+            near_sources: self.near,
+            near_published: [0; NEAR_COUNTERS.len()],
             failing: false,
         }));
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -334,8 +350,8 @@ impl StatsPublisherBuilder {
                     _ = stop_rx.changed() => break,
                 }
             }
-            // Last counts on the way out.
-            let _ = task_state.lock().await.publish().await;
+            // Last counts on the way out (and this process's near-cache size taken back).
+            let _ = task_state.lock().await.publish_as(true).await;
         });
         Ok(StatsPublisher {
             state,
@@ -397,6 +413,7 @@ impl StatsPublisher {
             command_timeout: Duration::from_millis(500),
             functions: true,
             extra: Vec::new(),
+            near: Vec::new(),
         }
     }
 
@@ -437,6 +454,9 @@ struct State {
     sources: Vec<Source>,
     /// What this process has published so far, per function.
     published: HashMap<String, [u64; COUNTERS.len()]>,
+    near_sources: Vec<NearSource>,
+    /// What this process has published so far of its near caches (summed).
+    near_published: near::NearValues,
     /// Whether the last batch failed (to log a failure once, not every interval).
     failing: bool,
 }
@@ -451,7 +471,7 @@ fn function_snapshot() -> Snapshot {
 impl State {
     /// The non-zero differences between the current counters and what was published, as
     /// `(field, delta)`, and the new totals to remember once they are sent.
-    fn deltas(&self) -> (Vec<(String, u64)>, Snapshot) {
+    fn deltas(&self) -> (Vec<(String, i64)>, Snapshot) {
         let mut current: BTreeMap<String, [u64; COUNTERS.len()]> = BTreeMap::new();
         for source in &self.sources {
             for (name, counters) in source() {
@@ -470,7 +490,10 @@ impl State {
                 // A counter below what was published was reset: all of it is new.
                 let delta = if now[i] >= was { now[i] - was } else { now[i] };
                 if delta > 0 {
-                    fields.push((format!("{name}|{counter}"), delta));
+                    fields.push((
+                        format!("{name}|{counter}"),
+                        i64::try_from(delta).unwrap_or(i64::MAX),
+                    ));
                 }
             }
         }
@@ -478,7 +501,28 @@ impl State {
     }
 
     async fn publish(&mut self) -> Result<usize> {
-        let (fields, totals) = self.deltas();
+        self.publish_as(false).await
+    }
+
+    /// A batch; `last` when the publisher stops (the near-cache sizes are taken back).
+    async fn publish_as(&mut self, last: bool) -> Result<usize> {
+        let (mut fields, totals) = self.deltas();
+        let near_now = (!self.near_sources.is_empty()).then(|| {
+            let now = near::sum(
+                self.near_sources
+                    .iter()
+                    .filter_map(|source| source())
+                    .map(|s| near::values(&s)),
+            );
+            if last {
+                near::stopping(now)
+            } else {
+                now
+            }
+        });
+        if let Some(now) = &near_now {
+            fields.extend(near::deltas(now, &self.near_published));
+        }
         if fields.is_empty() {
             return Ok(0);
         }
@@ -488,6 +532,9 @@ impl State {
         match self.sink.send(&self.key, &fields, now_ms).await {
             Ok(()) => {
                 self.published.extend(totals);
+                if let Some(now) = near_now {
+                    self.near_published = now;
+                }
                 if self.failing {
                     tracing::info!(key = %self.key, "cachette statistics published again");
                     self.failing = false;
@@ -519,6 +566,8 @@ mod tests {
             key: stats_key("t:"),
             sources: vec![source],
             published: HashMap::new(),
+            near_sources: Vec::new(),
+            near_published: [0; NEAR_COUNTERS.len()],
             failing: false,
         }
     }

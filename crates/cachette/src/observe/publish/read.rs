@@ -99,6 +99,10 @@ pub struct Published {
     pub functions: Vec<PublishedFunction>,
     /// Unix time in milliseconds of the latest batch from any process.
     pub published_at_ms: Option<u64>,
+    /// The near caches' counters and sizes ([`NEAR_COUNTERS`](super::NEAR_COUNTERS)), added
+    /// up over the processes that publish them (named [`NEAR_NAME`](super::NEAR_NAME));
+    /// `None` when none does.
+    pub near: Option<PublishedFunction>,
 }
 
 impl Published {
@@ -130,6 +134,7 @@ impl Published {
                 .counters
                 .insert(counter.to_owned(), n);
         }
+        published.near = by_name.remove(super::NEAR_NAME);
         published.functions = by_name.into_values().collect();
         published
     }
@@ -148,7 +153,9 @@ mod tests {
             (PUBLISHED_AT_FIELD, "1700000000000"),
             ("garbage", "1"),
             ("c|hits", "x"),
+            ("__cachette:near|hits", "9"),
         ]);
+        assert_eq!(p.near.as_ref().map(|n| n.get("hits")), Some(9));
         assert_eq!(p.published_at_ms, Some(1_700_000_000_000));
         assert_eq!(p.functions.len(), 2);
         assert_eq!(p.functions[0].name, "a::f");

@@ -135,7 +135,7 @@ impl Sink {
     pub(super) async fn send(
         &mut self,
         key: &str,
-        fields: &[(String, u64)],
+        fields: &[(String, i64)],
         now_ms: u64,
     ) -> Result<()> {
         match self {
@@ -182,7 +182,7 @@ impl Sink {
 }
 
 /// The `EVAL` of [`BATCH`] for one batch.
-fn batch_script(key: &str, fields: &[(String, u64)], now_ms: u64) -> redis::Cmd {
+fn batch_script(key: &str, fields: &[(String, i64)], now_ms: u64) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(BATCH)
         .arg(1)
