@@ -258,47 +258,10 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
         );
     }
 
-    // ---- near cache (issue 13): a hit in process, kept coherent by the server, beside the
-    // plain Redis get it replaces and the embedded memory backend ----
-    let near_cache = CacheManager::builder()
-        .url(&url)
-        .key_prefix("bench:")
-        .near_cache(Some(cachette::NearCacheOptions::default()))
-        .build()
-        .expect("near-cache manager");
-    for _ in 0..500 {
-        if near_cache.near_stats().is_some_and(|s| s.live) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let _: Option<Profile> = near_cache.get("profile").await.expect("warm the tier");
-    for concurrency in [1, 64] {
-        println!("\nnear cache get + JSON decode, {concurrency} task(s)");
-        rows.extend(
-            compare(
-                &format!("near get x{concurrency}"),
-                concurrency,
-                1,
-                plan,
-                vec![
-                    ("CacheManager::get (redis)", manager_get(&redis_cache)),
-                    (
-                        "CacheManager::get (redis + near cache)",
-                        manager_get(&near_cache),
-                    ),
-                    ("CacheManager::get (memory)", manager_get(&memory_cache)),
-                ],
-            )
-            .await,
-        );
-    }
-    if let Some(s) = near_cache.near_stats() {
-        println!(
-            "    near cache: {} hits, {} misses, {} invalidations",
-            s.hits, s.misses, s.invalidations
-        );
-    }
+    // ---- near cache (issue 13): hot-key get beside Redis alone, memory and moka; the
+    // invalidation latency from a write in one manager to another's tier ----
+    let (near_rows, near_latency) = cachette_bench::near::section(&url, plan, value()).await;
+    rows.extend(near_rows);
 
     // ---- #[cached] (issue 3): a hit through the macro vs CacheManager::get of the same key ----
     // Target: the macro adds at most 5% on Redis and at most 150 ns on memory.
@@ -403,6 +366,7 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
         "rounds": plan.rounds,
         "redis_server": server.url(),
         "cluster": cluster,
+        "near_invalidation": near_latency,
     });
     match write_json("summary.json", &rows, notes) {
         Ok(path) => println!("\nwrote {}", path.display()),

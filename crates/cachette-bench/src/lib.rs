@@ -5,6 +5,7 @@
 pub mod alternatives;
 pub mod cluster;
 pub mod http;
+pub mod near;
 
 use std::future::Future;
 use std::sync::Arc;

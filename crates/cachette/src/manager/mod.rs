@@ -2,6 +2,7 @@
 
 mod builder;
 mod read_through;
+mod shared;
 pub(crate) mod warm;
 
 pub use builder::{BackendLayer, CacheManagerBuilder};

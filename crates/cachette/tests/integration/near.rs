@@ -423,3 +423,73 @@ async fn a_near_cache_on_a_cluster_or_through_sentinel_is_refused_naming_the_set
         assert!(e.to_string().contains("near_cache"), "{e}");
     }
 }
+
+/// Decodes of [`Counted`] so far (this test's own type).
+static DECODES: AtomicU64 = AtomicU64::new(0);
+
+/// A `u32` that counts its decodes.
+#[derive(Debug, serde::Serialize)]
+struct Counted(u32);
+
+impl<'de> serde::Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DECODES.fetch_add(1, Ordering::SeqCst);
+        u32::deserialize(d).map(Counted)
+    }
+}
+
+async fn shared(cache: &CacheManager, key: &str) -> Option<u32> {
+    cache.get_shared::<Counted>(key).await.unwrap().map(|v| v.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_hits_decode_nothing_and_are_invalidated_like_any_hit() {
+    let server = RedisServer::new();
+    let prefix = unique_prefix("near");
+    let a = near(&server, &prefix).await;
+    let b = near(&server, &prefix).await;
+    a.set("k", &1u32, LONG).await.unwrap();
+    hold(&a, "k").await;
+    let first = a.get_shared::<Counted>("k").await.unwrap().unwrap();
+    assert_eq!(first.0, 1);
+    let (decodes, hits) = (DECODES.load(Ordering::SeqCst), stats(&a).hits);
+    for _ in 0..100 {
+        let again = a.get_shared::<Counted>("k").await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "not the shared value");
+    }
+    assert_eq!(
+        DECODES.load(Ordering::SeqCst),
+        decodes,
+        "a shared hit decoded"
+    );
+    assert_eq!(stats(&a).hits, hits + 100);
+    // Another manager's write: the decoded copy goes with its entry.
+    b.set("k", &2u32, LONG).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), async || shared(&a, "k").await
+            == Some(2))
+        .await,
+        "another manager's write was not seen within the bound"
+    );
+    // Own writes and evictions: at once.
+    a.set("k", &3u32, LONG).await.unwrap();
+    assert_eq!(shared(&a, "k").await, Some(3));
+    a.delete("k").await.unwrap();
+    assert_eq!(shared(&a, "k").await, None);
+    // A value written elsewhere that is not a `Counted`: a decode error, counted as such.
+    server.cli(["SET", &format!("{prefix}bad"), "\"text\""]);
+    let e = a.get_shared::<Counted>("bad").await.unwrap_err();
+    assert_eq!(e.kind(), cachette::ErrorKind::Decode, "{e}");
+    // Without a near cache: the same answers, decoded every time.
+    let plain = CacheManager::builder()
+        .url(server.url())
+        .key_prefix(&prefix)
+        .build()
+        .unwrap();
+    plain.set("p", &4u32, LONG).await.unwrap();
+    let decodes = DECODES.load(Ordering::SeqCst);
+    assert_eq!(shared(&plain, "p").await, Some(4));
+    assert_eq!(shared(&plain, "p").await, Some(4));
+    assert_eq!(DECODES.load(Ordering::SeqCst), decodes + 2);
+    assert_eq!(shared(&plain, "none").await, None);
+}

@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub(crate) use self::tier::Shared;
 use self::tier::{Tier, TierBounds};
 use self::tracking::{ChannelOptions, Liveness};
 use super::breaker::CircuitBreaker;
@@ -229,6 +230,29 @@ impl NearBackend {
             self.tier.get(key)
         } else {
             None
+        }
+    }
+
+    /// The tier's value of `key` for a typed read, if it may serve it now (no I/O, no await).
+    #[inline]
+    pub(crate) fn hit_shared<T: std::any::Any + Send + Sync>(&self, key: &str) -> Shared<T> {
+        if self.serves(key) {
+            self.tier.get_shared(key)
+        } else {
+            Shared::Missing
+        }
+    }
+
+    /// Keeps `decoded`, the value `bytes` of `key` decoded, for the next typed reads (when the
+    /// tier still holds exactly these bytes).
+    pub(crate) fn attach<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        bytes: &Bytes,
+        decoded: Arc<T>,
+    ) {
+        if self.serves(key) {
+            self.tier.attach(key, bytes, decoded);
         }
     }
 

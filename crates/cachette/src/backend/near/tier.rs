@@ -15,8 +15,10 @@
 //! second-chance (CLOCK) eviction: a read marks an entry as used; the eviction hand clears the
 //! mark of a used entry and passes over it once, and evicts the first unused one.
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,10 +40,26 @@ pub(crate) struct TierBounds {
     pub(crate) max_ttl: Option<Duration>,
 }
 
+/// A value decoded once and shared by every typed hit of its entry.
+type Decoded = (TypeId, Arc<dyn Any + Send + Sync>);
+
 struct Entry {
     value: Bytes,
     expires: Option<Instant>,
     used: AtomicBool,
+    /// The value decoded as one type, when a typed read asked for it (see
+    /// [`Tier::get_shared`]); it goes with the entry. Not counted in the byte bound.
+    decoded: Option<Decoded>,
+}
+
+/// What the tier holds of a key for a typed read.
+pub(crate) enum Shared<T> {
+    /// The value, already decoded as `T`.
+    Decoded(Arc<T>),
+    /// The value, not yet decoded as `T`: decode it and [`Tier::attach`] the result.
+    Encoded(Bytes),
+    /// Nothing (or expired).
+    Missing,
 }
 
 impl Entry {
@@ -196,6 +214,53 @@ impl Tier {
         found
     }
 
+    /// The value of `key` for a typed read: decoded as `T` when a typed read already attached
+    /// it, else its bytes (counted as a hit or a miss, like [`get`](Self::get)).
+    pub(crate) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
+        let found = {
+            let mut shard = self.shards[self.shard_of(key)].lock();
+            match shard.entries.get(key) {
+                Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
+                    entry.used.store(true, Ordering::Relaxed);
+                    match &entry.decoded {
+                        Some((id, value)) if *id == TypeId::of::<T>() => {
+                            match value.clone().downcast::<T>() {
+                                Ok(v) => Shared::Decoded(v),
+                                Err(_) => Shared::Encoded(entry.value.clone()),
+                            }
+                        }
+                        _ => Shared::Encoded(entry.value.clone()),
+                    }
+                }
+                Some(_) => {
+                    shard.remove(key);
+                    Shared::Missing
+                }
+                None => Shared::Missing,
+            }
+        };
+        let counter = if matches!(found, Shared::Missing) {
+            &self.counters.misses
+        } else {
+            &self.counters.hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Keeps `decoded` (the value `bytes` decoded as `T`) with the entry of `key`, if that entry
+    /// still holds exactly these bytes (the same buffer, not an equal one: a newer entry, even
+    /// with equal bytes, comes from another read, and is left alone). One type per entry: a
+    /// read as another type replaces it.
+    pub(crate) fn attach<T: Any + Send + Sync>(&self, key: &str, bytes: &Bytes, decoded: Arc<T>) {
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        if let Some(entry) = shard.entries.get_mut(key) {
+            if entry.value.as_ptr() == bytes.as_ptr() && entry.value.len() == bytes.len() {
+                entry.decoded = Some((TypeId::of::<T>(), decoded));
+            }
+        }
+    }
+
     /// Registers a read of `key` about to be sent to the source.
     pub(crate) fn begin(&self, key: &str) -> Fetch<'_> {
         let shard = self.shard_of(key);
@@ -272,6 +337,7 @@ impl Tier {
                 value: value.clone(),
                 expires: ttl.map(|t| Instant::now() + t),
                 used: AtomicBool::new(false),
+                decoded: None,
             },
         );
         shard.compact_clock();
@@ -535,6 +601,39 @@ mod tests {
         for k in &keys[7..] {
             assert!(t.get(k).is_some(), "{k}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_decoded_value_is_shared_until_its_entry_changes() {
+        let t = tier(1000);
+        assert!(matches!(t.get_shared::<u32>("k"), Shared::Missing));
+        let f = t.begin("k");
+        let bytes = v("7");
+        t.complete(f, &bytes, None);
+        let Shared::Encoded(held) = t.get_shared::<u32>("k") else {
+            panic!("not held");
+        };
+        t.attach("k", &held, Arc::new(7u32));
+        let (Shared::Decoded(a), Shared::Decoded(b)) =
+            (t.get_shared::<u32>("k"), t.get_shared::<u32>("k"))
+        else {
+            panic!("not decoded");
+        };
+        assert!(Arc::ptr_eq(&a, &b));
+        // Another type is not served the first one's value.
+        assert!(matches!(t.get_shared::<u64>("k"), Shared::Encoded(_)));
+        // A newer entry (equal bytes, another read) does not take an older read's decoding.
+        let f = t.begin("k");
+        t.complete(f, &v("7"), None);
+        t.attach("k", &held, Arc::new(7u32));
+        assert!(matches!(t.get_shared::<u32>("k"), Shared::Encoded(_)));
+        // An invalidation takes the decoded value with the entry.
+        let Shared::Encoded(now) = t.get_shared::<u32>("k") else {
+            panic!("not held");
+        };
+        t.attach("k", &now, Arc::new(7u32));
+        t.invalidate("k");
+        assert!(matches!(t.get_shared::<u32>("k"), Shared::Missing));
     }
 
     #[test]

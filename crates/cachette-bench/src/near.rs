@@ -1,0 +1,227 @@
+//! The near cache (issue 13), in the same run as the rest:
+//!
+//! - hot-key `get` at 1 and 64 tasks: Redis alone, the near cache (`get`, which decodes its
+//!   JSON on every hit, and `get_shared`, which hands out the value decoded once), the memory
+//!   backend, and moka (with the same JSON decode, and holding an `Arc<T>`);
+//! - invalidation latency: a write through one manager until the other manager's tier has
+//!   applied the server's invalidation (p50/p99, beside the write's own round trip).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cachette::{CacheManager, NearCacheOptions, Ttl};
+use hdrhistogram::Histogram;
+
+use crate::alternatives::BenchValue;
+use crate::{compare, op, Op, Plan, Row};
+
+/// A manager with a near cache on `url` under `prefix`, once its channel vouches for it.
+///
+/// # Panics
+/// When the channel does not come up within 5 s.
+pub async fn near_manager(url: &str, prefix: &str) -> CacheManager {
+    let cache = CacheManager::builder()
+        .url(url)
+        .key_prefix(prefix)
+        .near_cache(Some(NearCacheOptions::default()))
+        .build()
+        .expect("near-cache manager");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cache.near_stats().is_some_and(|s| s.live) {
+        assert!(Instant::now() < deadline, "the near cache never came up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cache
+}
+
+/// Reads `key` until the tier answers it.
+async fn hold<V: BenchValue>(cache: &CacheManager, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let hits = cache.near_stats().map_or(0, |s| s.hits);
+        let _: Option<V> = cache.get(key).await.expect("get");
+        if cache.near_stats().map_or(0, |s| s.hits) > hits {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{key} never entered the tier");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The hot-key rows and the invalidation latency; returns the rows and a JSON note with the
+/// latencies.
+///
+/// # Panics
+/// When the server or a contender fails: a benchmark has nothing to report then.
+pub async fn section<V: BenchValue>(
+    url: &str,
+    plan: Plan,
+    value: V,
+) -> (Vec<Row>, serde_json::Value) {
+    let redis = CacheManager::builder()
+        .url(url)
+        .key_prefix("near:")
+        .build()
+        .expect("redis manager");
+    let memory = CacheManager::builder()
+        .key_prefix("near:")
+        .build()
+        .expect("memory manager");
+    let near = near_manager(url, "near:").await;
+    redis
+        .set("profile", &value, Ttl::Never)
+        .await
+        .expect("seed");
+    memory
+        .set("profile", &value, Ttl::Never)
+        .await
+        .expect("seed");
+    hold::<V>(&near, "profile").await;
+
+    let json = Bytes::from(serde_json::to_vec(&value).expect("encode"));
+    let moka_bytes: moka::future::Cache<String, Bytes> =
+        moka::future::Cache::builder().max_capacity(10_000).build();
+    moka_bytes.insert("profile".to_owned(), json).await;
+    let moka_typed: moka::future::Cache<String, Arc<V>> =
+        moka::future::Cache::builder().max_capacity(10_000).build();
+    moka_typed
+        .insert("profile".to_owned(), Arc::new(value.clone()))
+        .await;
+
+    let get = |cache: &CacheManager| -> Op {
+        let cache = cache.clone();
+        op(move || {
+            let cache = cache.clone();
+            async move {
+                let v: Option<V> = cache.get("profile").await.expect("get");
+                std::hint::black_box(v.expect("present"));
+            }
+        })
+    };
+    let shared: Op = {
+        let cache = near.clone();
+        op(move || {
+            let cache = cache.clone();
+            async move {
+                let v: Option<Arc<V>> = cache.get_shared("profile").await.expect("get_shared");
+                std::hint::black_box(v.expect("present"));
+            }
+        })
+    };
+    let moka_decode: Op = op(move || {
+        let cache = moka_bytes.clone();
+        async move {
+            let bytes = cache.get("profile").await.expect("present");
+            let v: V = serde_json::from_slice(&bytes).expect("decode");
+            std::hint::black_box(v);
+        }
+    });
+    let moka_arc: Op = op(move || {
+        let cache = moka_typed.clone();
+        async move {
+            std::hint::black_box(cache.get("profile").await.expect("present"));
+        }
+    });
+
+    let mut rows = Vec::new();
+    for concurrency in [1, 64] {
+        println!("\nnear cache: hot-key get, {concurrency} task(s) (baseline: Redis alone)");
+        rows.extend(
+            compare(
+                &format!("near get x{concurrency}"),
+                concurrency,
+                1,
+                plan,
+                vec![
+                    ("CacheManager::get (redis)", get(&redis)),
+                    ("CacheManager::get (redis + near cache)", get(&near)),
+                    ("CacheManager::get_shared (near, Arc<T>)", shared.clone()),
+                    ("CacheManager::get (memory)", get(&memory)),
+                    ("moka future::Cache get + JSON decode", moka_decode.clone()),
+                    ("moka future::Cache get Arc<T>", moka_arc.clone()),
+                ],
+            )
+            .await,
+        );
+    }
+    if let Some(s) = near.near_stats() {
+        println!(
+            "    near cache: {} hits, {} misses, {} invalidations",
+            s.hits, s.misses, s.invalidations
+        );
+    }
+    let latency = invalidation_latency(url, &value).await;
+    (rows, latency)
+}
+
+/// Writes through one manager and times, per write, how long until another manager's tier
+/// has applied its invalidation (it spins on that manager's counter), beside the write's own
+/// round trip.
+async fn invalidation_latency<V: BenchValue>(url: &str, value: &V) -> serde_json::Value {
+    const ROUNDS: usize = 2_000;
+    if let Ok(filter) = std::env::var("BENCH_FILTER") {
+        if !"near invalidation".contains(filter.as_str()) {
+            return serde_json::Value::Null;
+        }
+    }
+    let writer = near_manager(url, "near-inv:").await;
+    let reader = near_manager(url, "near-inv:").await;
+    let invalidations = || reader.near_stats().map_or(0, |s| s.invalidations);
+    let new_hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let (mut applied, mut round_trip) = (new_hist(), new_hist());
+    let mut timed_out = 0;
+    for _ in 0..ROUNDS {
+        // The reader holds the key, and nothing is on its way.
+        writer.set("k", value, Ttl::Never).await.expect("set");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        hold::<V>(&reader, "k").await;
+        let before = invalidations();
+        let start = Instant::now();
+        writer.set("k", value, Ttl::Never).await.expect("set");
+        let written = start.elapsed();
+        let deadline = start + Duration::from_secs(1);
+        loop {
+            if invalidations() > before {
+                applied.saturating_record(start.elapsed().as_nanos() as u64);
+                break;
+            }
+            if Instant::now() > deadline {
+                timed_out += 1;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        round_trip.saturating_record(written.as_nanos() as u64);
+    }
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let (p50, p99, rt50, rt99) = (
+        us(&applied, 0.5),
+        us(&applied, 0.99),
+        us(&round_trip, 0.5),
+        us(&round_trip, 0.99),
+    );
+    let target = rt50 + 5000.0;
+    println!(
+        "\nnear cache: invalidation latency over {ROUNDS} writes (from the write's start in one \
+         manager to the invalidation applied in another)\n  \
+         p50 {p50:.1} us, p99 {p99:.1} us, max {:.1} us; the write's own round trip p50 \
+         {rt50:.1} us, p99 {rt99:.1} us; {timed_out} not seen within 1 s\n  target p99 <= one \
+         round trip + 5 ms = {target:.0} us: {}",
+        applied.max() as f64 / 1000.0,
+        if p99 <= target && timed_out == 0 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    serde_json::json!({
+        "writes": ROUNDS,
+        "invalidation_p50_us": p50,
+        "invalidation_p99_us": p99,
+        "invalidation_max_us": applied.max() as f64 / 1000.0,
+        "write_round_trip_p50_us": rt50,
+        "write_round_trip_p99_us": rt99,
+        "not_seen_within_1s": timed_out,
+    })
+}
