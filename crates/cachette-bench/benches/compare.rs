@@ -366,7 +366,7 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
         "rounds": plan.rounds,
         "redis_server": server.url(),
         "cluster": cluster,
-        "near_invalidation": near_latency,
+        "near": near_latency,
     });
     match write_json("summary.json", &rows, notes) {
         Ok(path) => println!("\nwrote {}", path.display()),

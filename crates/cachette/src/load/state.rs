@@ -84,7 +84,11 @@ impl FastPath {
             // A hit completes without awaiting; a miss (a round trip anyway) is boxed out of
             // line so the hit path's future stays small.
             FastPath::Near(n) => match n.hit(key) {
-                Some(value) => Ok(Some(value)),
+                Some(value) => {
+                    // Like a memory read: never waits, so spend tokio's budget now and then.
+                    crate::backend::memory::cooperate().await;
+                    Ok(Some(value))
+                }
                 None => Box::pin(n.miss(key)).await,
             },
             FastPath::None => backend.get(key).await,

@@ -72,6 +72,10 @@ impl CacheManager {
             return self.count(Err(Error::invalid("cache keys must not be empty")));
         }
         let found = with_full_key(&self.inner.prefix, key, |full| near.hit_shared::<T>(full));
+        if !matches!(found, Shared::Missing) {
+            // A hit never waits: spend tokio's budget now and then (see `get`).
+            crate::backend::memory::cooperate().await;
+        }
         let result = match found {
             Shared::Decoded(value) => {
                 self.inner.counters.hit();

@@ -21,7 +21,10 @@
 //! - `near`: the near cache (`CacheManagerBuilder::near_cache`): hits in process, invalidation
 //!   by other clients, own writes, `FLUSHALL`, a killed tracking connection, a dead server,
 //!   expiry, bounds, and a versioned stress of the staleness bound; the conformance suite also
-//!   runs with a near cache (`conformance::redis_near`).
+//!   runs with a near cache (`conformance::redis_near`); typed hits (`get_shared`).
+//! - `near_process`: the near cache across separate OS processes (this binary re-run as
+//!   workers): a write seen by another process within the bound, 10^6 versioned operations
+//!   over three processes, chaos under load, each read checked against the staleness rule.
 //! - `warm`: cache warming in `set_many` batches.
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.

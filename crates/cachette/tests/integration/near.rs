@@ -493,3 +493,51 @@ async fn shared_hits_decode_nothing_and_are_invalidated_like_any_hit() {
     assert_eq!(DECODES.load(Ordering::SeqCst), decodes + 2);
     assert_eq!(shared(&plain, "none").await, None);
 }
+
+/// Hits never wait, so a loop of them must still give the runtime back now and then: with
+/// more spinning readers than worker threads, a Redis call beside them completes at once, and
+/// the channel's heartbeat keeps the tier live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_of_hits_does_not_starve_the_runtime() {
+    let server = RedisServer::new();
+    let prefix = unique_prefix("near");
+    let a = near(&server, &prefix).await;
+    a.set("k", &1u32, LONG).await.unwrap();
+    hold(&a, "k").await;
+    let spin = Duration::from_millis(1500);
+    let started = Instant::now();
+    let spinners: Vec<_> = (0..4)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while started.elapsed() < spin {
+                    for _ in 0..256 {
+                        if i % 2 == 0 {
+                            let _: Option<u32> = a.get("k").await.unwrap();
+                        } else {
+                            let _ = a.get_shared::<u32>("k").await.unwrap();
+                        }
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    // Measured from the start: a starved runtime would not even wake this task in time.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.set("other", &2u32, LONG).await.unwrap();
+    let took = started.elapsed();
+    let live = stats(&a).live;
+    let mut reads = 0;
+    for s in spinners {
+        reads += s.await.unwrap();
+    }
+    assert!(
+        took < Duration::from_millis(600),
+        "a 100 ms sleep and a write beside {reads} hits took {took:?}"
+    );
+    assert!(live, "the heartbeat starved");
+    assert!(stats(&a).live);
+}

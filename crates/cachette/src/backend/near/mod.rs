@@ -218,7 +218,12 @@ impl NearBackend {
     /// `GET key`: from the tier, or from Redis (offering the reply to the tier).
     pub(crate) async fn get_value(&self, key: &str) -> Result<Option<Bytes>> {
         match self.hit(key) {
-            Some(value) => Ok(Some(value)),
+            Some(value) => {
+                // A hit never waits: spend tokio's budget now and then, so a loop of hits
+                // still lets the channel's heartbeat (and everything else) run.
+                crate::backend::memory::cooperate().await;
+                Ok(Some(value))
+            }
             None => self.miss(key).await,
         }
     }
