@@ -213,7 +213,6 @@ async fn load(url: &str, prefix: &str, spec: &Value) {
     let handles: Vec<_> = (0..tasks)
         .map(|task| {
             let (cache, stop) = (cache.clone(), stop.clone());
-            let pace = pace;
             let rng_seed = index * 1000 + task;
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(rng_seed);

@@ -12,7 +12,7 @@ use crate::NearStats;
 /// The name under which near-cache counters are published (not a function).
 pub const NEAR_NAME: &str = "__cachette:near";
 
-/// The near-cache fields published, in the order of [`values`]; the last two are sizes.
+/// The near-cache fields published (`__cachette:near|{counter}`); the last two are sizes.
 pub const NEAR_COUNTERS: [&str; 8] = [
     "hits",
     "misses",
