@@ -104,6 +104,22 @@ impl CacheManager {
         self.count(result)
     }
 
+    /// The value at `key` as an owned `T`: [`get_shared`](Self::get_shared) and a clone, so a
+    /// near-cache hit clones the value decoded once instead of decoding it again (for a `T`
+    /// whose clone is cheaper than its decoding). Without a near cache it is [`get`](Self::get).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn get_cloned<T>(&self, key: &str) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if !matches!(self.inner.fast, FastPath::Near(_)) {
+            return self.get::<T>(key).await;
+        }
+        Ok(self.get_shared::<T>(key).await?.map(|v| (*v).clone()))
+    }
+
     /// Decodes `bytes` (the value of `full`) and keeps the result with its tier entry.
     fn share<T>(&self, near: &NearBackend, full: &str, bytes: &Bytes) -> Result<Arc<T>>
     where

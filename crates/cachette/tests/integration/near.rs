@@ -428,7 +428,7 @@ async fn a_near_cache_on_a_cluster_or_through_sentinel_is_refused_naming_the_set
 static DECODES: AtomicU64 = AtomicU64::new(0);
 
 /// A `u32` that counts its decodes.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 struct Counted(u32);
 
 impl<'de> serde::Deserialize<'de> for Counted {
@@ -457,12 +457,17 @@ async fn shared_hits_decode_nothing_and_are_invalidated_like_any_hit() {
         let again = a.get_shared::<Counted>("k").await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&first, &again), "not the shared value");
     }
+    // Owned copies of the shared value: cloned, not decoded.
+    for _ in 0..10 {
+        let owned: Counted = a.get_cloned("k").await.unwrap().unwrap();
+        assert_eq!(owned.0, 1);
+    }
     assert_eq!(
         DECODES.load(Ordering::SeqCst),
         decodes,
         "a shared hit decoded"
     );
-    assert_eq!(stats(&a).hits, hits + 100);
+    assert_eq!(stats(&a).hits, hits + 110);
     // Another manager's write: the decoded copy goes with its entry.
     b.set("k", &2u32, LONG).await.unwrap();
     assert!(
@@ -490,7 +495,9 @@ async fn shared_hits_decode_nothing_and_are_invalidated_like_any_hit() {
     let decodes = DECODES.load(Ordering::SeqCst);
     assert_eq!(shared(&plain, "p").await, Some(4));
     assert_eq!(shared(&plain, "p").await, Some(4));
-    assert_eq!(DECODES.load(Ordering::SeqCst), decodes + 2);
+    let owned: Counted = plain.get_cloned("p").await.unwrap().unwrap();
+    assert_eq!(owned.0, 4);
+    assert_eq!(DECODES.load(Ordering::SeqCst), decodes + 3);
     assert_eq!(shared(&plain, "none").await, None);
 }
 
