@@ -667,7 +667,13 @@ async fn chaos_under_load_from_three_processes() {
                 pause().await;
                 flushall();
                 pause().await;
-                let ids = tracking_connections(server);
+                // Every worker's channel (one may be reconnecting on a loaded machine).
+                let deadline = Instant::now() + Duration::from_secs(3);
+                let mut ids = tracking_connections(server);
+                while ids.len() < 3 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    ids = tracking_connections(server);
+                }
                 for id in &ids {
                     server.cli(["CLIENT", "KILL", "ID", id]);
                 }
