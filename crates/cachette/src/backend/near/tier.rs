@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3DefaultBuilder};
@@ -44,6 +45,9 @@ pub(crate) struct TierBounds {
 type Decoded = (TypeId, Arc<dyn Any + Send + Sync>);
 
 struct Entry {
+    key: Box<str>,
+    /// [`table_hash`] of `key`.
+    hash: u64,
     value: Bytes,
     expires: Option<Instant>,
     used: AtomicBool,
@@ -74,9 +78,18 @@ struct Pending {
     valid: bool,
 }
 
+/// The hash of a key inside its shard's table, from the one hash of the key (whose high bits
+/// chose the shard): multiplied, so that both the table's low bits (its bucket) and its top
+/// seven (its tag) vary between the keys of one shard.
+#[inline]
+fn table_hash(hash: u64) -> u64 {
+    hash.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<Box<str>, Entry>,
+    /// Entries, hashed once per read ([`table_hash`]).
+    entries: HashTable<Entry>,
     pending: HashMap<Box<str>, Pending>,
     /// Keys in insertion order, for the eviction hand (may hold keys already removed).
     clock: VecDeque<Box<str>>,
@@ -84,13 +97,18 @@ struct Shard {
 }
 
 impl Shard {
-    fn remove(&mut self, key: &str) -> bool {
-        match self.entries.remove(key) {
-            Some(entry) => {
+    fn find(&self, hash: u64, key: &str) -> Option<&Entry> {
+        self.entries.find(hash, |e| &*e.key == key)
+    }
+
+    fn remove(&mut self, hash: u64, key: &str) -> bool {
+        match self.entries.find_entry(hash, |e| &*e.key == key) {
+            Ok(occupied) => {
+                let (entry, _) = occupied.remove();
                 self.bytes -= Entry::cost(key, &entry.value);
                 true
             }
-            None => false,
+            Err(_) => false,
         }
     }
 
@@ -108,13 +126,14 @@ impl Shard {
             let Some(key) = self.clock.pop_front() else {
                 return false;
             };
-            match self.entries.get(&key) {
+            let hash = table_hash(xxh3_64(key.as_bytes()));
+            match self.find(hash, &key) {
                 None => {} // already removed: drop the stale hand position
                 Some(entry) if entry.used.swap(false, Ordering::Relaxed) => {
                     self.clock.push_back(key);
                 }
                 Some(_) => {
-                    self.remove(&key);
+                    self.remove(hash, &key);
                 }
             }
         }
@@ -126,7 +145,7 @@ impl Shard {
     /// insertion; the hand's order is lost, the entries' marks are kept.
     fn compact_clock(&mut self) {
         if self.clock.len() > 2 * self.entries.len() + 16 {
-            self.clock = self.entries.keys().cloned().collect();
+            self.clock = self.entries.iter().map(|e| e.key.clone()).collect();
         }
     }
 }
@@ -185,21 +204,28 @@ impl Tier {
     }
 
     fn shard_of(&self, key: &str) -> usize {
-        // High bits: the maps inside a shard use the low ones of their own hash.
-        (xxh3_64(key.as_bytes()) >> 58) as usize & (SHARDS - 1)
+        self.locate(key).0
+    }
+
+    /// The shard of `key` (high bits of its hash) and its hash in that shard's table.
+    #[inline]
+    fn locate(&self, key: &str) -> (usize, u64) {
+        let hash = xxh3_64(key.as_bytes());
+        ((hash >> 58) as usize & (SHARDS - 1), table_hash(hash))
     }
 
     /// The value of `key`, if the tier holds an unexpired one (counted as a hit or a miss).
     pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        let (at, hash) = self.locate(key);
         let found = {
-            let mut shard = self.shards[self.shard_of(key)].lock();
-            match shard.entries.get(key) {
+            let mut shard = self.shards[at].lock();
+            match shard.find(hash, key) {
                 Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
                     entry.used.store(true, Ordering::Relaxed);
                     Some(entry.value.clone())
                 }
                 Some(_) => {
-                    shard.remove(key);
+                    shard.remove(hash, key);
                     None
                 }
                 None => None,
@@ -217,9 +243,10 @@ impl Tier {
     /// The value of `key` for a typed read: decoded as `T` when a typed read already attached
     /// it, else its bytes (counted as a hit or a miss, like [`get`](Self::get)).
     pub(crate) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
+        let (at, hash) = self.locate(key);
         let found = {
-            let mut shard = self.shards[self.shard_of(key)].lock();
-            match shard.entries.get(key) {
+            let mut shard = self.shards[at].lock();
+            match shard.find(hash, key) {
                 Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
                     entry.used.store(true, Ordering::Relaxed);
                     match &entry.decoded {
@@ -233,7 +260,7 @@ impl Tier {
                     }
                 }
                 Some(_) => {
-                    shard.remove(key);
+                    shard.remove(hash, key);
                     Shared::Missing
                 }
                 None => Shared::Missing,
@@ -253,8 +280,9 @@ impl Tier {
     /// with equal bytes, comes from another read, and is left alone). One type per entry: a
     /// read as another type replaces it.
     pub(crate) fn attach<T: Any + Send + Sync>(&self, key: &str, bytes: &Bytes, decoded: Arc<T>) {
-        let mut shard = self.shards[self.shard_of(key)].lock();
-        if let Some(entry) = shard.entries.get_mut(key) {
+        let (at, hash) = self.locate(key);
+        let mut shard = self.shards[at].lock();
+        if let Some(entry) = shard.entries.find_mut(hash, |e| &*e.key == key) {
             if entry.value.as_ptr() == bytes.as_ptr() && entry.value.len() == bytes.len() {
                 entry.decoded = Some((TypeId::of::<T>(), decoded));
             }
@@ -316,7 +344,8 @@ impl Tier {
             return;
         }
         let key = std::mem::take(&mut fetch.key);
-        shard.remove(&key);
+        let hash = self.locate(&key).1;
+        shard.remove(hash, &key);
         let cost = Entry::cost(&key, value);
         let before = shard.entries.len();
         if !shard.make_room(cost, self.shard_entries, self.shard_bytes) {
@@ -331,14 +360,17 @@ impl Tier {
         shard.bytes += cost;
         // A re-inserted key may keep an older position too: the compaction below bounds them.
         shard.clock.push_back(key.clone());
-        shard.entries.insert(
-            key,
+        shard.entries.insert_unique(
+            hash,
             Entry {
+                key,
+                hash,
                 value: value.clone(),
                 expires: ttl.map(|t| Instant::now() + t),
                 used: AtomicBool::new(false),
                 decoded: None,
             },
+            |e| e.hash,
         );
         shard.compact_clock();
     }
@@ -355,8 +387,9 @@ impl Tier {
 
     /// Forgets `key` and voids its fetches in flight.
     pub(crate) fn invalidate(&self, key: &str) {
-        let mut shard = self.shards[self.shard_of(key)].lock();
-        shard.remove(key);
+        let (at, hash) = self.locate(key);
+        let mut shard = self.shards[at].lock();
+        shard.remove(hash, key);
         if let Some(p) = shard.pending.get_mut(key) {
             p.valid = false;
         }
