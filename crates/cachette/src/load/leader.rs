@@ -20,6 +20,7 @@ use crate::load::lease::{recheck_interval, HeldLease};
 use crate::load::meta::{Freshness, Meta};
 use crate::load::refresh;
 use crate::load::state::State;
+use crate::load::tags::Versions;
 use crate::load::{LoadError, LoadOptions, Outcome};
 use crate::stats::Counters;
 
@@ -57,6 +58,8 @@ pub(crate) struct StoreGuard<'f, 'l> {
     pub(crate) fill: Option<&'f Fill<'f>>,
     /// The lease (`lock = true`): evictions in any process sharing the backend remove it.
     pub(crate) lease: Option<&'l HeldLease>,
+    /// A tagged call's tag versions, read before its loader started (recorded with the value).
+    pub(crate) tags: Option<&'l Versions>,
 }
 
 impl StoreGuard<'_, '_> {
@@ -111,7 +114,7 @@ impl Call<'_> {
     pub(crate) async fn read<T: DeserializeOwned>(&self) -> Read<T> {
         let entry = match self
             .cache
-            .read_entry(&self.full, self.options.needs_meta())
+            .read_entry(&self.full, self.options.needs_meta(), &self.options.tags)
             .await
         {
             Ok(Some(entry)) => entry,
@@ -138,7 +141,7 @@ impl Call<'_> {
     pub(crate) async fn fresh<T: DeserializeOwned>(&self) -> crate::Result<Option<(Bytes, T)>> {
         let entry = self
             .cache
-            .read_entry(&self.full, self.options.needs_meta())
+            .read_entry(&self.full, self.options.needs_meta(), &self.options.tags)
             .await?;
         Ok(entry
             .filter(|e| e.freshness(0.0) != Freshness::Stale)
@@ -155,7 +158,7 @@ impl Call<'_> {
     pub(crate) async fn recheck<T: DeserializeOwned>(&self) -> Option<(Bytes, T)> {
         let entry = self
             .cache
-            .fetch_entry(&self.full, self.options.needs_meta())
+            .fetch_entry(&self.full, self.options.needs_meta(), &self.options.tags)
             .await
             .ok()??;
         if entry.freshness(0.0) == Freshness::Stale {
@@ -183,8 +186,14 @@ impl Call<'_> {
         (value, Outcome::Stale)
     }
 
-    /// Stores `bytes` with the options' TTL (jittered) and metadata.
-    pub(crate) async fn store(&self, bytes: Bytes, compute: Duration) -> crate::Result<()> {
+    /// Stores `bytes` with the options' TTL (jittered), metadata and tag versions; returns
+    /// the bytes stored at the key (marked when tagged).
+    pub(crate) async fn store(
+        &self,
+        bytes: Bytes,
+        compute: Duration,
+        tags: Option<&Versions>,
+    ) -> crate::Result<Bytes> {
         let ttl = self
             .cache
             .resolve_ttl(self.options.ttl)?
@@ -199,7 +208,21 @@ impl Call<'_> {
             )),
             _ => None,
         };
-        self.cache.write_entry(&self.full, bytes, ttl, meta).await
+        self.cache
+            .write_entry(&self.full, bytes, ttl, meta, tags)
+            .await
+    }
+
+    /// The tag versions a fill of a tagged call records, read before its loader starts
+    /// (`Ok(None)` without tags).
+    pub(crate) async fn snapshot(&self) -> crate::Result<Option<Versions>> {
+        if self.options.tags.is_empty() {
+            return Ok(None);
+        }
+        Box::pin(self.cache.snapshot_tags(&self.options.tags))
+            .await
+            .map(Some)
+            .map_err(|e| e.with_key(&self.full))
     }
 
     /// Runs the loader: panics caught, bounded by the hard timeout, the lease renewed.
@@ -344,6 +367,25 @@ impl Call<'_> {
                 }
             }
         }
+        // A tagged fill records the tag versions current before its loader starts.
+        let mut versions = None;
+        if !fallback {
+            match self.snapshot().await {
+                Ok(v) => versions = v,
+                Err(e) => {
+                    self.mine(Counters::error);
+                    if !self.options.fallback_on_error {
+                        finish(lead, Shared::failed(e.kind(), e.to_string()));
+                        if let Some(lease) = lease {
+                            lease.release().await;
+                        }
+                        return Err(LoadError::Cache(e));
+                    }
+                    tracing::warn!(error = %e, "cachette: cannot read the tag versions; running uncached");
+                    fallback = true;
+                }
+            }
+        }
         if fallback {
             self.both(Counters::fallback);
         }
@@ -358,6 +400,7 @@ impl Call<'_> {
                 let guard = StoreGuard {
                     fill: fill.as_ref(),
                     lease: lease.as_ref(),
+                    tags: versions.as_ref(),
                 };
                 self.settle(value, store_if, compute, fallback, lead.is_some(), guard)
                     .await
@@ -453,8 +496,12 @@ impl Call<'_> {
             tracing::debug!(key = %self.full, "cachette: a write or eviction superseded this fill; not storing");
             return (Ok((value, Outcome::NotStored)), shared);
         }
-        match self.store(bytes.clone(), compute).await {
-            Ok(()) => {
+        if !self.options.tags.is_empty() && guard.tags.is_none() {
+            // Never store a tagged call's value without its tag versions.
+            return (Ok((value, Outcome::NotStored)), shared);
+        }
+        match self.store(bytes.clone(), compute, guard.tags).await {
+            Ok(stored) => {
                 self.mine(|c| c.write(1));
                 if guard.superseded_after_store().await {
                     // Superseded while storing: remove our value (only if it is still ours).
@@ -462,7 +509,7 @@ impl Call<'_> {
                     if let Err(e) = self
                         .cache
                         .backend()
-                        .delete_if_equals(&self.full, &bytes)
+                        .delete_if_equals(&self.full, &stored)
                         .await
                     {
                         tracing::warn!(error = %e, key = %self.full, "cachette: could not remove a superseded value");
@@ -534,6 +581,18 @@ impl Call<'_> {
                 _ => return Ok(None),
             }
         }
+        let versions = match self.snapshot().await {
+            Ok(versions) => versions,
+            Err(e) => {
+                // Keep the cached value rather than store one without its tags.
+                tracing::warn!(error = %e, "cachette: cannot read the tag versions; keeping the cached value");
+                finish(lead, Shared::Value(cached_bytes));
+                if let Some(lease) = lease {
+                    lease.release().await;
+                }
+                return Ok(None);
+            }
+        };
         self.both(Counters::early_refresh);
         let fill = self.cache.fills().start(&self.full);
         let started = Instant::now();
@@ -545,6 +604,7 @@ impl Call<'_> {
                 let guard = StoreGuard {
                     fill: Some(&fill),
                     lease: lease.as_ref(),
+                    tags: versions.as_ref(),
                 };
                 let (result, shared) = self
                     .settle(value, store_if, compute, false, lead.is_some(), guard)

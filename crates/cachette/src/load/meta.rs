@@ -19,7 +19,7 @@
 //!   ignored, and the value is treated as fresh and without metadata.
 //!
 //! Both keys are read with one `MGET`. Without those options nothing but the value is read or
-//! written.
+//! written. A tagged value (see `load::tags`) is hashed as stored, with its mark.
 
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::load::refresh;
+use crate::load::tags::{self, Versions};
 use crate::load::state::State;
 
 /// Suffix of the metadata key.
@@ -123,9 +124,16 @@ impl RawEntry {
 }
 
 impl State {
-    /// Reads the value at `full` (and its metadata when `with_meta`), counting the read.
-    pub(crate) async fn read_entry(&self, full: &str, with_meta: bool) -> Result<Option<RawEntry>> {
-        match self.fetch_entry(full, with_meta).await {
+    /// Reads the value at `full` (and its metadata when `with_meta`), counting the read. With
+    /// `tags` (normalized, see [`LoadOptions::tags`](crate::LoadOptions::tags)), only an entry
+    /// written with exactly those tags, all still current, is found (see `load::tags`).
+    pub(crate) async fn read_entry(
+        &self,
+        full: &str,
+        with_meta: bool,
+        tags: &[String],
+    ) -> Result<Option<RawEntry>> {
+        match self.fetch_entry(full, with_meta, tags).await {
             Ok(entry) => {
                 let hit = u64::from(entry.is_some());
                 self.counters().add_reads(hit, 1 - hit);
@@ -143,8 +151,16 @@ impl State {
         &self,
         full: &str,
         with_meta: bool,
+        tags: &[String],
     ) -> Result<Option<RawEntry>> {
-        if with_meta {
+        if !tags.is_empty() {
+            let found = Box::pin(self.fetch_tagged(full, with_meta, tags)).await?;
+            return Ok(found.map(|(stored, meta_doc)| RawEntry {
+                meta: meta_doc.and_then(|doc| Meta::decode(&doc, &stored)),
+                bytes: tags::value_of(&stored),
+            }));
+        }
+        let entry = if with_meta {
             let keys = [full.to_owned(), meta_key(full)];
             self.backend().get_many(&keys).await.map(|mut values| {
                 let meta_doc = values.pop().flatten();
@@ -152,47 +168,74 @@ impl State {
                     let meta = meta_doc.and_then(|doc| Meta::decode(&doc, &bytes));
                     RawEntry { bytes, meta }
                 })
-            })
+            })?
         } else {
             // Boxed: read-through futures nest this read several layers deep, and inline it
             // would take them past the allocator's small-size caches (1 KiB) wherever they
             // are boxed or spawned (measured: 1.2-1.7 KB futures cost a 64-way hit load more
             // than the extra small allocation does).
             Box::pin(self.get_full(full))
-                .await
-                .map(|v| v.map(|bytes| RawEntry { bytes, meta: None }))
+                .await?
+                .map(|bytes| RawEntry { bytes, meta: None })
+        };
+        match entry {
+            // A tagged value read without its tags: checked against its own document.
+            Some(entry) if tags::is_marked(&entry.bytes) => {
+                let meta = entry.meta;
+                let checked = Box::pin(self.check_marked(full, entry.bytes)).await?;
+                Ok(checked.map(|bytes| RawEntry { bytes, meta }))
+            }
+            other => Ok(other),
         }
     }
 
     /// Stores `bytes` at `full` for `ttl` (already jittered; `None` = persistent), with
-    /// metadata when `meta` is given, counting the write.
+    /// metadata when `meta` is given and as a tagged value recording `tags` when given,
+    /// counting the write. Returns the bytes stored at `full` (marked when tagged).
     pub(crate) async fn write_entry(
         &self,
         full: &str,
         bytes: Bytes,
         ttl: Option<Duration>,
         meta: Option<(Meta, Duration)>,
-    ) -> Result<()> {
+        tags: Option<&Versions>,
+    ) -> Result<Bytes> {
         if let Err(e) = self.check_value_size(full, bytes.len()) {
             self.counters().error();
             return Err(e);
         }
-        let result = match (ttl, meta) {
-            (Some(ttl), Some((meta, stale_ttl))) => {
-                let doc = meta.encode(&bytes);
-                let items = [(full.to_owned(), bytes), (meta_key(full), doc)];
-                self.backend()
-                    // The stale copy's extra life stays inside the one TTL range (rounded up
-                    // to whole milliseconds, at most 100 years) on every backend.
-                    .set_many(&items, Some(stale_life(ttl, stale_ttl)))
-                    .await
+        let (stored, doc) = match tags {
+            Some(versions) => {
+                let (stored, [_, doc]) = tags::tagged_items(full, &bytes, versions);
+                (stored, Some(doc))
             }
-            _ => self.backend().set(full, bytes, ttl).await,
+            None => (bytes, None),
+        };
+        let meta = match (ttl, meta) {
+            (Some(ttl), Some((meta, stale_ttl))) => Some((meta, stale_ttl, ttl)),
+            _ => None,
+        };
+        let result = if meta.is_none() && doc.is_none() {
+            self.backend().set(full, stored.clone(), ttl).await
+        } else {
+            let mut items = Vec::with_capacity(3);
+            items.push((full.to_owned(), stored.clone()));
+            // The stale copy's extra life stays inside the one TTL range (rounded up to whole
+            // milliseconds, at most 100 years) on every backend.
+            let life = match &meta {
+                Some((meta, stale_ttl, ttl)) => {
+                    items.push((meta_key(full), meta.encode(&stored)));
+                    Some(stale_life(*ttl, *stale_ttl))
+                }
+                None => ttl,
+            };
+            items.extend(doc);
+            self.backend().set_many(&items, life).await
         };
         match result {
             Ok(()) => {
                 self.counters().write(1);
-                Ok(())
+                Ok(stored)
             }
             Err(e) => {
                 self.counters().error();

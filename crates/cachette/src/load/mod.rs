@@ -11,6 +11,7 @@
 //! - `meta`: the stale-copy metadata stored beside a value.
 //! - `detached`: refreshes that outlive their caller (spawned tasks).
 //! - `state`: what every clone of a manager shares, and its byte-level operations.
+//! - `tags`: tag versions, tagged values and their documents (O(1) invalidation by tag).
 //! - `fills`: tickets of the fills in flight, so that a write or eviction supersedes them.
 
 pub(crate) mod coalesce;
@@ -22,5 +23,6 @@ pub(crate) mod meta;
 pub(crate) mod read_through;
 pub(crate) mod refresh;
 pub(crate) mod state;
+pub(crate) mod tags;
 
 pub use read_through::{LoadError, LoadOptions, Outcome};

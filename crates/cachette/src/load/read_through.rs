@@ -93,6 +93,9 @@ pub struct LoadOptions {
     pub hard_timeout: Option<Duration>,
     /// Shorten each TTL by a random 0–`jitter_percent`% (default 0, at most 100).
     pub jitter_percent: u8,
+    /// The tags values are stored with and checked against (sorted, deduplicated); see
+    /// [`LoadOptions::tags`].
+    pub(crate) tags: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -116,6 +119,7 @@ impl LoadOptions {
             soft_timeout: None,
             hard_timeout: None,
             jitter_percent: 0,
+            tags: Vec::new(),
         }
     }
 
@@ -203,6 +207,51 @@ impl LoadOptions {
     pub const fn jitter_percent(mut self, percent: u8) -> Self {
         self.jitter_percent = if percent > 100 { 100 } else { percent };
         self
+    }
+
+    /// Stores values with `tags` and serves only entries written with exactly these tags,
+    /// none of them invalidated since ([`CacheManager::invalidate_tag`](crate::CacheManager::invalidate_tag),
+    /// [`invalidate_all`](crate::CacheManager::invalidate_all)). Replaces the tags set before.
+    ///
+    /// Tags cost nothing on a hit beyond reading the tag keys in the same round trip as the
+    /// value (one `MGET` on a standalone server, one pipeline per node on a cluster, no command
+    /// when the near cache holds them). A miss reads the tag versions once more before the
+    /// loader runs (a tag invalidated while the loader runs leaves its value out of date). An
+    /// entry that was written without these tags (a plain `set`, other tags) is a miss, and is
+    /// overwritten. An empty tag name is refused when the options are used
+    /// ([`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), handled like an invalid
+    /// key). Not `const`: options with tags cannot live in a `static`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use cachette::{CacheManager, LoadOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = CacheManager::memory();
+    /// let opts = LoadOptions::ttl(Duration::from_secs(300)).tags(["user:42", "users"]);
+    /// let load = || async { Ok::<_, std::io::Error>("Ada".to_owned()) };
+    /// assert_eq!(cache.get_or_load("profile:42", &opts, load).await?, "Ada");
+    /// cache.invalidate_tag("user:42").await?; // one command, however many entries
+    /// let reload = || async { Ok::<_, std::io::Error>("Ada L.".to_owned()) };
+    /// assert_eq!(cache.get_or_load("profile:42", &opts, reload).await?, "Ada L.");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.tags = crate::load::tags::normalize(tags);
+        self
+    }
+
+    /// The tags set with [`LoadOptions::tags`], sorted and deduplicated.
+    pub fn tag_names(&self) -> &[String] {
+        &self.tags
     }
 
     /// Whether values are stored with metadata (early refresh or stale copies).
@@ -384,6 +433,7 @@ impl State {
         let checked = self.checked_key(key).and_then(|full| {
             self.resolve_ttl(options.ttl)
                 .map_err(|e| e.with_key(&full))?;
+            crate::load::tags::check_names(&options.tags).map_err(|e| e.with_key(&full))?;
             Ok(full)
         });
         let first = match checked {

@@ -3,6 +3,7 @@
 mod builder;
 mod read_through;
 mod shared;
+mod tags;
 pub(crate) mod warm;
 
 pub use builder::{BackendLayer, CacheManagerBuilder};
@@ -25,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::load::fills::Fills;
 use crate::load::lease::Leases;
 use crate::load::state::{FastPath, State};
+use crate::load::tags::is_marked;
 use crate::stats::{Counters, Stats};
 use crate::ttl::Ttl;
 
@@ -268,7 +270,14 @@ impl CacheManager {
     /// `T` (the value is left in place).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.checked_key(key)?;
-        let result = match self.inner.fast.get(&self.inner.backend, &full).await {
+        let read = match self.inner.fast.get(&self.inner.backend, &full).await {
+            // A tagged value: served only while its tags are current (two more round trips).
+            Ok(Some(bytes)) if is_marked(&bytes) => {
+                Box::pin(self.inner.check_marked(&full, bytes)).await
+            }
+            read => read,
+        };
+        let result = match read {
             Ok(Some(bytes)) => {
                 self.inner.counters.hit();
                 self.inner.codec.decode(&full, &bytes).map(Some)
@@ -282,15 +291,17 @@ impl CacheManager {
         self.count(result)
     }
 
-    /// The raw bytes at `key` (no decoding).
+    /// The raw bytes at `key` (no decoding). For a value stored with tags: the codec's bytes,
+    /// without the tag mark, and only while its tags are current (as [`get`](Self::get)).
     pub async fn get_raw(&self, key: &str) -> Result<Option<Bytes>> {
         let full = self.checked_key(key)?;
-        let result = self
-            .inner
-            .fast
-            .get(&self.inner.backend, &full)
-            .await
-            .map_err(|e| e.with_key(full));
+        let read = match self.inner.fast.get(&self.inner.backend, &full).await {
+            Ok(Some(bytes)) if is_marked(&bytes) => {
+                Box::pin(self.inner.check_marked(&full, bytes)).await
+            }
+            read => read,
+        };
+        let result = read.map_err(|e| e.with_key(full));
         if let Ok(v) = &result {
             self.inner
                 .counters
@@ -313,6 +324,10 @@ impl CacheManager {
     }
 
     /// Stores raw bytes at `key` (no encoding).
+    ///
+    /// # Errors
+    /// Besides those of [`set`](Self::set): [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// for bytes starting with `"\t\r"`, the mark of a tagged value (see [`set_tagged`](Self::set_tagged)).
     pub async fn set_raw(
         &self,
         key: &str,
@@ -321,7 +336,14 @@ impl CacheManager {
     ) -> Result<()> {
         let full = self.checked_key(key)?;
         let ttl = self.key_ttl(&full, ttl)?;
-        self.write_raw(full, value.into(), ttl).await
+        let value = value.into();
+        if is_marked(&value) {
+            return Err(Error::invalid(
+                "raw values must not start with \"\\t\\r\", the mark of a tagged value",
+            )
+            .with_key(full));
+        }
+        self.write_raw(full, value, ttl).await
     }
 
     async fn write_raw(&self, full: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
@@ -534,7 +556,9 @@ impl CacheManager {
         self.inner.backend.ping().await.is_ok()
     }
 
-    /// The values of `keys`, in order (`None` for missing ones), in one round trip (`MGET`).
+    /// The values of `keys`, in order (`None` for missing ones), in one round trip (`MGET`);
+    /// two more when some of them were stored with tags (their tags are checked as
+    /// [`get`](Self::get) does, all in the same two round trips).
     ///
     /// # Errors
     /// A backend failure, or a decode error naming the first key whose value is not a `T`.
@@ -546,7 +570,10 @@ impl CacheManager {
             .iter()
             .map(|k| self.checked_key(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        let raw = self.count(self.inner.backend.get_many(&full).await)?;
+        let mut raw = self.count(self.inner.backend.get_many(&full).await)?;
+        if raw.iter().flatten().any(|v| is_marked(v)) {
+            raw = self.count(self.checked_many(&full, raw).await)?;
+        }
         let hits = raw.iter().filter(|v| v.is_some()).count() as u64;
         self.inner.counters.add_reads(hits, raw.len() as u64 - hits);
         let decoded = raw
