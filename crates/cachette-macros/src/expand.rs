@@ -483,7 +483,27 @@ fn expand_cached(
     let (body, body_stmt) = body_tokens(func, &info);
     let call = mixed("__cachette_call");
     let owner = owner_fn(&info);
-    let (load_options, load_options_stmt) = load_options_tokens(which, options);
+    let (load_options, mut load_options_stmt) = load_options_tokens(which, options);
+    let load_options = match &options.tags {
+        // Tags are rendered per call (from the arguments, before the body takes them) into a
+        // copy of the options.
+        Some(tags) => {
+            let names = Names {
+                args: &info.names,
+                has_self: info.has_receiver,
+            };
+            let tags = tags
+                .iter()
+                .map(|t| Template::parse(t, &names, errors).expand(false));
+            let tagged = mixed("__cachette_tagged_options");
+            load_options_stmt.extend(quote! {
+                let #tagged: ::cachette::__private::LoadOptions =
+                    ::cachette::__private::LoadOptions::clone(&#load_options).tags([#(#tags),*]);
+            });
+            tagged
+        }
+        None => load_options,
+    };
     let unless = match &options.unless {
         Some(unless) => unless.to_token_stream(),
         None => quote!(::cachette::__private::never),
@@ -557,11 +577,15 @@ fn expand_evict(func: &FnItem, options: &Options, errors: &mut Errors) -> TokenS
         args: &info.names,
         has_self: info.has_receiver,
     };
-    if options.key.is_none() && options.keys.is_none() && options.pattern.is_none() {
+    if options.key.is_none()
+        && options.keys.is_none()
+        && options.pattern.is_none()
+        && options.tags.is_none()
+    {
         errors.push(syn::Error::new(
             Span::call_site(),
-            "#[cache_evict] needs something to evict: `key = \"...\"`, `keys = [...]` or \
-             `pattern = \"...\"`",
+            "#[cache_evict] needs something to evict: `key = \"...\"`, `keys = [...]`, \
+             `pattern = \"...\"` or `tags = [...]`",
         ));
     }
     let before = options.before.as_ref().is_some_and(|b| b.value);
@@ -590,6 +614,10 @@ fn expand_evict(func: &FnItem, options: &Options, errors: &mut Errors) -> TokenS
     if let Some(pattern) = &options.pattern {
         let pattern = Template::parse(pattern, &names, errors).expand(true);
         steps.push(quote!(#plan.pattern(#pattern);));
+    }
+    for tag in options.tags.iter().flatten() {
+        let tag = Template::parse(tag, &names, errors).expand(false);
+        steps.push(quote!(#plan.tag(#tag);));
     }
 
     let name = fn_name(&func.sig.ident);

@@ -91,6 +91,7 @@ fn make_ident(name: &str, span: Span) -> Ident {
 /// | `skip(arg, ...)` | leaves arguments (a DB handle, a request context, the manager itself) out of the default key and the `key_builder` call. |
 /// | `cache_none = true` | for `Option<T>` functions: cache `None` too. |
 /// | `name = "get_user"` | the function name used in the default key and given to `key_builder` (to share entries between functions, e.g. with `#[cache_put]`). |
+/// | `tags = ["user:{user_id}", "users"]` | tag templates (written and escaped like `key`), rendered per call: the value is stored with these tags and served only while none of them was invalidated (`CacheManager::invalidate_tag`, `#[cache_evict(tags = [...])]`, O(1) whatever the number of entries). A hit reads the tag versions in the same round trip as the value. See the README section "Tags". Also on `#[cache_put]`. |
 ///
 /// ## Stampede and resilience options
 ///
@@ -313,6 +314,7 @@ pub fn cache_put(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// |---|---|
 /// | `key = "user:{id}"` | a key template, as in [`macro@cached`] (values `Display`ed, `%` and `:` escaped). |
 /// | `keys = ["user:list", "user:{id}"]` | several key templates, deleted in one round trip. |
+/// | `tags = ["user:{id}", "users"]` | tag templates: every entry stored with one of these tags is invalidated, in one command per tag whatever their number (`CacheManager::invalidate_tags`). |
 /// | `pattern = "user:*"` | a Redis glob template; values substituted into it are also glob-escaped, so an id of `*` only matches the literal `*`. |
 /// | `before = true` | evict before the body runs (default: after). |
 /// | `always = true` | evict after the body even when it returned `Err` (default: only after `Ok`; functions not returning `Result` always evict). |

@@ -16,6 +16,7 @@ mod kw {
     syn::custom_keyword!(ttl);
     syn::custom_keyword!(key);
     syn::custom_keyword!(keys);
+    syn::custom_keyword!(tags);
     syn::custom_keyword!(key_builder);
     syn::custom_keyword!(pattern);
     syn::custom_keyword!(unless);
@@ -78,6 +79,7 @@ impl Macro {
                 "hard_timeout",
                 "jitter",
                 "coalesce",
+                "tags",
             ],
             Macro::Put => &[
                 "ttl",
@@ -89,11 +91,13 @@ impl Macro {
                 "skip",
                 "cache_none",
                 "name",
+                "tags",
             ],
             Macro::Evict => &[
                 "key",
                 "keys",
                 "pattern",
+                "tags",
                 "before",
                 "always",
                 "fallback_on_error",
@@ -142,6 +146,8 @@ pub(crate) struct Options {
     pub(crate) ttl: Option<TtlValue>,
     pub(crate) key: Option<LitStr>,
     pub(crate) keys: Option<Vec<LitStr>>,
+    /// `tags = ["user:{id}", "users"]`: tag templates.
+    pub(crate) tags: Option<Vec<LitStr>>,
     pub(crate) pattern: Option<LitStr>,
     pub(crate) key_builder: Option<Expr>,
     pub(crate) unless: Option<Expr>,
@@ -281,6 +287,16 @@ fn parse_options(input: ParseStream, which: Macro, errors: &mut Errors) -> syn::
                 errors.push(syn::Error::new(span, "`keys` needs at least one key"));
             }
             o.keys = Some(list.into_iter().collect());
+        });
+        option!(tags, "tags", |span| {
+            input.parse::<Token![=]>()?;
+            let content;
+            bracketed!(content in input);
+            let list = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+            if list.is_empty() {
+                errors.push(syn::Error::new(span, "`tags` needs at least one tag"));
+            }
+            o.tags = Some(list.into_iter().collect());
         });
         option!(pattern, "pattern", |_span| {
             input.parse::<Token![=]>()?;

@@ -10,12 +10,13 @@ use crate::stats::Counters;
 use super::call::OwnerFn;
 use super::site::FnSite;
 
-/// The keys and patterns one `#[cache_evict]` call deletes, computed from the arguments before
-/// the body runs.
+/// The keys and patterns one `#[cache_evict]` call deletes, and the tags it invalidates,
+/// computed from the arguments before the body runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EvictPlan {
     keys: Vec<String>,
     patterns: Vec<String>,
+    tags: Vec<String>,
 }
 
 impl EvictPlan {
@@ -29,6 +30,17 @@ impl EvictPlan {
     pub fn pattern(&mut self, pattern: String) -> &mut Self {
         self.patterns.push(pattern);
         self
+    }
+
+    /// Invalidates every entry tagged with `tag` ([`CacheManager::invalidate_tags`]).
+    pub fn tag(&mut self, tag: String) -> &mut Self {
+        self.tags.push(tag);
+        self
+    }
+
+    /// The tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
     }
 
     /// The keys.
@@ -111,7 +123,8 @@ impl<'m> Evict<'m> {
         &self.plan
     }
 
-    /// Deletes the plan's keys (one `delete_many`) and patterns; returns how many keys went.
+    /// Deletes the plan's keys (one `delete_many`) and patterns, and invalidates its tags (one
+    /// pipeline); returns how many keys went (invalidated entries are not counted).
     async fn run(&self) -> Result<u64, Error> {
         let Some(manager) = self.manager else {
             return Ok(0);
@@ -123,11 +136,15 @@ impl<'m> Evict<'m> {
         for pattern in &self.plan.patterns {
             deleted += manager.delete_pattern(pattern).await?;
         }
+        if !self.plan.tags.is_empty() {
+            manager.invalidate_tags(&self.plan.tags).await?;
+        }
         self.site.add_evicted(deleted);
         tracing::debug!(
             function = self.site.name(),
             keys = ?self.plan.keys,
             patterns = ?self.plan.patterns,
+            tags = ?self.plan.tags,
             deleted,
             "cachette: evicted"
         );

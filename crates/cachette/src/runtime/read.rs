@@ -397,6 +397,20 @@ where
     }
 }
 
+/// Stores a write-through value, with the call's tags when it has some.
+async fn store<T: serde::Serialize + ?Sized>(
+    manager: &crate::CacheManager,
+    key: &str,
+    value: &T,
+    options: &crate::LoadOptions,
+) -> Result<(), Error> {
+    if options.tag_names().is_empty() {
+        manager.set(key, value, options.ttl).await
+    } else {
+        Box::pin(manager.set_tagged(key, value, options.ttl, options.tag_names())).await
+    }
+}
+
 /// Write-through: runs the body, then stores its cacheable value unless `unless` says not to.
 pub(crate) async fn write_through<S, F, U, H>(
     call: Call<'_>,
@@ -415,8 +429,7 @@ where
         CallState::Bypass => None,
         CallState::KeyFailed(e) => Some(*e),
         CallState::Active { manager, key } => match S::project(&output) {
-            Some(value) if !unless(value) => match manager.set(&key, value, call.options.ttl).await
-            {
+            Some(value) if !unless(value) => match store(manager, &key, value, call.options).await {
                 Ok(()) => {
                     call.counters.write(1);
                     None

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::support::{unique_prefix, Fixture};
 
+// The tag scenarios, listed in `with_conformance_scenarios!` with the others.
+use crate::conformance_tags::*;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct User {
     id: u64,
@@ -722,7 +725,11 @@ macro_rules! with_conformance_scenarios {
             get_many_of_nothing, get_many_decode_error_names_key,
             set_many_applies_ttl_to_every_key, set_many_never_and_expiry, set_many_of_nothing,
             stats_count_hits_misses_and_writes, info_reports_keys_and_memory, ping_answers,
-            concurrent_writers_and_readers, disabled_manager_stores_nothing
+            concurrent_writers_and_readers, disabled_manager_stores_nothing,
+            tags_invalidate_only_their_entries, tagged_values_stay_plain_json,
+            read_through_honours_tags, invalidation_during_a_load_wins,
+            invalidate_all_covers_tagged_entries_of_the_namespace, get_many_checks_tags,
+            a_lost_tag_version_invalidates, tags_are_checked_and_documents_expire
         }
     };
 }

@@ -2,6 +2,8 @@
 //!
 //! - `conformance`: the behaviour of `CacheManager`, written once and run against every
 //!   backend (`memory`, `redis`), each Redis test on its own spawned `redis-server`.
+//! - `conformance_tags`: the tag scenarios of the conformance suite (invalidation by tag and
+//!   of the namespace, read-through with tags, plain reads of tagged values, lost versions).
 //! - `redis_failure`: server down at start, killed and restarted, paused.
 //! - `redis_errors`: errors that are not connection problems (a key that is not UTF-8,
 //!   `WRONGTYPE`, `NOPERM`, `OOM`, `ERR`, oversized values) keep the connection and the
@@ -52,6 +54,7 @@ mod cluster_stampede;
 mod cluster_stats;
 mod coalesced_failures;
 mod conformance;
+mod conformance_tags;
 mod glob_vs_redis;
 mod macros;
 mod macros_default;
