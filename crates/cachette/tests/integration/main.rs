@@ -12,7 +12,8 @@
 //!   `macros_keys`: golden keys; `macros_default`: the process-wide default manager;
 //!   `macros_failures`: `fallback_on_error` against a dead server; `macros_stampede`: the
 //!   stampede options of `#[cached]` (`lock`, `stale_ttl`, `soft_timeout`, `hard_timeout`,
-//!   `early_refresh`, `jitter`, `coalesce`).
+//!   `early_refresh`, `jitter`, `coalesce`); `macros_tags`: `tags = [...]` on `#[cached]`,
+//!   `#[cache_put]` and `#[cache_evict]`.
 //! - `acl`: a least-privilege ACL user (the documented rules suffice and are all needed),
 //!   `NOPERM` and wrong-password errors.
 //! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
@@ -61,6 +62,7 @@ mod macros_default;
 mod macros_failures;
 mod macros_keys;
 mod macros_stampede;
+mod macros_tags;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod near;
