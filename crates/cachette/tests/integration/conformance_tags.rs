@@ -249,3 +249,56 @@ pub(crate) async fn tags_are_checked_and_documents_expire(fx: &Fixture) {
     c.invalidate_tag("t").await.unwrap();
     assert_eq!(c.get::<u32>("k").await.unwrap(), Some(2));
 }
+
+/// With the near cache, a tagged hit is answered by the tier alone (value, tag document and
+/// tag versions), and another process's invalidation still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_serves_tagged_hits_without_a_command() {
+    let server = cachette_test_support::RedisServer::new();
+    let prefix = unique_prefix("near-tags");
+    let near = || {
+        CacheManager::builder()
+            .url(server.url())
+            .key_prefix(&prefix)
+            .command_timeout(Duration::from_secs(2))
+            .near_cache(Some(cachette::NearCacheOptions::default()))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (near(), near());
+    let opts = LoadOptions::ttl(TTL).tags(["user:1", "users"]);
+    assert_eq!(load(&a, "k", &opts, 1).await.0, 1);
+    // Until the tier holds every key of the read (the first replies may cross the
+    // invalidations of our own writes, and are then rightly not kept).
+    let mut held = false;
+    for _ in 0..200 {
+        let misses = a.near_stats().unwrap().misses;
+        let (value, outcome) = load(&a, "k", &opts, 9).await;
+        assert_eq!((value, outcome), (1, Outcome::Hit));
+        if a.near_stats().unwrap().misses == misses {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(held, "the tagged read never came from the tier alone");
+    let before = a.near_stats().unwrap();
+    for _ in 0..20 {
+        assert_eq!(load(&a, "k", &opts, 9).await, (1, Outcome::Hit));
+    }
+    let after = a.near_stats().unwrap();
+    assert_eq!(after.misses, before.misses, "a tagged hit sent a command");
+    // Value, document, namespace tag and two tags: five tier hits per read.
+    assert_eq!(after.hits - before.hits, 20 * 5);
+    // Another process invalidates: the tier learns it through tracking.
+    b.invalidate_tag("users").await.unwrap();
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if load(&a, "k", &opts, 2).await == (2, Outcome::Miss) {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(reloaded, "the invalidation never reached the near cache");
+}
