@@ -346,6 +346,9 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
         }
     }
 
+    // ---- tags (issue 14): tagged vs untagged hits, invalidate_tag over 1M tagged entries ----
+    rows.extend(cachette_bench::tags::section(&url, plan, value()).await);
+
     // ---- alternatives (issue 5): the `cached` crate's Redis store, moka, redis-benchmark ----
     let alternatives = cachette_bench::alternatives::section(&url, plan, &rows, value()).await;
     rows.extend(alternatives);

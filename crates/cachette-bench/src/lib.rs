@@ -6,6 +6,7 @@ pub mod alternatives;
 pub mod cluster;
 pub mod http;
 pub mod near;
+pub mod tags;
 
 use std::future::Future;
 use std::sync::Arc;
