@@ -28,9 +28,13 @@ where
         let (cache, options) = (cache.clone(), options.clone());
         async move {
             let (v, outcome) = cache
-                .get_or_load_traced(key, &options, None, |_: &T| true, || async {
-                    Err::<T, _>("the entry is seeded: a hit never loads")
-                })
+                .get_or_load_traced(
+                    key,
+                    &options,
+                    None,
+                    |_: &T| true,
+                    || async { Err::<T, _>("the entry is seeded: a hit never loads") },
+                )
                 .await
                 .expect("a hit");
             assert_eq!(outcome, cachette::Outcome::Hit);
@@ -92,10 +96,19 @@ where
                 1,
                 plan,
                 vec![
-                    ("get_or_load hit, untagged", hit::<T>(cache, "plain", untagged.clone())),
-                    ("get_or_load hit, 2 tags", hit::<T>(cache, "tagged", tagged.clone())),
+                    (
+                        "get_or_load hit, untagged",
+                        hit::<T>(cache, "plain", untagged.clone()),
+                    ),
+                    (
+                        "get_or_load hit, 2 tags",
+                        hit::<T>(cache, "tagged", tagged.clone()),
+                    ),
                     ("CacheManager::get, untagged", get::<T>(cache, "plain")),
-                    ("CacheManager::get of a tagged entry", get::<T>(cache, "tagged")),
+                    (
+                        "CacheManager::get of a tagged entry",
+                        get::<T>(cache, "tagged"),
+                    ),
                 ],
             )
             .await;
@@ -134,7 +147,10 @@ async fn invalidate_section(backend: &str, cache: &CacheManager, plan: Plan) -> 
         "\ninvalidate_tag with {TAGGED} tagged entries ({backend}; seeded in {:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(cache.get::<u64>("bulk:4242").await.expect("get"), Some(4242));
+    assert_eq!(
+        cache.get::<u64>("bulk:4242").await.expect("get"),
+        Some(4242)
+    );
     let invalidate = {
         let cache = cache.clone();
         op(move || {

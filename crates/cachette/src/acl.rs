@@ -1,12 +1,13 @@
 //! The smallest Redis ACL rules cachette needs, per feature.
 //!
 //! Run cachette as a least-privilege ACL user: its keys and channels all start with the key
-//! prefix (values, `{key}#lock{T}` leases, `{key}#meta{T}` metadata, the stats hash, the
-//! `{prefix}#lock` wake-up channel), and it uses a short, fixed list of commands:
+//! prefix (values, `{key}#lock{T}` leases, `{key}#meta{T}` metadata, `{key}#tags{T}` tag
+//! documents and `{prefix}#tag:{name}` tag versions, the stats hash, the `{prefix}#lock`
+//! wake-up channel), and it uses a short, fixed list of commands:
 //!
 //! | feature | rules (besides `~{prefix}*` and `&{prefix}*`) |
 //! |---|---|
-//! | [`Feature::Caching`]: `get`, `set`, `delete`, `exists`, `expire`, `ttl`, batches, `keys`, `delete_pattern`, `clear`, `info`, `ping`, `#[cached]` | `+get +set +mget +unlink +exists +pexpire +persist +pttl +scan +info +ping` |
+//! | [`Feature::Caching`]: `get`, `set`, `delete`, `exists`, `expire`, `ttl`, batches, `keys`, `delete_pattern`, `clear`, `info`, `ping`, `#[cached]`, tags (`set_tagged`, `invalidate_tag`, ...) | `+get +set +mget +unlink +exists +pexpire +persist +pttl +scan +info +ping` |
 //! | [`Feature::Lease`]: `lock = true` (cross-process coalescing and its wake-ups), `delete_if_equals` | `+eval +del +publish +subscribe` (the release script runs `GET` and `DEL`) |
 //! | [`Feature::StatsPublisher`]: [`StatsPublisher`](crate::StatsPublisher) and `cachette stats` | `+eval +hincrby +hset +hgetall +del` (a batch is one script of `HINCRBY`s and an `HSET`) |
 //! | [`Feature::Cluster`]: Redis Cluster (slot map, redirections) | `+cluster\|slots +asking` |

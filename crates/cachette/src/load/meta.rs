@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::load::refresh;
-use crate::load::tags::{self, Versions};
 use crate::load::state::State;
+use crate::load::tags::{self, Versions};
 
 /// Suffix of the metadata key.
 pub(crate) const META_SUFFIX: &str = "#meta";

@@ -12,7 +12,7 @@
 //!   so the value is still plain JSON any client parses as it is).
 //! - **Tag document** `K#tags{T}` (a [`companion_key`](crate::key::companion_key), in `K`'s
 //!   cluster slot, same TTL as the value): the versions the entry was written under,
-//!   `{"v":1,"value_xxh3":"…","tags":{"":"…","user:1":"…"}}`, bound to the stored value by
+//!   `{"v":1,"value_xxh3":"…","tags":[["","…"],["user:1","…"]]}` (sorted by name), bound to the stored value by
 //!   its XXH3-64 like the early-refresh metadata.
 //!
 //! # Read rule
@@ -43,6 +43,7 @@
 //! - A tagged write: one `get_many` of the tag keys (plus one `SET NX` per tag never seen
 //!   before and a second read), then the value and its document in one `set_many`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -128,16 +129,12 @@ fn new_version() -> Bytes {
     Bytes::from(format!("{:032x}", fastrand::u128(..)))
 }
 
-fn hash_hex(stored: &[u8]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(stored))
-}
-
-/// A tag document as stored.
-#[derive(Debug, Serialize, Deserialize)]
-struct TagsDoc {
+/// A tag document as stored: the versions as `[name, version]` pairs sorted by name.
+#[derive(Debug, Serialize)]
+struct TagsDoc<'a> {
     v: u8,
     value_xxh3: String,
-    tags: BTreeMap<String, String>,
+    tags: Vec<(&'a str, &'a str)>,
 }
 
 /// The versions of a set of tags (the namespace tag included), as a writer records them.
@@ -149,23 +146,44 @@ impl Versions {
     fn doc(&self, stored: &[u8]) -> Bytes {
         let doc = TagsDoc {
             v: 1,
-            value_xxh3: hash_hex(stored),
-            tags: self.0.clone(),
+            value_xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(stored)),
+            tags: self
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
         };
-        // A map of strings always serializes; an empty document would only be ignored.
+        // Strings always serialize; an empty document would only be ignored.
         Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
     }
 }
 
-/// The parsed document of `stored`, if it belongs to it.
-fn parse_doc(doc: Option<&Bytes>, stored: &[u8]) -> Option<BTreeMap<String, String>> {
-    let doc: TagsDoc = serde_json::from_slice(doc?).ok()?;
-    (doc.v == 1 && doc.value_xxh3 == hash_hex(stored)).then_some(doc.tags)
+/// A tag document as read: borrowed from the bytes read (no allocation per tag on a hit).
+#[derive(Debug, Deserialize)]
+struct DocRef<'a> {
+    v: u8,
+    #[serde(borrow)]
+    value_xxh3: Cow<'a, str>,
+    #[serde(borrow)]
+    tags: Recorded<'a>,
+}
+
+/// Recorded `(tag, version)` pairs, borrowed from a document (sorted by tag when written by
+/// cachette).
+type Recorded<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// The parsed document `doc` of `stored`, if it belongs to it.
+fn parse_doc<'a>(doc: Option<&'a Bytes>, stored: &[u8]) -> Option<Recorded<'a>> {
+    let doc: DocRef<'a> = serde_json::from_slice(doc?).ok()?;
+    let hash = xxhash_rust::xxh3::xxh3_64(stored);
+    let bound = doc.value_xxh3.len() == 16
+        && u64::from_str_radix(&doc.value_xxh3, 16).is_ok_and(|h| h == hash);
+    (doc.v == 1 && bound).then_some(doc.tags)
 }
 
 /// Whether every recorded version is current (`current` gives a tag's current version).
 fn all_current<'a>(
-    recorded: &BTreeMap<String, String>,
+    recorded: &Recorded<'_>,
     mut current: impl FnMut(&str) -> Option<&'a Bytes>,
 ) -> bool {
     recorded
@@ -223,7 +241,11 @@ impl State {
             }
             for &i in &missing {
                 let version = new_version();
-                if self.backend().set_nx(&keys[i], version.clone(), None).await? {
+                if self
+                    .backend()
+                    .set_nx(&keys[i], version.clone(), None)
+                    .await?
+                {
                     current[i] = Some(version);
                 }
             }
@@ -280,12 +302,13 @@ impl State {
             return Ok(None);
         };
         let wanted = std::iter::once(NAMESPACE_TAG).chain(tags.iter().map(String::as_str));
-        if !recorded.keys().map(String::as_str).eq(wanted) {
+        if !recorded.iter().map(|(t, _)| t.as_ref()).eq(wanted) {
             return Ok(None);
         }
         // `recorded` and `values[first_tag..]` are in the same (sorted) order.
         let fresh = recorded
-            .values()
+            .iter()
+            .map(|(_, version)| version)
             .zip(&values[first_tag..])
             .all(|(version, current)| {
                 current
@@ -314,7 +337,7 @@ impl State {
     ) -> Result<Vec<Option<Bytes>>> {
         let doc_keys: Vec<String> = items.iter().map(|(full, _)| tags_key(full)).collect();
         let docs = self.backend().get_many(&doc_keys).await?;
-        let recorded: Vec<Option<BTreeMap<String, String>>> = items
+        let recorded: Vec<Option<Recorded<'_>>> = items
             .iter()
             .zip(&docs)
             .map(|((_, stored), doc)| parse_doc(doc.as_ref(), stored))
@@ -323,7 +346,7 @@ impl State {
             let mut names: Vec<&str> = recorded
                 .iter()
                 .flatten()
-                .flat_map(|tags| tags.keys().map(String::as_str))
+                .flat_map(|tags| tags.iter().map(|(t, _)| t.as_ref()))
                 .collect();
             names.sort_unstable();
             names.dedup();
@@ -400,13 +423,15 @@ mod tests {
         let doc = std::str::from_utf8(&items[1].1).expect("utf-8");
         assert!(
             doc.starts_with(r#"{"v":1,"value_xxh3":""#)
-                && doc.ends_with(r#"","tags":{"":"a","u":"b"}}"#),
+                && doc.ends_with(r#"","tags":[["","a"],["u","b"]]}"#),
             "{doc}"
         );
-        assert_eq!(
-            parse_doc(Some(&items[1].1), &stored),
-            Some(versions(&[("", "a"), ("u", "b")]).0)
-        );
+        let parsed = parse_doc(Some(&items[1].1), &stored).expect("bound to its value");
+        let parsed: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        assert_eq!(parsed, [("", "a"), ("u", "b")]);
         // Bound to the value: a document of another value is ignored.
         assert_eq!(parse_doc(Some(&items[1].1), &mark(b"{}")), None);
         assert_eq!(parse_doc(Some(&Bytes::from_static(b"junk")), &stored), None);
@@ -415,13 +440,28 @@ mod tests {
 
     #[test]
     fn an_entry_is_current_only_if_every_version_is() {
-        let recorded = versions(&[("", "a"), ("u", "b")]).0;
+        let recorded: Recorded<'_> = [("", "a"), ("u", "b")]
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+            .collect();
         let a = Bytes::from_static(b"a");
         let b = Bytes::from_static(b"b");
         let c = Bytes::from_static(b"c");
-        assert!(all_current(&recorded, |t| Some(if t.is_empty() { &a } else { &b })));
-        assert!(!all_current(&recorded, |t| Some(if t.is_empty() { &a } else { &c })));
-        assert!(!all_current(&recorded, |t| if t.is_empty() { Some(&a) } else { None }));
+        assert!(all_current(&recorded, |t| Some(if t.is_empty() {
+            &a
+        } else {
+            &b
+        })));
+        assert!(!all_current(&recorded, |t| Some(if t.is_empty() {
+            &a
+        } else {
+            &c
+        })));
+        assert!(!all_current(&recorded, |t| if t.is_empty() {
+            Some(&a)
+        } else {
+            None
+        }));
     }
 
     #[test]

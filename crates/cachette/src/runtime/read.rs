@@ -429,16 +429,18 @@ where
         CallState::Bypass => None,
         CallState::KeyFailed(e) => Some(*e),
         CallState::Active { manager, key } => match S::project(&output) {
-            Some(value) if !unless(value) => match store(manager, &key, value, call.options).await {
-                Ok(()) => {
-                    call.counters.write(1);
-                    None
+            Some(value) if !unless(value) => {
+                match store(manager, &key, value, call.options).await {
+                    Ok(()) => {
+                        call.counters.write(1);
+                        None
+                    }
+                    Err(e) => {
+                        call.counters.error();
+                        Some(e)
+                    }
                 }
-                Err(e) => {
-                    call.counters.error();
-                    Some(e)
-                }
-            },
+            }
             _ => None,
         },
     };

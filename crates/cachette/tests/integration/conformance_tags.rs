@@ -32,9 +32,13 @@ async fn eventually_get(cache: &CacheManager, key: &str, want: Option<u32>) {
 /// A read-through of `key` with `opts`: the value and whether the loader ran.
 async fn load(cache: &CacheManager, key: &str, opts: &LoadOptions, fresh: u32) -> (u32, Outcome) {
     cache
-        .get_or_load_traced(key, opts, None, |_| true, || async move {
-            Ok::<_, std::io::Error>(fresh)
-        })
+        .get_or_load_traced(
+            key,
+            opts,
+            None,
+            |_| true,
+            || async move { Ok::<_, std::io::Error>(fresh) },
+        )
         .await
         .unwrap()
 }
@@ -79,7 +83,12 @@ pub(crate) async fn tagged_values_stay_plain_json(fx: &Fixture) {
         .await
         .unwrap();
     // What any client reads at the key: JSON (behind two bytes of JSON whitespace).
-    let stored = c.backend().get(&c.full_key("user:1")).await.unwrap().unwrap();
+    let stored = c
+        .backend()
+        .get(&c.full_key("user:1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&stored[..2], b"\t\r");
     let parsed: serde_json::Value = serde_json::from_slice(&stored).unwrap();
     assert_eq!(parsed, value);
@@ -89,10 +98,7 @@ pub(crate) async fn tagged_values_stay_plain_json(fx: &Fixture) {
     let got: serde_json::Value = c.get("user:1").await.unwrap().unwrap();
     assert_eq!(got, value);
     // Bytes that would pass for a tagged value are refused as raw values.
-    let err = c
-        .set_raw("raw", b"\t\r{}".to_vec(), TTL)
-        .await
-        .unwrap_err();
+    let err = c.set_raw("raw", b"\t\r{}".to_vec(), TTL).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     c.set_raw("raw", b"\t{}".to_vec(), TTL).await.unwrap();
     assert_eq!(c.get_raw("raw").await.unwrap().unwrap().as_ref(), b"\t{}");
@@ -141,11 +147,17 @@ pub(crate) async fn invalidation_during_a_load_wins(fx: &Fixture) {
     let opts = LoadOptions::ttl(TTL).tags(["t"]);
     let inner = c.clone();
     let (value, outcome) = c
-        .get_or_load_traced("k", &opts, None, |_| true, || async move {
-            // The data changes (and its tag is invalidated) while this loader runs.
-            inner.invalidate_tag("t").await.unwrap();
-            Ok::<_, std::io::Error>(1u32)
-        })
+        .get_or_load_traced(
+            "k",
+            &opts,
+            None,
+            |_| true,
+            || async move {
+                // The data changes (and its tag is invalidated) while this loader runs.
+                inner.invalidate_tag("t").await.unwrap();
+                Ok::<_, std::io::Error>(1u32)
+            },
+        )
         .await
         .unwrap();
     assert_eq!((value, outcome), (1, Outcome::Miss));
@@ -209,7 +221,7 @@ pub(crate) async fn a_lost_tag_version_invalidates(fx: &Fixture) {
     // The tag key is gone (evicted under memory pressure, deleted by hand): never revived.
     let tag_keys = c.keys("#tag:*").await.unwrap();
     assert_eq!(tag_keys, ["#tag:", "#tag:t"]);
-    assert_eq!(c.delete("#tag:t").await.unwrap(), true);
+    assert!(c.delete("#tag:t").await.unwrap());
     assert_eq!(c.get::<u32>("k").await.unwrap(), None);
     assert_eq!(load(&c, "k", &opts, 2).await, (2, Outcome::Miss));
     assert_eq!(load(&c, "k", &opts, 9).await, (2, Outcome::Hit));
@@ -217,10 +229,7 @@ pub(crate) async fn a_lost_tag_version_invalidates(fx: &Fixture) {
 
 pub(crate) async fn tags_are_checked_and_documents_expire(fx: &Fixture) {
     let c = fx.fresh();
-    let err = c
-        .set_tagged("k", &1u32, TTL, ["ok", ""])
-        .await
-        .unwrap_err();
+    let err = c.set_tagged("k", &1u32, TTL, ["ok", ""]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(
         c.invalidate_tag("").await.unwrap_err().kind(),
