@@ -4,7 +4,7 @@
 //!
 //! # Layout (every key under the manager's prefix `P`)
 //!
-//! - **Tag key** `P#tag:NAME`: the tag's current *version*, an opaque random token (32 hex
+//! - **Tag key** `P#tag:NAME`: the tag's current *version*, an opaque random token (16 hex
 //!   digits, no TTL). [`invalidate`](State::invalidate_tags) writes a fresh token: one `SET`
 //!   per tag, whatever the number of tagged entries. The *namespace tag* (the empty name,
 //!   key `P#tag:`) is implicitly on every tagged entry, so `invalidate_all` is one `SET` too.
@@ -124,9 +124,10 @@ pub(crate) fn check_names(tags: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// A fresh version token: 128 random bits as 32 hex digits (unique, not secret).
+/// A fresh version token: 64 random bits as 16 hex digits (unique, not secret: two tokens
+/// of one tag meet with probability 2⁻⁶⁴).
 fn new_version() -> Bytes {
-    Bytes::from(format!("{:032x}", fastrand::u128(..)))
+    Bytes::from(format!("{:016x}", fastrand::u64(..)))
 }
 
 /// A tag document as stored: the versions as `[name, version]` pairs sorted by name.
@@ -473,6 +474,6 @@ mod tests {
         assert_eq!(tag_key("cache:", "user:1"), "cache:#tag:user:1");
         assert_eq!(tag_key("cache:", NAMESPACE_TAG), "cache:#tag:");
         assert_ne!(new_version(), new_version());
-        assert_eq!(new_version().len(), 32);
+        assert_eq!(new_version().len(), 16);
     }
 }
