@@ -12,8 +12,8 @@
 //!   so the value is still plain JSON any client parses as it is).
 //! - **Tag document** `K#tags{T}` (a [`companion_key`](crate::key::companion_key), in `K`'s
 //!   cluster slot, same TTL as the value): the versions the entry was written under,
-//!   `{"v":1,"value_xxh3":"…","tags":[["","…"],["user:1","…"]]}` (sorted by name), bound to the stored value by
-//!   its XXH3-64 like the early-refresh metadata.
+//!   `{"v":1,"value_xxh3":"…","tags":[["","…"],["user:1","…"]]}` (sorted by name), bound
+//!   to the stored value by its XXH3-64 like the early-refresh metadata.
 //!
 //! # Read rule
 //!
