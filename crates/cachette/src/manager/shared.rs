@@ -10,6 +10,7 @@ use super::CacheManager;
 use crate::backend::near::{NearBackend, Shared};
 use crate::error::{Error, Result};
 use crate::load::state::FastPath;
+use crate::load::tags::is_marked;
 
 /// Keys up to this long (prefix included) are looked up in the tier without an allocation.
 const STACK_KEY: usize = 192;
@@ -81,6 +82,11 @@ impl CacheManager {
                 self.inner.counters.hit();
                 return Ok(Some(value));
             }
+            // A tagged value: checked against its tags, never attached (see `load::tags`).
+            Shared::Encoded(bytes) if is_marked(&bytes) => {
+                let full = self.inner.full_key(key);
+                Box::pin(self.shared_tagged(&full, bytes)).await
+            }
             Shared::Encoded(bytes) => {
                 self.inner.counters.hit();
                 let full = self.inner.full_key(key);
@@ -89,6 +95,9 @@ impl CacheManager {
             Shared::Missing => {
                 let full = self.inner.full_key(key);
                 match near.miss(&full).await {
+                    Ok(Some(bytes)) if is_marked(&bytes) => {
+                        Box::pin(self.shared_tagged(&full, bytes)).await
+                    }
                     Ok(Some(bytes)) => {
                         self.inner.counters.hit();
                         self.share(near, &full, &bytes).map(Some)

@@ -195,6 +195,31 @@ impl CacheManager {
         self.count(result)
     }
 
+    /// A tagged value `stored` at `full` read by [`get_shared`](Self::get_shared): checked
+    /// against its tags (as [`get`](Self::get) does), decoded, never attached to the near
+    /// cache's entry; counted as a hit or a miss.
+    pub(super) async fn shared_tagged<T>(
+        &self,
+        full: &str,
+        stored: Bytes,
+    ) -> Result<Option<std::sync::Arc<T>>>
+    where
+        T: serde::de::DeserializeOwned,
+    {
+        match self.inner.check_marked(full, stored).await {
+            Ok(Some(bytes)) => {
+                self.inner.counters.hit();
+                let value = self.inner.codec.decode::<T>(full, &bytes)?;
+                Ok(Some(std::sync::Arc::new(value)))
+            }
+            Ok(None) => {
+                self.inner.counters.miss();
+                Ok(None)
+            }
+            Err(e) => Err(e.with_key(full)),
+        }
+    }
+
     /// `raw` (values of the full keys `full`) with each tagged value checked against its
     /// tags: unmarked when current, `None` otherwise.
     pub(super) async fn checked_many(

@@ -56,12 +56,20 @@ pub(crate) async fn tags_invalidate_only_their_entries(fx: &Fixture) {
     c.set("d", &4u32, TTL).await.unwrap();
     for (key, want) in [("a", 1), ("b", 2), ("c", 3), ("d", 4)] {
         assert_eq!(c.get::<u32>(key).await.unwrap(), Some(want), "{key}");
+        // Typed hits (kept decoded with the near cache's entry) too.
+        assert_eq!(
+            c.get_shared::<u32>(key).await.unwrap().as_deref(),
+            Some(&want)
+        );
         assert_eq!(other.get::<u32>(key).await.unwrap(), Some(want), "{key}");
     }
     // Invalidated by another manager (another process).
     other.invalidate_tag("t1").await.unwrap();
     eventually_get(&c, "a", None).await;
+    assert_eq!(c.get_shared::<u32>("a").await.unwrap(), None);
+    assert_eq!(c.get_cloned::<u32>("a").await.unwrap(), None);
     assert_eq!(other.get::<u32>("a").await.unwrap(), None);
+    assert_eq!(*c.get_shared::<u32>("b").await.unwrap().unwrap(), 2);
     assert_eq!(c.get_raw("a").await.unwrap(), None);
     assert_eq!(c.get::<u32>("b").await.unwrap(), Some(2));
     c.invalidate_tags(["t2", "t3"]).await.unwrap();
