@@ -2,6 +2,7 @@
 //! per-route rules ([`Route`]) and what to do with credentials ([`Credentials`]).
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +125,10 @@ pub(crate) struct Settings {
     pub(crate) status_header: HeaderName,
     pub(crate) tags_header: Option<HeaderName>,
     pub(crate) key_prefix: String,
+    /// Bumped by every [`HttpCache::invalidate_tags`] of this layer (and its clones), before
+    /// the tags' versions change: a fill that stores its response after its handler ran
+    /// checks it did not move meanwhile (see `service`).
+    pub(crate) purges: Arc<AtomicU64>,
 }
 
 impl Clone for Settings {
@@ -143,6 +148,7 @@ impl Clone for Settings {
             status_header: self.status_header.clone(),
             tags_header: self.tags_header.clone(),
             key_prefix: self.key_prefix.clone(),
+            purges: self.purges.clone(),
         }
     }
 }
@@ -195,6 +201,7 @@ impl HttpCache {
                 status_header: HeaderName::from_static("x-cache"),
                 tags_header: Some(HeaderName::from_static("x-cache-tags")),
                 key_prefix: "http:".to_owned(),
+                purges: Arc::default(),
             }),
         }
     }
@@ -335,6 +342,9 @@ impl Settings {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        // The route's tags replace any the base options had: entries carry exactly the tags
+        // they are recorded with (`Stored::tags`).
+        options = options.tags(route.map_or(&[][..], |r| r.tags.as_slice()));
         if let Some(stale) = stale {
             options = options.stale_ttl(stale);
         }

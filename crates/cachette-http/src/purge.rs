@@ -1,5 +1,6 @@
-//! Removing stored responses: by URL, by path prefix (and, once `cachette` has tags, by
-//! tag).
+//! Removing stored responses: by URL, by path prefix, by tag.
+
+use std::sync::atomic::Ordering;
 
 use cachette::glob;
 
@@ -54,5 +55,53 @@ impl HttpCache {
             ))
         );
         s.cache.delete_pattern(&pattern).await
+    }
+
+    /// Invalidates every stored response tagged `tag`: by its route ([`Route::tags`](crate::Route::tags))
+    /// or by its handler (the tags header, `x-cache-tags` by default). One command
+    /// ([`CacheManager::invalidate_tag`](cachette::CacheManager::invalidate_tag)), however
+    /// many responses carry the tag; the next request of each of them is a `MISS` and runs
+    /// its handler. Every read path honours it: hits, `HEAD`, `304`s, stale copies, `Vary`
+    /// variants, `only-if-cached`.
+    ///
+    /// Cheap to call from a handler: keep a clone of the layer in the router's state (see
+    /// the crate's `http_axum` example, which purges `product:{id}` from a `POST`).
+    ///
+    /// # Examples
+    /// ```
+    /// use cachette::CacheManager;
+    /// use cachette_http::HttpCache;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cachette::Error> {
+    /// let cache = HttpCache::new(CacheManager::memory());
+    /// cache.invalidate_tag("product:7").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The cache's error; [`ErrorKind::InvalidInput`](cachette::ErrorKind::InvalidInput) for
+    /// an empty tag.
+    pub async fn invalidate_tag(&self, tag: &str) -> cachette::Result<()> {
+        self.invalidate_tags([tag]).await
+    }
+
+    /// Invalidates every stored response tagged with any of `tags`, in one pipeline. See
+    /// [`invalidate_tag`](Self::invalidate_tag).
+    ///
+    /// # Errors
+    /// The cache's error; [`ErrorKind::InvalidInput`](cachette::ErrorKind::InvalidInput) for
+    /// an empty tag.
+    pub async fn invalidate_tags<I, S>(&self, tags: I) -> cachette::Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let s = &self.settings;
+        // Before the versions change: a fill of this process storing after its handler ran
+        // sees the count move and drops what it stored (see `service::store`).
+        s.purges.fetch_add(1, Ordering::SeqCst);
+        s.cache.invalidate_tags(tags).await
     }
 }

@@ -53,7 +53,9 @@ where
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
     let stale = match s.cache.get::<Stored>(&started.key).await {
         Ok(Some(entry))
+            // A fresh entry is the reload's own (it stored before this read): not stale.
             if entry.readable()
+                && !entry.is_fresh(SystemTime::now())
                 && !entry.no_stale
                 && entry.matches(&started.headers)
                 && unix_ms(SystemTime::now())

@@ -1,5 +1,6 @@
 //! One request's path through the cache.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -156,6 +157,8 @@ where
         svc: Some(inner),
         pass: None,
         refused: false,
+        reused: false,
+        purges: s.purges.load(Ordering::SeqCst),
         started,
     };
     let now = SystemTime::now();
@@ -229,6 +232,11 @@ struct Ctx<'a, S, ReqB, ResB: Body, E> {
     /// The fill's response was refused by the read-through's filter because its TTL or
     /// stale rule differs from the route's: stored by a plain `set` instead.
     refused: bool,
+    /// The read-through's fill found a current entry written with more tags than the route's
+    /// (its handler's): served as a hit, not stored again.
+    reused: bool,
+    /// The layer's purge count when the request came in (before any handler ran).
+    purges: u64,
     /// Told when a read-through of this request starts its fill (stale-while-revalidate).
     started: Option<oneshot::Sender<Started>>,
 }
@@ -277,15 +285,12 @@ where
     async fn refresh(mut self, cap: Duration) -> Result<Response<CacheBody<ResB>>, S::Error> {
         match self.fill(cap).await {
             Ok(entry) => {
-                let ttl = Duration::from_millis(entry.ttl_ms);
                 let mut keys = vec![self.plan.primary.clone()];
                 if !entry.vary.is_empty() {
                     keys.push(key::variant(&self.plan.primary, &entry.vary));
                 }
                 for k in keys {
-                    if let Err(e) = self.s.cache.set(&k, &entry, ttl).await {
-                        tracing::warn!(error = %e, "cachette-http: could not store a refreshed response");
-                    }
+                    store(self.s, &k, &entry, self.purges).await;
                 }
                 Ok(from_entry(
                     self.s,
@@ -323,22 +328,44 @@ where
         let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
         let stale_copies = options.stale_ttl.is_some();
         let cache = self.s.cache.clone();
+        let (s, plan) = (self.s, self.plan);
+        let route_tags = tag_set(plan.route.as_ref().map_or(&[][..], |r| r.tags.as_slice()));
+        // The read-through stores with the route's tags (their versions read before the
+        // handler runs) and serves only entries with exactly those: a response that names
+        // tags of its own is stored after the fill, by `store`, and found by a plain read.
+        let with_header_tags = !route_tags.is_empty() && s.tags_header.is_some();
         let refused = &mut self.refused;
+        let route_set = &route_tags;
         let store_if = |e: &Stored| {
-            let ok = e.ttl_ms == cap_ms && !(stale_copies && e.no_stale);
+            let ok = e.ttl_ms == cap_ms
+                && !(stale_copies && e.no_stale)
+                && tag_set(&e.tags) == *route_set;
             *refused = !ok;
             ok
         };
         let slot = &mut self.slot;
         let svc = &mut self.svc;
         let pass = &mut self.pass;
-        let (s, plan) = (self.s, self.plan);
+        let reused = &mut self.reused;
         let started = &mut self.started;
         let got = cache
-            .get_or_load_traced(key, options, None, store_if, move || {
+            .get_or_load_traced(key, options, None, store_if, move || async move {
+                if with_header_tags {
+                    // A tagged read-through misses an entry with more tags than the route's:
+                    // a plain read finds it (checked against its own tags).
+                    if let Ok(Some(entry)) = s.cache.get::<Stored>(key).await {
+                        if entry.readable()
+                            && entry.is_fresh(SystemTime::now())
+                            && tag_set(&entry.tags) != *route_set
+                        {
+                            *reused = true;
+                            return Ok(entry);
+                        }
+                    }
+                }
                 // Only a fill that runs tells (a lookup that finds another variant does not).
                 let notify = started.take().map(|tx| (tx, key.to_owned()));
-                fill_with(s, plan, svc, slot, pass, cap, notify)
+                fill_with(s, plan, svc, slot, pass, cap, notify).await
             })
             .await;
         let ours = self.slot.is_none();
@@ -348,10 +375,13 @@ where
                     return Looked::Direct;
                 }
                 if ours && outcome == Outcome::NotStored && self.refused {
-                    let ttl = Duration::from_millis(entry.ttl_ms);
-                    if let Err(e) = cache.set(key, &entry, ttl).await {
-                        tracing::warn!(error = %e, "cachette-http: could not store a response");
+                    store(s, key, &entry, self.purges).await;
+                }
+                if self.reused && !ours {
+                    if !self.matches(&entry) {
+                        return Looked::Other(entry.vary.into_iter().map(|(n, _)| n).collect());
                     }
+                    return Looked::Served(entry, Status::Hit);
                 }
                 if !ours && !self.matches(&entry) {
                     return Looked::Other(entry.vary.into_iter().map(|(n, _)| n).collect());
@@ -457,6 +487,38 @@ fn storable(
         return Err(Unstored::Uncacheable);
     }
     Ok((ttl, vary, cc.must_revalidate))
+}
+
+/// Sorted, deduplicated tags (the form the core records them in).
+fn tag_set(tags: &[String]) -> Vec<String> {
+    let mut set = tags.to_vec();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
+/// Stores `entry` at `key` outside the read-through (its TTL or tags differ from the
+/// route's, or a refresh): with [`CacheManager::set_tagged`](cachette::CacheManager::set_tagged)
+/// when it has tags. The tag versions are read now, after the handler ran: when a tag purge
+/// of this layer (`purges` moved since the request came in) may have landed meanwhile, the
+/// entry is removed again rather than kept under versions newer than its response.
+async fn store(s: &Settings, key: &str, entry: &Stored, purges: u64) {
+    let ttl = Duration::from_millis(entry.ttl_ms);
+    let tags = tag_set(&entry.tags);
+    let result = if tags.is_empty() {
+        s.cache.set(key, entry, ttl).await
+    } else {
+        s.cache.set_tagged(key, entry, ttl, &tags).await
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cachette-http: could not store a response");
+        return;
+    }
+    if !tags.is_empty() && s.purges.load(Ordering::SeqCst) != purges {
+        if let Err(e) = s.cache.delete(key).await {
+            tracing::warn!(error = %e, "cachette-http: could not drop a response stored across a tag purge");
+        }
+    }
 }
 
 /// The tags a response names in the tags header.
