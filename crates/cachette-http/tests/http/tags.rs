@@ -18,6 +18,7 @@ on_every_backend!(
     a_route_tag_purge_makes_the_next_request_a_miss,
     a_header_tag_purge_reaches_every_variant_and_head,
     a_purged_entry_is_never_served_stale,
+    a_purge_while_the_handler_runs_is_not_lost,
 );
 
 /// `/t/{id}`: counts its runs, answers `n=<run> lang=<accept-language>` with
@@ -216,4 +217,43 @@ async fn a_purged_entry_is_never_served_stale(kind: Kind) {
     let sie = get(addr, "/s/2").await;
     assert_eq!(sie.status, StatusCode::SERVICE_UNAVAILABLE, "{}", sie.text());
     assert_eq!(calls.get(), 4);
+}
+
+/// A tag purged while the handler computes its response (here: by the handler itself)
+/// leaves that response out of date: the next request runs the handler again. Route tags
+/// (versions read by the read-through before the handler) and header tags (stored after the
+/// handler; the layer's purge count catches it).
+async fn a_purge_while_the_handler_runs_is_not_lost(kind: Kind) {
+    let b = Backend::new(kind);
+    let calls = Calls::default();
+    let cache = HttpCache::new(b.manager.clone())
+        .route("/r/", Route::ttl(Duration::from_secs(60)).tags(["r"]));
+    let (c, inner) = (calls.clone(), cache.clone());
+    let app = Router::new()
+        .route(
+            "/{dir}/{id}",
+            routing::get(move |Path((dir, _id)): Path<(String, u32)>| {
+                let (n, cache) = (c.bump(), inner.clone());
+                async move {
+                    let tag = if dir == "r" { "r" } else { "h" };
+                    if n % 2 == 1 {
+                        // Odd runs: the data changes (and is purged) while this one runs.
+                        cache.invalidate_tag(tag).await.expect("purge");
+                    }
+                    // `/r/`: the route's tag only; `/h/`: a header tag.
+                    let header = if dir == "r" { "x-other" } else { "x-cache-tags" };
+                    ([(header, "h")], format!("n={n}"))
+                }
+            }),
+        )
+        .layer(cache.clone());
+    let addr = serve(app).await;
+    for path in ["/r/1", "/h/1"] {
+        let before = calls.get();
+        assert_eq!(get(addr, path).await.cache(), "MISS", "{path}");
+        let next = get(addr, path).await;
+        assert_eq!(next.cache(), "MISS", "{path}: stored across a purge");
+        assert_eq!(get(addr, path).await.cache(), "HIT", "{path}");
+        assert_eq!(calls.get(), before + 2, "{path}");
+    }
 }
