@@ -1,5 +1,6 @@
-//! A small JSON API behind the HTTP cache: per-route TTLs, a route that is never cached, and
-//! a purge endpoint. It serves on a loopback port, makes a few requests to itself over HTTP,
+//! A small JSON API behind the HTTP cache: per-route TTLs, a route that is never cached, a
+//! purge endpoint by URL and one by tag (route tags and tags the handler names in
+//! `x-cache-tags`). It serves on a loopback port, makes a few requests to itself over HTTP,
 //! prints what the cache did, and exits.
 //!
 //! Run: `cargo run -p cachette-http --example http_axum` (embedded memory backend), or with
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -26,10 +28,16 @@ struct App {
     origin: String,
 }
 
-async fn product(State(app): State<App>, Path(id): Path<u64>) -> Json<Value> {
+async fn product(State(app): State<App>, Path(id): Path<u64>) -> impl IntoResponse {
     app.db_reads.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(20)).await; // a slow query
-    Json(json!({ "id": id, "name": format!("product {id}"), "price_cents": 100 * id }))
+                                                         // The response's own tags (its route adds `products`): the layer stores them with the
+                                                         // entry and removes the header before the response leaves.
+    let brand = if id % 2 == 0 { "acme" } else { "globex" };
+    (
+        [("x-cache-tags", format!("product:{id}, brand:{brand}"))],
+        Json(json!({ "id": id, "name": format!("product {id}"), "brand": brand })),
+    )
 }
 
 async fn stats(State(app): State<App>) -> Json<Value> {
@@ -40,6 +48,14 @@ async fn purge(State(app): State<App>, Path(id): Path<u64>) -> Json<Value> {
     let url = format!("{}/products/{id}", app.origin);
     match app.cache.purge_url(&url).await {
         Ok(removed) => Json(json!({ "purged": url, "entries": removed })),
+        Err(e) => Json(json!({ "error": e.to_string() })),
+    }
+}
+
+/// Invalidates every cached response tagged `tag` (one command, however many there are).
+async fn purge_tag(State(app): State<App>, Path(tag): Path<String>) -> Json<Value> {
+    match app.cache.invalidate_tag(&tag).await {
+        Ok(()) => Json(json!({ "invalidated_tag": tag })),
         Err(e) => Json(json!({ "error": e.to_string() })),
     }
 }
@@ -97,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .route("/products/{id}", get(product))
         .route("/stats", get(stats))
         .route("/purge/products/{id}", post(purge))
+        .route("/purge/tags/{tag}", post(purge_tag))
         .layer(cache.clone())
         .with_state(app.clone());
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
@@ -125,6 +142,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("POST /purge/products/7   -> {body}");
     let (s, _) = call(addr, "GET", "/products/7").await?;
     println!("GET /products/7          -> {s:6} (purged: the handler ran again)");
+    assert_eq!(s, "MISS");
+
+    // By tag: `brand:acme` (named by the handler) covers products 8 and 10, not 7.
+    call(addr, "GET", "/products/10").await?;
+    let (_, body) = call(addr, "POST", "/purge/tags/brand:acme").await?;
+    println!("POST /purge/tags/brand:acme -> {body}");
+    for (path, expected) in [
+        ("/products/8", "MISS"),
+        ("/products/10", "MISS"),
+        ("/products/7", "HIT"),
+    ] {
+        let (s, _) = call(addr, "GET", path).await?;
+        println!("GET {path:20} -> {s:6}");
+        assert_eq!(s, expected, "{path}");
+    }
+    // `products` (the route's tag) covers them all.
+    let (_, body) = call(addr, "POST", "/purge/tags/products").await?;
+    println!("POST /purge/tags/products -> {body}");
+    let (s, _) = call(addr, "GET", "/products/7").await?;
+    println!("GET /products/7          -> {s:6} (the route's tag was purged)");
     assert_eq!(s, "MISS");
 
     server.abort();

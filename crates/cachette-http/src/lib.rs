@@ -68,9 +68,27 @@
 //!   considered, or the cache is unavailable). The name is configurable
 //!   ([`status_header`](HttpCache::status_header)).
 //! - **Purging.** [`purge_url`](HttpCache::purge_url) and
-//!   [`purge_prefix`](HttpCache::purge_prefix). Tags (per route, [`Route::tags`], and per
-//!   response, the `x-cache-tags` header) are recorded with every entry; invalidation by tag
-//!   is not wired yet: it needs `CacheManager::invalidate_tag` in `cachette`.
+//!   [`purge_prefix`](HttpCache::purge_prefix) delete entries;
+//!   [`invalidate_tag`](HttpCache::invalidate_tag)/[`invalidate_tags`](HttpCache::invalidate_tags)
+//!   invalidate every response with a tag in one command (cachette's tags: a version per tag,
+//!   checked on read). A response's tags are its route's ([`Route::tags`]) and those its
+//!   handler names in the tags header ([`tags_header`](HttpCache::tags_header), `x-cache-tags`,
+//!   comma separated, removed before the response leaves). After a purge, every read path
+//!   (`GET`, `HEAD`, `304`s, `only-if-cached`, stale copies, `Vary` variants) misses and the
+//!   next request runs the handler.
+//! - **Tags and the store.** A response with only its route's tags is stored by the
+//!   read-through with [`LoadOptions::tags`](cachette::LoadOptions::tags): the tag versions
+//!   are read *before* the handler runs, so a purge during the run leaves it out of date at
+//!   once, and a hit is one round trip. A response that names tags of its own (known only
+//!   once the handler ran) is stored after the fill with
+//!   [`CacheManager::set_tagged`](cachette::CacheManager::set_tagged), which reads the
+//!   versions then: a purge through this layer (any clone of it) during the run is caught (the
+//!   layer counts its purges and drops what it stored when the count moved), one made
+//!   elsewhere (another process, or the manager directly) in that window is missed until the
+//!   entry's TTL ends. Such an entry's hits cost more: on a route with tags about four round
+//!   trips more on Redis (the read-through, which wants exactly the route's tags, misses it
+//!   and reads their versions; a plain read checked against the entry's own tags finds it),
+//!   on a route without, two more (its tag document, then its tags).
 //!
 //! # Trade-offs
 //!

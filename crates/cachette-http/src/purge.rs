@@ -10,7 +10,8 @@ use crate::key;
 impl HttpCache {
     /// Removes every stored response of `url` (`scheme://host/path?query`, or a path
     /// relative to `origin`): its primary entry, its other variants and its per-user
-    /// entries. Returns how many entries were removed.
+    /// entries. Returns how many keys were removed (a tagged response's tag document,
+    /// `{key}#tags{…}`, is one more).
     ///
     /// # Errors
     /// The cache's error, or an invalid URL ([`ErrorKind::InvalidInput`](cachette::ErrorKind::InvalidInput)).

@@ -3,5 +3,5 @@
 //! `redis-server`.
 
 mod rules;
-mod tags;
 mod support;
+mod tags;

@@ -86,15 +86,25 @@ async fn a_route_tag_purge_makes_the_next_request_a_miss(kind: Kind) {
 
     // Purged from a handler: the next GET runs the handler again.
     let purged = send(addr, "POST", "/purge/cats", &[]).await;
-    assert_eq!((purged.status, purged.text().as_str()), (StatusCode::OK, "purged"));
+    assert_eq!(
+        (purged.status, purged.text().as_str()),
+        (StatusCode::OK, "purged")
+    );
     let miss = get(addr, "/cats/1").await;
     assert_eq!((miss.cache(), miss.text().as_str()), ("MISS", "n=2"));
     assert_eq!(get(addr, "/cats/1").await.cache(), "HIT");
 
     // A conditional request with the validator of the purged response: not a 304 from the
     // cache, the handler's new response.
-    let etag = get(addr, "/cats/1").await.header("etag").expect("etag").to_owned();
-    cache.invalidate_tags(["cats", "other"]).await.expect("purge");
+    let etag = get(addr, "/cats/1")
+        .await
+        .header("etag")
+        .expect("etag")
+        .to_owned();
+    cache
+        .invalidate_tags(["cats", "other"])
+        .await
+        .expect("purge");
     let cond = send(addr, "GET", "/cats/1", &[("if-none-match", &etag)]).await;
     assert_eq!(
         (cond.status, cond.cache(), cond.text().as_str()),
@@ -114,9 +124,18 @@ async fn a_route_tag_purge_makes_the_next_request_a_miss(kind: Kind) {
 
     // only-if-cached after a purge: nothing fresh to serve.
     cache.invalidate_tag("cats").await.expect("purge");
-    let only = send(addr, "GET", "/cats/1", &[("cache-control", "only-if-cached")]).await;
+    let only = send(
+        addr,
+        "GET",
+        "/cats/1",
+        &[("cache-control", "only-if-cached")],
+    )
+    .await;
     assert_eq!(only.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(cache.invalidate_tag("").await.is_err(), "an empty tag is refused");
+    assert!(
+        cache.invalidate_tag("").await.is_err(),
+        "an empty tag is refused"
+    );
 }
 
 /// Response tags (the tags header), on a route with a tag of its own and on one without:
@@ -215,7 +234,12 @@ async fn a_purged_entry_is_never_served_stale(kind: Kind) {
     assert_eq!((swr.cache(), swr.text().as_str()), ("MISS", "n=3"));
     // stale-if-error would answer STALE n=2: the handler's error goes through instead.
     let sie = get(addr, "/s/2").await;
-    assert_eq!(sie.status, StatusCode::SERVICE_UNAVAILABLE, "{}", sie.text());
+    assert_eq!(
+        sie.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        sie.text()
+    );
     assert_eq!(calls.get(), 4);
 }
 
@@ -241,7 +265,11 @@ async fn a_purge_while_the_handler_runs_is_not_lost(kind: Kind) {
                         cache.invalidate_tag(tag).await.expect("purge");
                     }
                     // `/r/`: the route's tag only; `/h/`: a header tag.
-                    let header = if dir == "r" { "x-other" } else { "x-cache-tags" };
+                    let header = if dir == "r" {
+                        "x-other"
+                    } else {
+                        "x-cache-tags"
+                    };
                     ([(header, "h")], format!("n={n}"))
                 }
             }),
