@@ -247,7 +247,8 @@ impl HttpCache {
 
     /// Read-through options every fill starts from (e.g. `LoadOptions::new().lock(true)` for
     /// one handler run across every process sharing a Redis server, or a `hard_timeout`).
-    /// Their TTL and stale settings are replaced by the layer's.
+    /// Their TTL, stale settings and tags are replaced by the layer's (tags come from the
+    /// routes and the tags header).
     #[must_use]
     pub fn load_options(self, options: LoadOptions) -> HttpCache {
         self.with(|s| s.base = options)
