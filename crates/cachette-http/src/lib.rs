@@ -95,7 +95,7 @@
 //! - A response whose own freshness is shorter than its route's TTL, or that says
 //!   `must-revalidate` while stale copies are configured, is stored by a plain write after
 //!   the fill (its concurrent requests still share the one handler run) and keeps no stale
-//!   copy.
+//!   copy. So does a response that names tags in the tags header (see above).
 //! - With [`stale_while_revalidate`](HttpCache::stale_while_revalidate), the request that
 //!   starts a reload reads the stored copy once more (one more read per miss) to serve it
 //!   stale while the handler runs in a spawned task.
