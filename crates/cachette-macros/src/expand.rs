@@ -384,7 +384,7 @@ fn expand_key(
     info: &SigInfo,
     key_name: &str,
     errors: &mut Errors,
-) -> TokenStream {
+) -> (TokenStream, Ident) {
     let names = Names {
         args: &info.names,
         has_self: info.has_receiver,
@@ -398,7 +398,10 @@ fn expand_key(
     if let Some(key) = &options.key {
         let template = Template::parse(key, &names, errors);
         let key = template.expand(false);
-        return quote!(|| ::core::result::Result::Ok(#key));
+        return (
+            quote!(|| ::core::result::Result::Ok(#key)),
+            Ident::new("new", Span::call_site()),
+        );
     }
     let hashed = hashed_args(options, info, errors);
     if let Some(builder) = &options.key_builder {
@@ -412,11 +415,12 @@ fn expand_key(
             let ident = crate::make_ident(&ident.to_string(), builder.span());
             quote_spanned!(builder.span()=> &#ident)
         });
-        return quote_spanned! {builder.span()=>
+        let key = quote_spanned! {builder.span()=>
             || ::core::result::Result::Ok(
                 ::core::convert::Into::<::std::string::String>::into(#callee(#key_name #(, #args)*))
             )
         };
+        return (key, Ident::new("new", Span::call_site()));
     }
     let hasher = mixed("__cachette_hasher");
     let owner = if info.has_receiver {
@@ -432,13 +436,15 @@ fn expand_key(
         }
     });
     let _ = func;
-    quote! {
-        || {
+    // The full key (the manager's prefix first) in one allocation.
+    let key = quote! {
+        |__cachette_prefix: &str| {
             let mut #hasher = ::cachette::__private::ArgsHasher::new();
             #(#feeds)*
-            #hasher.default_key(::core::module_path!(), #owner, #key_name)
+            #hasher.prefixed_default_key(__cachette_prefix, ::core::module_path!(), #owner, #key_name)
         }
-    }
+    };
+    (key, Ident::new("with_prefixed_key", Span::call_site()))
 }
 
 fn expand_cached(
@@ -475,7 +481,7 @@ fn expand_cached(
         .name
         .as_ref()
         .map_or_else(|| name.clone(), LitStr::value);
-    let key = expand_key(func, options, &info, &key_name, errors);
+    let (key, new_call) = expand_key(func, options, &info, &key_name, errors);
 
     let kind = if which == Macro::Put { "Put" } else { "Cached" };
     let (site, site_stmt) = site_tokens(&name, kind);
@@ -565,7 +571,7 @@ fn expand_cached(
         #site_stmt
         #manager_stmt
         #load_options_stmt
-        let #call = ::cachette::__private::Call::new(&#site, #owner, #manager, &#load_options, #key);
+        let #call = ::cachette::__private::Call::#new_call(&#site, #owner, #manager, &#load_options, #key);
         #body_stmt
         #invoke
     }

@@ -121,6 +121,27 @@ impl ArgsHasher {
         Ok(default_key(module, owner, function, self.finish()?))
     }
 
+    /// `prefix` followed by [`default_key`](Self::default_key), in one allocation: the full
+    /// key of a decorated call, under its manager's prefix (what `#[cached]` expands into).
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish).
+    #[doc(hidden)]
+    pub fn prefixed_default_key(
+        &self,
+        prefix: &str,
+        module: &str,
+        owner: Option<&str>,
+        function: &str,
+    ) -> Result<String, Error> {
+        let hash = self.finish()?;
+        let mut out =
+            String::with_capacity(prefix.len() + super::default_key_len(module, owner, function));
+        out.push_str(prefix);
+        super::push_default_key(&mut out, module, owner, function, hash);
+        Ok(out)
+    }
+
     /// [`finish`](Self::finish) as 32 lowercase hex digits.
     ///
     /// # Errors

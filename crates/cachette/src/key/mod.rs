@@ -231,9 +231,25 @@ impl<'a> DefaultKey<'a> {
 
 /// Formats a default key from its fields (see the [module documentation](self)).
 pub fn default_key(module: &str, owner: Option<&str>, function: &str, hash: u128) -> String {
-    let mut out = String::with_capacity(
-        module.len() + owner.map_or(0, |o| o.len() + 1) + function.len() + 34,
-    );
+    let mut out = String::with_capacity(default_key_len(module, owner, function));
+    push_default_key(&mut out, module, owner, function, hash);
+    out
+}
+
+/// An upper bound on the length of a default key (what [`push_default_key`] appends).
+pub(crate) fn default_key_len(module: &str, owner: Option<&str>, function: &str) -> usize {
+    module.len() + owner.map_or(0, |o| o.len() + 1) + function.len() + 34
+}
+
+/// Appends the default key of these fields to `out` (after a prefix, for the full key of a
+/// decorated call built in one allocation).
+pub(crate) fn push_default_key(
+    out: &mut String,
+    module: &str,
+    owner: Option<&str>,
+    function: &str,
+    hash: u128,
+) {
     // `::` → `.` (module paths are identifiers joined by `::`).
     let bytes = module.as_bytes();
     let (mut start, mut i) = (0, 0);
@@ -255,8 +271,7 @@ pub fn default_key(module: &str, owner: Option<&str>, function: &str, hash: u128
     }
     out.push_str(function);
     out.push(':');
-    push_hex(&mut out, hash);
-    out
+    push_hex(out, hash);
 }
 
 #[cfg(test)]

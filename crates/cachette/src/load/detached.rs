@@ -40,7 +40,7 @@ impl State {
         };
         let call = Call {
             cache: self,
-            full,
+            full: full.into(),
             options,
             counters: None,
             handoff: None,
@@ -156,7 +156,7 @@ impl Detached {
     fn new(call: &Call<'_>) -> Detached {
         Detached {
             cache: call.cache.clone(),
-            full: call.full.clone(),
+            full: call.full.clone().into_owned(),
             options: call.options.clone(),
         }
     }
@@ -164,7 +164,7 @@ impl Detached {
     fn call(&self) -> Call<'_> {
         Call {
             cache: &self.cache,
-            full: self.full.clone(),
+            full: std::borrow::Cow::Borrowed(&self.full),
             options: &self.options,
             counters: None,
             handoff: None,

@@ -3,6 +3,7 @@
 //! refreshing early.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -39,6 +40,19 @@ pub(crate) enum Read<T> {
     Stale(T),
     Miss,
     Failed(Error),
+}
+
+impl<T> Read<T> {
+    /// The same read with its value mapped.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        match self {
+            Read::Fresh(value) => Read::Fresh(f(value)),
+            Read::Early(bytes, value) => Read::Early(bytes, f(value)),
+            Read::Stale(value) => Read::Stale(f(value)),
+            Read::Miss => Read::Miss,
+            Read::Failed(e) => Read::Failed(e),
+        }
+    }
 }
 
 /// How waiting for a lease ended.
@@ -88,7 +102,8 @@ pub(crate) fn finish(lead: Option<Lead>, shared: Shared) {
 /// One read-through call: its manager, key, options and counters.
 pub(crate) struct Call<'a> {
     pub(crate) cache: &'a Arc<State>,
-    pub(crate) full: String,
+    /// The key with the manager's prefix (borrowed from a decorated call, which built it).
+    pub(crate) full: Cow<'a, str>,
     pub(crate) options: &'a LoadOptions,
     pub(crate) counters: Option<&'a Counters>,
     /// A decorated function's call: how its failed outcome reaches its waiters.
@@ -222,7 +237,7 @@ impl Call<'_> {
         Box::pin(self.cache.snapshot_tags(&self.options.tags))
             .await
             .map(Some)
-            .map_err(|e| e.with_key(&self.full))
+            .map_err(|e| e.with_key(&*self.full))
     }
 
     /// Runs the loader: panics caught, bounded by the hard timeout, the lease renewed.
@@ -419,7 +434,7 @@ impl Call<'_> {
             }
             Ran::TimedOut(limit) => {
                 self.both(Counters::loader_timeout);
-                let e = Error::timeout("the loader", limit).with_key(&self.full);
+                let e = Error::timeout("the loader", limit).with_key(&*self.full);
                 let shared = Shared::failed(ErrorKind::Timeout, e.to_string());
                 match stale {
                     Some(value) => (Ok(self.serve_stale(value, "the loader timed out")), shared),

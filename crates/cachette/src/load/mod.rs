@@ -25,4 +25,5 @@ pub(crate) mod refresh;
 pub(crate) mod state;
 pub(crate) mod tags;
 
+pub(crate) use read_through::LoadKey;
 pub use read_through::{LoadError, LoadOptions, Outcome};

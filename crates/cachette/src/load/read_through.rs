@@ -22,6 +22,7 @@
 //! A hit costs one `GET` (one `MGET` of the value and its metadata with early refresh or
 //! stale copies) and touches none of the coalescing state.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +38,35 @@ use crate::load::leader::{finish, Call, Read};
 use crate::load::state::State;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
+
+/// What a decorated call's first read found ([`State::read_first`]).
+pub(crate) enum First<T> {
+    /// A fresh value (a hit, counted).
+    Hit(T),
+    /// Anything else: the read (or the invalid key's error) for the read-through machinery
+    /// to go on from, or `None` to read inside the load's span.
+    Rest(Option<crate::Result<Read<T>>>),
+}
+
+/// The key of a read-through call: as the caller gave it (the manager adds its prefix), or
+/// already prefixed (a decorated call builds its full key once).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LoadKey<'k> {
+    /// Without the prefix.
+    Key(&'k str),
+    /// With the manager's prefix.
+    Full(&'k str),
+}
+
+impl<'k> LoadKey<'k> {
+    /// The key without `prefix` (the manager's).
+    pub(crate) fn relative(self, prefix: &str) -> &'k str {
+        match self {
+            LoadKey::Key(key) => key,
+            LoadKey::Full(full) => full.get(prefix.len()..).unwrap_or(full),
+        }
+    }
+}
 
 /// How [`CacheManager::get_or_load`](crate::CacheManager::get_or_load) caches and protects the loader.
 ///
@@ -355,7 +385,8 @@ impl State {
     pub(crate) async fn get_or_load_as<T, E, F, Fut>(
         self: &Arc<Self>,
         function: Option<(&'static str, &'static str)>,
-        key: &str,
+        key: LoadKey<'_>,
+        first: Option<crate::Result<Read<T>>>,
         options: &LoadOptions,
         counters: Option<&Counters>,
         handoff: Option<&Handoff>,
@@ -367,10 +398,25 @@ impl State {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        if let Some(first) = first {
+            // The caller read the key already (outside any span: none was wanted).
+            let call = Call {
+                cache: self,
+                full: match (&first, key) {
+                    (Ok(_), LoadKey::Full(full)) => Cow::Borrowed(full),
+                    (Ok(_), LoadKey::Key(key)) => Cow::Owned(self.full_key(key)),
+                    (Err(_), _) => Cow::Borrowed(""),
+                },
+                options,
+                counters,
+                handoff,
+            };
+            return Box::pin(Self::load_slow(call, first, store_if, load)).await;
+        }
         let span = tracing::debug_span!(
             "cachette.load",
             namespace = self.prefix(),
-            key,
+            key = key.relative(self.prefix()),
             module = tracing::field::Empty,
             function = tracing::field::Empty,
             outcome = tracing::field::Empty
@@ -410,7 +456,7 @@ impl State {
     /// large, and inline every hit would carry and move it (measured: 4.5 KB per call).
     async fn load_traced<T, E, F, Fut>(
         self: &Arc<Self>,
-        key: &str,
+        key: LoadKey<'_>,
         options: &LoadOptions,
         counters: Option<&Counters>,
         handoff: Option<&Handoff>,
@@ -424,19 +470,12 @@ impl State {
     {
         let mut call = Call {
             cache: self,
-            full: String::new(),
+            full: Cow::Borrowed(""),
             options,
             counters,
             handoff,
         };
-        // An out-of-range TTL is refused where it enters, like an invalid key (before a read).
-        let checked = self.checked_key(key).and_then(|full| {
-            self.resolve_ttl(options.ttl)
-                .map_err(|e| e.with_key(&full))?;
-            crate::load::tags::check_names(&options.tags).map_err(|e| e.with_key(&full))?;
-            Ok(full)
-        });
-        let first = match checked {
+        let first = match self.checked_load_key(key, options) {
             Ok(full) => {
                 call.full = full;
                 match call.read::<T>().await {
@@ -450,6 +489,70 @@ impl State {
             Err(e) => Err(e),
         };
         Box::pin(Self::load_slow(call, first, store_if, load)).await
+    }
+
+    /// The full key of a read-through call, once its key, TTL and tag names are checked.
+    fn checked_load_key<'k>(
+        &self,
+        key: LoadKey<'k>,
+        options: &LoadOptions,
+    ) -> crate::Result<Cow<'k, str>> {
+        let full = match key {
+            LoadKey::Key(key) => self.checked_key(key).map(Cow::Owned),
+            LoadKey::Full(full) if full.len() > self.prefix.len() => Ok(Cow::Borrowed(full)),
+            LoadKey::Full(_) => Err(Error::invalid("cache keys must not be empty")),
+        };
+        // An out-of-range TTL is refused where it enters, like an invalid key (before a read).
+        full.and_then(|full| {
+            self.resolve_ttl(options.ttl)
+                .map_err(|e| e.with_key(&*full))?;
+            crate::load::tags::check_names(&options.tags).map_err(|e| e.with_key(&*full))?;
+            Ok(full)
+        })
+    }
+
+    /// The hit-only path of a decorated call: checks its full key and reads it once. A fresh
+    /// value is a hit (counted on the manager and on `counters`), returned without touching
+    /// the read-through machinery; anything else is handed back for
+    /// [`get_or_load_as`](Self::get_or_load_as) to go on from (`first`), or `None` when a
+    /// subscriber wants the load's span (the read is then done inside it, as for any load).
+    pub(crate) async fn read_first<T: DeserializeOwned>(
+        self: &Arc<Self>,
+        full: &str,
+        options: &LoadOptions,
+        counters: Option<&Counters>,
+    ) -> First<T> {
+        // The same span as `get_or_load_as`: when a subscriber wants it, the whole call
+        // (this read included) goes through there, inside it.
+        let span = tracing::debug_span!(
+            "cachette.load",
+            namespace = self.prefix(),
+            key = LoadKey::Full(full).relative(self.prefix()),
+            module = tracing::field::Empty,
+            function = tracing::field::Empty,
+            outcome = tracing::field::Empty
+        );
+        if !span.is_disabled() {
+            return First::Rest(None);
+        }
+        let full = match self.checked_load_key(LoadKey::Full(full), options) {
+            Ok(full) => full,
+            Err(e) => return First::Rest(Some(Err(e))),
+        };
+        let call = Call {
+            cache: self,
+            full,
+            options,
+            counters,
+            handoff: None,
+        };
+        match call.read::<T>().await {
+            Read::Fresh(value) => {
+                call.mine(Counters::hit);
+                First::Hit(value)
+            }
+            other => First::Rest(Some(Ok(other))),
+        }
     }
 
     /// Everything but a fresh hit; `first` is the first read (or the invalid key's error).

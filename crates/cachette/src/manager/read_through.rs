@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::CacheManager;
 use crate::load::coalesce::Handoff;
-use crate::load::{LoadError, LoadOptions, Outcome};
+use crate::load::leader::Read;
+use crate::load::read_through::First;
+use crate::load::{LoadError, LoadKey, LoadOptions, Outcome};
 use crate::stats::Counters;
 
 impl CacheManager {
@@ -114,8 +116,17 @@ impl CacheManager {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_or_load_as(None, key, options, counters, None, store_if, load)
-            .await
+        self.get_or_load_as(
+            None,
+            LoadKey::Key(key),
+            None,
+            options,
+            counters,
+            None,
+            store_if,
+            load,
+        )
+        .await
     }
 
     /// [`get_or_load_traced`](Self::get_or_load_traced) on behalf of a decorated function
@@ -124,7 +135,8 @@ impl CacheManager {
     pub(crate) async fn get_or_load_as<T, E, F, Fut>(
         &self,
         function: Option<(&'static str, &'static str)>,
-        key: &str,
+        key: LoadKey<'_>,
+        first: Option<crate::Result<Read<T>>>,
         options: &LoadOptions,
         counters: Option<&Counters>,
         handoff: Option<&Handoff>,
@@ -137,8 +149,20 @@ impl CacheManager {
         Fut: Future<Output = Result<T, E>>,
     {
         self.inner
-            .get_or_load_as(function, key, options, counters, handoff, store_if, load)
+            .get_or_load_as(
+                function, key, first, options, counters, handoff, store_if, load,
+            )
             .await
+    }
+
+    /// The hit-only path of a decorated call (see `State::read_first`).
+    pub(crate) async fn read_first<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        options: &LoadOptions,
+        counters: Option<&Counters>,
+    ) -> First<T> {
+        self.inner.read_first(full, options, counters).await
     }
 
     /// [`get_or_load`](Self::get_or_load) with the loader run in a spawned task, so that no

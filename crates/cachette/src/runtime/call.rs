@@ -36,10 +36,10 @@ pub(crate) enum CallState<'m> {
     /// The key could not be computed (a failing `Serialize` implementation).
     /// (Boxed: rare, and it would double the size of every call's state.)
     KeyFailed(Box<Error>),
-    /// Cache under `key` in `manager`.
+    /// Cache under `full` (the key with the manager's prefix, built once) in `manager`.
     Active {
         manager: &'m CacheManager,
-        key: String,
+        full: String,
     },
 }
 
@@ -48,7 +48,7 @@ impl fmt::Debug for Call<'_> {
         let state = match &self.state {
             CallState::Bypass => "bypass".to_owned(),
             CallState::KeyFailed(e) => format!("key failed: {e}"),
-            CallState::Active { key, .. } => format!("key {key:?}"),
+            CallState::Active { manager, full } => format!("key {:?}", key_of(manager, full)),
         };
         f.debug_struct("Call")
             .field("state", &state)
@@ -70,10 +70,34 @@ impl<'m> Call<'m> {
         options: &'m LoadOptions,
         key: impl FnOnce() -> Result<String, Error>,
     ) -> Self {
+        Self::with_prefixed_key(site, owner, manager, options, |prefix| {
+            let key = key()?;
+            if prefix.is_empty() {
+                return Ok(key);
+            }
+            let mut full = String::with_capacity(prefix.len() + key.len());
+            full.push_str(prefix);
+            full.push_str(&key);
+            Ok(full)
+        })
+    }
+
+    /// [`new`](Self::new) with a key function that builds the full key: the manager's prefix
+    /// (its argument) followed by the key, in one allocation (what `#[cached]` expands into
+    /// for a default key).
+    #[doc(hidden)]
+    #[inline]
+    pub fn with_prefixed_key(
+        site: &'static FnSite,
+        owner: Option<OwnerFn>,
+        manager: Option<&'m CacheManager>,
+        options: &'m LoadOptions,
+        full: impl FnOnce(&str) -> Result<String, Error>,
+    ) -> Self {
         let counters = site.enter(owner);
         let state = match manager {
-            Some(manager) if manager.is_enabled() => match key() {
-                Ok(key) => CallState::Active { manager, key },
+            Some(manager) if manager.is_enabled() => match full(manager.prefix()) {
+                Ok(full) => CallState::Active { manager, full },
                 Err(e) => {
                     counters.error();
                     manager.counters().error();
@@ -99,8 +123,13 @@ impl<'m> Call<'m> {
     /// The key this call uses, when it uses the cache.
     pub fn key(&self) -> Option<&str> {
         match &self.state {
-            CallState::Active { key, .. } => Some(key),
+            CallState::Active { manager, full } => Some(key_of(manager, full)),
             _ => None,
         }
     }
+}
+
+/// The key of a full key of `manager` (its prefix removed).
+pub(crate) fn key_of<'k>(manager: &CacheManager, full: &'k str) -> &'k str {
+    full.get(manager.prefix().len()..).unwrap_or(full)
 }

@@ -40,7 +40,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
 use crate::load::coalesce::Handoff;
-use crate::load::LoadError;
+use crate::load::leader::Read;
+use crate::load::read_through::First;
+use crate::load::{LoadError, LoadKey};
 use crate::stats::Counters;
 
 use super::call::{Call, CallState};
@@ -277,8 +279,50 @@ where
                 }
             }
         }
-        CallState::Active { manager, key } => (manager, key),
+        CallState::Active { manager, full } => (manager, full),
     };
+    // The hit path: one read, outside the read-through machinery below (boxed, so that a hit
+    // neither sets it up nor carries its future).
+    let first = match manager
+        .read_first::<S::Value>(&key, call.options, Some(call.counters))
+        .await
+    {
+        First::Hit(value) => return S::inject(value),
+        First::Rest(first) => first,
+    };
+    let call = Call {
+        state: CallState::Bypass,
+        ..call
+    };
+    Box::pin(read_through_rest::<S, F, U, H, K>(
+        call, manager, key, first, fail_open, on_error, on_timeout, sharing, unless, body,
+    ))
+    .await
+}
+
+/// [`read_through`] past the first read (`first`: what it found, or `None` to read again
+/// inside the load's span): a miss, a stale or early-refresh read, a failure. The call's
+/// state is taken apart already (`manager`, the full `key`).
+#[allow(clippy::too_many_arguments)]
+async fn read_through_rest<S, F, U, H, K>(
+    call: Call<'_>,
+    manager: &crate::CacheManager,
+    key: String,
+    first: Option<crate::Result<Read<S::Value>>>,
+    fail_open: bool,
+    on_error: H,
+    on_timeout: K,
+    sharing: &(dyn ShareOutput<S::Output> + Sync),
+    unless: U,
+    body: F,
+) -> S::Output
+where
+    S: Shape,
+    F: Future<Output = S::Output>,
+    U: FnOnce(&S::Value) -> bool,
+    H: FnOnce(Error) -> Option<S::Output>,
+    K: FnOnce(Error) -> Option<S::Output>,
+{
     // The runtime function decides how cache failures end (the options the macro generates
     // always agree with it; a hand-built call may not).
     let adjusted;
@@ -299,6 +343,7 @@ where
     };
     // Taken by the one attempt that stores a value (`unless` is `FnOnce`).
     let unless = Mutex::new(Some(unless));
+    let mut first = first;
     let next = loop {
         let store_if = |stored: &Stored<'_, S::Value, BodyCell<'_, '_, S, F>>| {
             let Some(unless) = unless.lock().take() else {
@@ -312,7 +357,11 @@ where
         let result = manager
             .get_or_load_as(
                 Some((call.site.module(), call.site.name())),
-                &key,
+                LoadKey::Full(&key),
+                // The first attempt goes on from the read made above.
+                first
+                    .take()
+                    .map(|read| read.map(|read| read.map(Stored::Owned))),
                 options,
                 Some(call.counters),
                 Some(&handoff),
@@ -359,7 +408,7 @@ where
         Next::Failed(e) => match on_error(e) {
             Some(output) => output,
             None => {
-                tracing::warn!(key = %key, "cachette: cache failure; running uncached");
+                tracing::warn!(key = %super::call::key_of(manager, &key), "cachette: cache failure; running uncached");
                 slot.finish_within(limit, call.counters, on_timeout).await
             }
         },
@@ -428,9 +477,10 @@ where
     let failure = match call.state {
         CallState::Bypass => None,
         CallState::KeyFailed(e) => Some(*e),
-        CallState::Active { manager, key } => match S::project(&output) {
+        CallState::Active { manager, full } => match S::project(&output) {
             Some(value) if !unless(value) => {
-                match store(manager, &key, value, call.options).await {
+                let key = super::call::key_of(manager, &full);
+                match store(manager, key, value, call.options).await {
                     Ok(()) => {
                         call.counters.write(1);
                         None
