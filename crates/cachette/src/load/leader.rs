@@ -42,6 +42,24 @@ pub(crate) enum Read<T> {
     Failed(Error),
 }
 
+/// Where a read-through call starts: to read the key inside the span given (a decorated
+/// call's, made while it looked for a hit) or a new one, or after a first read (or the
+/// refusal of its key) made by the caller.
+pub(crate) enum Begin<T> {
+    Read(Option<tracing::Span>),
+    After(crate::Result<Read<T>>),
+}
+
+impl<T> Begin<T> {
+    /// The same start with its value mapped.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Begin<U> {
+        match self {
+            Begin::Read(span) => Begin::Read(span),
+            Begin::After(read) => Begin::After(read.map(|read| read.map(f))),
+        }
+    }
+}
+
 impl<T> Read<T> {
     /// The same read with its value mapped.
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {

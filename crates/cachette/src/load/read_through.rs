@@ -34,7 +34,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::load::coalesce::{Handoff, Join, Shared};
-use crate::load::leader::{finish, Call, Read};
+use crate::load::leader::{finish, Begin, Call, Read};
 use crate::load::state::State;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
@@ -43,9 +43,8 @@ use crate::ttl::Ttl;
 pub(crate) enum First<T> {
     /// A fresh value (a hit, counted).
     Hit(T),
-    /// Anything else: the read (or the invalid key's error) for the read-through machinery
-    /// to go on from, or `None` to read inside the load's span.
-    Rest(Option<crate::Result<Read<T>>>),
+    /// Anything else: where the read-through machinery goes on from.
+    Rest(Begin<T>),
 }
 
 /// The key of a read-through call: as the caller gave it (the manager adds its prefix), or
@@ -386,7 +385,7 @@ impl State {
         self: &Arc<Self>,
         function: Option<(&'static str, &'static str)>,
         key: LoadKey<'_>,
-        first: Option<crate::Result<Read<T>>>,
+        first: Begin<T>,
         options: &LoadOptions,
         counters: Option<&Counters>,
         handoff: Option<&Handoff>,
@@ -398,29 +397,25 @@ impl State {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if let Some(first) = first {
+        let span = match first {
+            Begin::Read(span) => span,
             // The caller read the key already (outside any span: none was wanted).
-            let call = Call {
-                cache: self,
-                full: match (&first, key) {
-                    (Ok(_), LoadKey::Full(full)) => Cow::Borrowed(full),
-                    (Ok(_), LoadKey::Key(key)) => Cow::Owned(self.full_key(key)),
-                    (Err(_), _) => Cow::Borrowed(""),
-                },
-                options,
-                counters,
-                handoff,
-            };
-            return Box::pin(Self::load_slow(call, first, store_if, load)).await;
-        }
-        let span = tracing::debug_span!(
-            "cachette.load",
-            namespace = self.prefix(),
-            key = key.relative(self.prefix()),
-            module = tracing::field::Empty,
-            function = tracing::field::Empty,
-            outcome = tracing::field::Empty
-        );
+            Begin::After(first) => {
+                let call = Call {
+                    cache: self,
+                    full: match (&first, key) {
+                        (Ok(_), LoadKey::Full(full)) => Cow::Borrowed(full),
+                        (Ok(_), LoadKey::Key(key)) => Cow::Owned(self.full_key(key)),
+                        (Err(_), _) => Cow::Borrowed(""),
+                    },
+                    options,
+                    counters,
+                    handoff,
+                };
+                return Box::pin(Self::load_slow(call, first, store_if, load)).await;
+            }
+        };
+        let span = span.unwrap_or_else(|| self.load_span(key));
         if span.is_disabled() {
             // No subscriber wants it: no `Instrumented` layer (it enters and leaves the span on
             // every poll, and moves the future once more).
@@ -491,6 +486,18 @@ impl State {
         Box::pin(Self::load_slow(call, first, store_if, load)).await
     }
 
+    /// The span of a read-through call (see `get_or_load_traced`).
+    fn load_span(&self, key: LoadKey<'_>) -> tracing::Span {
+        tracing::debug_span!(
+            "cachette.load",
+            namespace = self.prefix(),
+            key = key.relative(self.prefix()),
+            module = tracing::field::Empty,
+            function = tracing::field::Empty,
+            outcome = tracing::field::Empty
+        )
+    }
+
     /// The full key of a read-through call, once its key, TTL and tag names are checked.
     fn checked_load_key<'k>(
         &self,
@@ -514,30 +521,23 @@ impl State {
     /// The hit-only path of a decorated call: checks its full key and reads it once. A fresh
     /// value is a hit (counted on the manager and on `counters`), returned without touching
     /// the read-through machinery; anything else is handed back for
-    /// [`get_or_load_as`](Self::get_or_load_as) to go on from (`first`), or `None` when a
-    /// subscriber wants the load's span (the read is then done inside it, as for any load).
+    /// [`get_or_load_as`](Self::get_or_load_as) to go on from (`first`): the read, or the
+    /// load's span when a subscriber wants it (the read is then done inside it).
     pub(crate) async fn read_first<T: DeserializeOwned>(
         self: &Arc<Self>,
         full: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
     ) -> First<T> {
-        // The same span as `get_or_load_as`: when a subscriber wants it, the whole call
-        // (this read included) goes through there, inside it.
-        let span = tracing::debug_span!(
-            "cachette.load",
-            namespace = self.prefix(),
-            key = LoadKey::Full(full).relative(self.prefix()),
-            module = tracing::field::Empty,
-            function = tracing::field::Empty,
-            outcome = tracing::field::Empty
-        );
+        // When a subscriber wants the load's span, the whole call (this read included) goes
+        // through `get_or_load_as`, inside it.
+        let span = self.load_span(LoadKey::Full(full));
         if !span.is_disabled() {
-            return First::Rest(None);
+            return First::Rest(Begin::Read(Some(span)));
         }
         let full = match self.checked_load_key(LoadKey::Full(full), options) {
             Ok(full) => full,
-            Err(e) => return First::Rest(Some(Err(e))),
+            Err(e) => return First::Rest(Begin::After(Err(e))),
         };
         let call = Call {
             cache: self,
@@ -551,7 +551,7 @@ impl State {
                 call.mine(Counters::hit);
                 First::Hit(value)
             }
-            other => First::Rest(Some(Ok(other))),
+            other => First::Rest(Begin::After(Ok(other))),
         }
     }
 
@@ -764,15 +764,18 @@ mod tests {
                 crate::runtime::SiteKind::Cached,
             );
             static OPTIONS: LoadOptions = LoadOptions::new();
-            let call = crate::runtime::Call::new(&SITE, None, Some(&cache), &OPTIONS, || {
-                Ok("user:1".to_owned())
-            });
-            let v = crate::runtime::cached_value(call, |_: &u32| false, async { 1u32 }).await;
-            assert_eq!(v, 1);
+            for _ in 0..2 {
+                // A miss, then a hit (the hit path reads inside the span when it is wanted).
+                let call = crate::runtime::Call::new(&SITE, None, Some(&cache), &OPTIONS, || {
+                    Ok("user:1".to_owned())
+                });
+                let v = crate::runtime::cached_value(call, |_: &u32| false, async { 1u32 }).await;
+                assert_eq!(v, 1);
+            }
         });
         let spans = spans.spans.lock();
         let loads: Vec<_> = spans.iter().filter(|(n, _)| n == "cachette.load").collect();
-        assert_eq!(loads.len(), 4);
+        assert_eq!(loads.len(), 5);
         let outcomes: Vec<_> = loads.iter().map(|(_, f)| field(f, "outcome")).collect();
         assert_eq!(
             outcomes,
@@ -780,9 +783,11 @@ mod tests {
                 Some("miss"),
                 Some("hit"),
                 Some("loader_error"),
-                Some("miss")
+                Some("miss"),
+                Some("hit")
             ]
         );
+        assert_eq!(field(&loads[4].1, "function"), Some("get_user"));
         assert_eq!(field(&loads[0].1, "function"), None);
         assert_eq!(field(&loads[3].1, "module"), Some("app::users"));
         assert_eq!(field(&loads[3].1, "function"), Some("get_user"));

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::CacheManager;
 use crate::load::coalesce::Handoff;
-use crate::load::leader::Read;
+use crate::load::leader::Begin;
 use crate::load::read_through::First;
 use crate::load::{LoadError, LoadKey, LoadOptions, Outcome};
 use crate::stats::Counters;
@@ -119,7 +119,7 @@ impl CacheManager {
         self.get_or_load_as(
             None,
             LoadKey::Key(key),
-            None,
+            Begin::Read(None),
             options,
             counters,
             None,
@@ -136,7 +136,7 @@ impl CacheManager {
         &self,
         function: Option<(&'static str, &'static str)>,
         key: LoadKey<'_>,
-        first: Option<crate::Result<Read<T>>>,
+        first: Begin<T>,
         options: &LoadOptions,
         counters: Option<&Counters>,
         handoff: Option<&Handoff>,

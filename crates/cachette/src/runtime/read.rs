@@ -40,7 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
 use crate::load::coalesce::Handoff;
-use crate::load::leader::Read;
+use crate::load::leader::Begin;
 use crate::load::read_through::First;
 use crate::load::{LoadError, LoadKey};
 use crate::stats::Counters;
@@ -300,15 +300,15 @@ where
     .await
 }
 
-/// [`read_through`] past the first read (`first`: what it found, or `None` to read again
-/// inside the load's span): a miss, a stale or early-refresh read, a failure. The call's
+/// [`read_through`] past the first read (`first`: the read it made, or the span to read the
+/// key in): a miss, a stale or early-refresh read, a failure. The call's
 /// state is taken apart already (`manager`, the full `key`).
 #[allow(clippy::too_many_arguments)]
 async fn read_through_rest<S, F, U, H, K>(
     call: Call<'_>,
     manager: &crate::CacheManager,
     key: String,
-    first: Option<crate::Result<Read<S::Value>>>,
+    first: Begin<S::Value>,
     fail_open: bool,
     on_error: H,
     on_timeout: K,
@@ -343,7 +343,7 @@ where
     };
     // Taken by the one attempt that stores a value (`unless` is `FnOnce`).
     let unless = Mutex::new(Some(unless));
-    let mut first = first;
+    let mut first = Some(first);
     let next = loop {
         let store_if = |stored: &Stored<'_, S::Value, BodyCell<'_, '_, S, F>>| {
             let Some(unless) = unless.lock().take() else {
@@ -361,7 +361,7 @@ where
                 // The first attempt goes on from the read made above.
                 first
                     .take()
-                    .map(|read| read.map(|read| read.map(Stored::Owned))),
+                    .map_or(Begin::Read(None), |first| first.map(Stored::Owned)),
                 options,
                 Some(call.counters),
                 Some(&handoff),
