@@ -253,7 +253,7 @@ impl CacheManagerBuilder {
 
     /// Wraps the backend in `layer` when the manager is built: the way observability and other
     /// cross-cutting concerns attach to a manager from outside (the `metrics` feature's
-    /// [`MeteredBackend`](crate::metrics::MeteredBackend) is one). Layers apply in the order
+    /// `cachette::metrics::MeteredBackend` is one). Layers apply in the order
     /// they were added, outermost last, around the backend the configuration selects (after the
     /// circuit breaker); a layer added again under the same `name` replaces the earlier one.
     /// A wrapped manager reads through the layer, without the built-in backends' unboxed fast
