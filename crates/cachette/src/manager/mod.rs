@@ -592,15 +592,7 @@ impl CacheManager {
         V: Serialize,
     {
         let ttl = self.resolve_ttl(ttl)?;
-        let encoded = items
-            .into_iter()
-            .map(|(k, v)| {
-                let full = self.checked_key(k.as_ref())?;
-                let bytes = self.inner.codec.encode(&full, &v)?;
-                self.check_value_size(&full, bytes.len())?;
-                Ok((full, Bytes::from(bytes)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let encoded = self.encode_items(items)?;
         let n = encoded.len() as u64;
         for (full, _) in &encoded {
             self.inner.fills.supersede(full);
@@ -612,6 +604,27 @@ impl CacheManager {
         self.count(result)
     }
 }
+impl CacheManager {
+    /// The full key and encoded value of every item, each key checked and each value held to
+    /// `max_value_bytes`; the first item that fails stops the batch before anything is sent.
+    pub(crate) fn encode_items<K, V, I>(&self, items: I) -> Result<Vec<(String, Bytes)>>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Serialize,
+    {
+        items
+            .into_iter()
+            .map(|(k, v)| {
+                let full = self.checked_key(k.as_ref())?;
+                let bytes = self.inner.codec.encode(&full, &v)?;
+                self.check_value_size(&full, bytes.len())?;
+                Ok((full, Bytes::from(bytes)))
+            })
+            .collect()
+    }
+}
+
 /// Whether a glob pattern starts with a literal character (so that it cannot match every key).
 fn starts_with_literal(pattern: &str) -> bool {
     let mut chars = pattern.chars();

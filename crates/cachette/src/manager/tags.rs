@@ -101,15 +101,7 @@ impl CacheManager {
         let ttl = self.resolve_ttl(ttl)?;
         let tags = normalize(tags);
         check_names(&tags)?;
-        let encoded = items
-            .into_iter()
-            .map(|(k, v)| {
-                let full = self.checked_key(k.as_ref())?;
-                let bytes = self.inner.codec.encode(&full, &v)?;
-                self.check_value_size(&full, bytes.len())?;
-                Ok((full, bytes))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let encoded = self.encode_items(items)?;
         if encoded.is_empty() {
             return Ok(());
         }
