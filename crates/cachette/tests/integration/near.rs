@@ -160,8 +160,8 @@ async fn flushall_empties_the_tier() {
     assert_eq!(a.get::<u32>("k").await.unwrap(), None);
 }
 
-/// The id of the connection with tracking on (flag `t`) in `CLIENT LIST`.
-fn tracking_client_ids(server: &RedisServer) -> Vec<String> {
+/// The ids of the connections with tracking on (flag `t`) in `CLIENT LIST`.
+pub(crate) fn tracking_client_ids(server: &RedisServer) -> Vec<String> {
     server
         .cli(["CLIENT", "LIST"])
         .lines()

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
+use crate::near::tracking_client_ids;
 use crate::support::unique_prefix;
 
 /// Set in a child process: its part, as JSON (see [`worker`]).
@@ -390,6 +391,18 @@ struct Verdict {
     after_flush: usize,
 }
 
+impl Verdict {
+    /// Fails with the number of violations and the first few.
+    fn assert_no_violations(&self) {
+        assert!(
+            self.violations.is_empty(),
+            "{} violations, e.g. {:#?}",
+            self.violations.len(),
+            &self.violations[..self.violations.len().min(5)]
+        );
+    }
+}
+
 /// Checks every read of every worker (`logs[p]` from process `p`, which owns the keys
 /// `k % logs.len() == p`) against the writes and the `events`.
 fn check(logs: &[(Vec<Record>, Vec<Record>)], events: &[Event]) -> Verdict {
@@ -605,33 +618,11 @@ async fn a_million_operations_over_three_processes_keep_the_bound() {
             .sum::<u64>(),
         0
     );
-    assert!(
-        verdict.violations.is_empty(),
-        "{} violations, e.g. {:#?}",
-        verdict.violations.len(),
-        &verdict.violations[..verdict.violations.len().min(5)]
-    );
+    verdict.assert_no_violations();
     // The tier answered most reads: the stress went through the near cache.
     for s in &run.summaries {
         assert!(field(s, "hits") > field(s, "misses"), "{s:?}");
     }
-}
-
-/// Ids of the connections with tracking on.
-fn tracking_connections(server: &RedisServer) -> Vec<String> {
-    server
-        .cli(["CLIENT", "LIST"])
-        .lines()
-        .filter(|line| {
-            line.split(' ')
-                .any(|f| f.starts_with("flags=") && f.contains('t'))
-        })
-        .filter_map(|line| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix("id="))
-                .map(str::to_owned)
-        })
-        .collect()
 }
 
 /// Under load from three processes: `FLUSHALL`, the tracking connections killed, the server
@@ -669,10 +660,10 @@ async fn chaos_under_load_from_three_processes() {
                 pause().await;
                 // Every worker's channel (one may be reconnecting on a loaded machine).
                 let deadline = Instant::now() + Duration::from_secs(3);
-                let mut ids = tracking_connections(server);
+                let mut ids = tracking_client_ids(server);
                 while ids.len() < 3 && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    ids = tracking_connections(server);
+                    ids = tracking_client_ids(server);
                 }
                 for id in &ids {
                     server.cli(["CLIENT", "KILL", "ID", id]);
@@ -698,12 +689,7 @@ async fn chaos_under_load_from_three_processes() {
     let events = events.lock().clone();
     let verdict = check(&run.logs, &events);
     report("near chaos", &run, &verdict);
-    assert!(
-        verdict.violations.is_empty(),
-        "{} violations, e.g. {:#?}",
-        verdict.violations.len(),
-        &verdict.violations[..verdict.violations.len().min(5)]
-    );
+    verdict.assert_no_violations();
     for s in &run.summaries {
         // Two FLUSHALLs, a killed channel, a dead server: each flushed every tier.
         assert!(field(s, "flushes") >= 4, "{s:?}");
