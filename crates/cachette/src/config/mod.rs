@@ -172,7 +172,7 @@ pub struct Config {
     /// empty the manager runs on the cluster backend, which discovers the rest of the
     /// cluster from these; the user name, password and TLS setting above apply to every node.
     pub cluster_nodes: Vec<String>,
-    /// The near cache in front of a standalone Redis (`None` = off, the default); see
+    /// The near cache in front of Redis (`None` = off, the default); see
     /// [`NearCacheOptions`](crate::NearCacheOptions).
     pub near_cache: Option<crate::backend::NearCacheOptions>,
     /// Redis Sentinel: the sentinels (`host:port`, or comma-separated lists of them). With

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::CacheManager;
 use crate::backend::breaker::{BreakerPolicy, CircuitBreaker};
-use crate::backend::near::NearBackend;
+use crate::backend::near::{NearBackend, Upstream};
 use crate::backend::{
     Backend, ClusterBackend, ClusterOptions, DirectRedis, MemoryBackend, MemoryConfig, NullBackend,
     RedisBackend,
@@ -227,10 +227,11 @@ impl CacheManagerBuilder {
         self
     }
 
-    /// Puts a near cache in front of a standalone Redis: reads are answered in process while
-    /// the server vouches that nothing changed (see [`NearCacheOptions`](crate::NearCacheOptions)
-    /// for the guarantee and the bounds). `None` turns it off. Ignored on the memory backend
-    /// (which is in process already); on a Redis Cluster [`build`](Self::build) refuses it.
+    /// Puts a near cache in front of Redis (a standalone server, the primary named by
+    /// Sentinel, or a Redis Cluster, listening to every primary): reads are answered in
+    /// process while the servers vouch that nothing changed (see
+    /// [`NearCacheOptions`](crate::NearCacheOptions) for the guarantee and the bounds). `None`
+    /// turns it off. Ignored on the memory backend (which is in process already).
     pub fn near_cache(mut self, options: Option<crate::NearCacheOptions>) -> Self {
         self.config.near_cache = options;
         self
@@ -342,13 +343,6 @@ impl CacheManagerBuilder {
             let name = backend.name().to_owned();
             (backend, FastPath::None, name)
         } else if config.uses_cluster() {
-            if config.near_cache.is_some() {
-                return Err(Error::config(
-                    "the configuration",
-                    "near_cache",
-                    "the near cache runs in front of a standalone Redis, not a Redis Cluster (yet)",
-                ));
-            }
             // Redis Cluster: one backend routing to every node, behind one breaker for the
             // whole cluster (see `backend::cluster`).
             let seeds = config.cluster_endpoints()?;
@@ -371,15 +365,33 @@ impl CacheManagerBuilder {
             );
             let backend: Arc<dyn Backend> = if config.breaker_failures > 0 {
                 let b = Arc::new(CircuitBreaker::new(
-                    Arc::new(cluster),
+                    Arc::new(cluster.clone()),
                     BreakerPolicy::new(config.breaker_failures, config.breaker_open),
                 ));
                 breaker = Some(b.clone());
                 b
             } else {
-                Arc::new(cluster)
+                Arc::new(cluster.clone())
             };
-            (backend, FastPath::None, description)
+            match config.near_cache {
+                Some(options) => {
+                    let n = Arc::new(NearBackend::new(
+                        backend,
+                        Upstream::Cluster(cluster),
+                        breaker.clone(),
+                        config.key_prefix.clone(),
+                        options,
+                        (config.connect_timeout, config.command_timeout),
+                    )?);
+                    near = Some(n.clone());
+                    (
+                        n.clone() as Arc<dyn Backend>,
+                        FastPath::Near(n),
+                        format!("{description} (near cache)"),
+                    )
+                }
+                None => (backend, FastPath::None, description),
+            }
         } else if let Some((redis, endpoint)) = standalone(&config, endpoint)? {
             redis_config = Some(config.clone());
             direct = Some(DirectRedis::Standalone(redis.clone()));
@@ -418,9 +430,11 @@ impl CacheManagerBuilder {
                 Some(options) => {
                     let n = Arc::new(NearBackend::new(
                         backend,
-                        redis,
+                        Upstream::Redis {
+                            backend: redis,
+                            endpoint: endpoint.clone(),
+                        },
                         breaker.clone(),
-                        endpoint.clone(),
                         config.key_prefix.clone(),
                         options,
                         (config.connect_timeout, config.command_timeout),
@@ -491,14 +505,6 @@ fn standalone(
 ) -> Result<Option<(RedisBackend, RedisEndpoint)>> {
     let connections = config.max_connections.min(MULTIPLEXED_CONNECTIONS);
     if config.uses_sentinel() {
-        if config.near_cache.is_some() {
-            // The tracking connection would have to follow failovers too (and flush on each).
-            return Err(Error::config(
-                "the configuration",
-                "near_cache",
-                "the near cache runs in front of a standalone Redis, not through Sentinel (yet)",
-            ));
-        }
         let (template, options) = config.sentinel_options()?;
         let redis = RedisBackend::connect_sentinel(
             &template,

@@ -777,11 +777,15 @@ conformance! {
     cluster => crate::support::Fixture::cluster(),
     redis_acl => crate::support::Fixture::acl(),
     redis_near => crate::support::Fixture::near(),
+    cluster_near => crate::support::Fixture::near_cluster(),
 }
 
 // Redis Sentinel: the primary found through three sentinels. One deployment (five processes,
 // about 2.5 s to start) runs every scenario, in one test.
 conformance!(sequence sentinel_runs_the_whole_suite => crate::support::Fixture::sentinel());
+
+// The same through Sentinel with a near cache (its invalidation channel follows the primary).
+conformance!(sequence sentinel_near_runs_the_whole_suite => crate::support::Fixture::near_sentinel());
 
 // Redis over TLS (`rediss://`, certificates made for the test server).
 #[cfg(feature = "tls")]

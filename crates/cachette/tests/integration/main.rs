@@ -28,6 +28,9 @@
 //! - `near_process`: the near cache across separate OS processes (this binary re-run as
 //!   workers): a write seen by another process within the bound, 10^6 versioned operations
 //!   over three processes, chaos under load, each read checked against the staleness rule.
+//! - `near_topologies`: the near cache on a Redis Cluster (every primary's writes reach the
+//!   tier, a killed primary leaves no stale copy) and through Sentinel (the channel follows a
+//!   failover); the conformance suite runs on both too.
 //! - `warm`: cache warming in `set_many` batches.
 //! - `secrets`: no credentials in any output (property test), the empty-prefix guard.
 //! - `glob_vs_redis`: the memory glob matcher fuzzed against a real server's `KEYS`.
@@ -67,6 +70,7 @@ mod macros_tags;
 mod metrics;
 mod near;
 mod near_process;
+mod near_topologies;
 mod redis_errors;
 mod redis_failure;
 mod secrets;

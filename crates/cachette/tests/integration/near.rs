@@ -19,12 +19,12 @@ fn options() -> NearCacheOptions {
     NearCacheOptions::default()
 }
 
-fn stats(cache: &CacheManager) -> NearStats {
+pub(crate) fn stats(cache: &CacheManager) -> NearStats {
     cache.near_stats().expect("a near cache")
 }
 
 /// Polls `check` every 2 ms for at most `within`; whether it became true.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if check().await {
@@ -56,7 +56,7 @@ async fn near_with(server: &RedisServer, prefix: &str, options: NearCacheOptions
 /// Reads `key` until a read is answered by the tier: the server's invalidation of the write
 /// that stored it may still be on its way when the first read's reply arrives (and then,
 /// rightly, the reply is not kept).
-async fn hold(cache: &CacheManager, key: &str) {
+pub(crate) async fn hold(cache: &CacheManager, key: &str) {
     let held = eventually(Duration::from_secs(1), async || {
         let _: Option<u32> = cache.get(key).await.unwrap();
         let hits = stats(cache).hits;
@@ -68,7 +68,7 @@ async fn hold(cache: &CacheManager, key: &str) {
 }
 
 /// Whether `cache` reads `value` at `key` within a second (the staleness bound).
-async fn sees(cache: &CacheManager, key: &str, value: u32) -> bool {
+pub(crate) async fn sees(cache: &CacheManager, key: &str, value: u32) -> bool {
     eventually(Duration::from_secs(1), async || {
         cache.get::<u32>(key).await.unwrap() == Some(value)
     })
@@ -403,25 +403,6 @@ async fn no_read_is_older_than_the_staleness_bound() {
     // Under this write rate a read may well cross an invalidation every time (its reply is
     // then not kept); once writes stop, the tier answers again.
     hold(&reader, "v0").await;
-}
-
-#[tokio::test]
-async fn a_near_cache_on_a_cluster_or_through_sentinel_is_refused_naming_the_setting() {
-    let near = Some(options());
-    let on_cluster = CacheManager::builder()
-        .cluster_nodes(["127.0.0.1:7000"])
-        .near_cache(near)
-        .build()
-        .expect_err("near cache on a cluster");
-    let through_sentinel = CacheManager::builder()
-        .sentinels(["127.0.0.1:26379"], "mymaster")
-        .near_cache(near)
-        .build()
-        .expect_err("near cache through Sentinel");
-    for e in [on_cluster, through_sentinel] {
-        assert_eq!(e.kind(), cachette::ErrorKind::Config, "{e}");
-        assert!(e.to_string().contains("near_cache"), "{e}");
-    }
 }
 
 /// Decodes of [`Counted`] so far (this test's own type).

@@ -45,6 +45,12 @@ pub(crate) enum Fixture {
     /// The primary of a Redis Sentinel deployment (a primary, a replica, three sentinels),
     /// reached through the sentinels.
     Sentinel(Box<RedisSentinel>),
+    /// The shared Redis Cluster with a near cache in every manager (one invalidation channel
+    /// per primary).
+    NearCluster(&'static RedisCluster),
+    /// A Sentinel deployment of its own with a near cache in every manager (its channel
+    /// follows the primary).
+    NearSentinel(Box<RedisSentinel>),
 }
 
 /// The prefix every [`unique_prefix`] of this process starts with.
@@ -107,6 +113,14 @@ impl Fixture {
         Fixture::Near(Box::new(RedisServer::new()))
     }
 
+    pub(crate) fn near_cluster() -> Fixture {
+        Fixture::NearCluster(shared_cluster())
+    }
+
+    pub(crate) fn near_sentinel() -> Fixture {
+        Fixture::NearSentinel(Box::new(RedisSentinel::new()))
+    }
+
     /// A server whose user `cachette` has exactly the rules cachette documents for plain
     /// caching and the lease (the default user keeps every right, for `redis-cli`).
     pub(crate) fn acl() -> Fixture {
@@ -154,6 +168,8 @@ impl Fixture {
             | Fixture::Cluster(_)
             | Fixture::Acl(_)
             | Fixture::Near(_)
+            | Fixture::NearCluster(_)
+            | Fixture::NearSentinel(_)
             | Fixture::Sentinel(_) => true,
             #[cfg(feature = "metrics")]
             Fixture::Metered(_) => true,
@@ -190,6 +206,12 @@ impl Fixture {
                 .url(server.url())
                 .near_cache(Some(cachette::NearCacheOptions::default())),
             Fixture::Sentinel(d) => builder.sentinels(d.sentinel_addrs(), d.master_name()),
+            Fixture::NearCluster(cluster) => builder
+                .cluster_nodes(cluster.seeds())
+                .near_cache(Some(cachette::NearCacheOptions::default())),
+            Fixture::NearSentinel(d) => builder
+                .sentinels(d.sentinel_addrs(), d.master_name())
+                .near_cache(Some(cachette::NearCacheOptions::default())),
             #[cfg(feature = "metrics")]
             Fixture::Metered(server) => builder.url(server.url()).metrics(true),
             #[cfg(feature = "tls")]

@@ -303,11 +303,8 @@ impl ClusterBackend {
         self.refresh(Instant::now()).await
     }
 
-    fn node(&self, addr: &str) -> Result<RedisBackend> {
-        let mut nodes = self.inner.nodes.lock();
-        if let Some(node) = nodes.get(addr) {
-            return Ok(node.clone());
-        }
+    /// How to reach the node `addr` (`host:port`): the seeds' credentials and TLS settings.
+    fn endpoint_of(&self, addr: &str) -> Result<RedisEndpoint> {
         let (host, port) = crate::backend::redis::endpoint::split_host_port(addr)
             .map_err(|m| Error::new(ErrorKind::Backend, m))?;
         let mut endpoint = self.inner.template.clone();
@@ -315,6 +312,15 @@ impl ClusterBackend {
             endpoint.transport =
                 crate::backend::redis::endpoint::Transport::Tcp { host, port, tls };
         }
+        Ok(endpoint)
+    }
+
+    fn node(&self, addr: &str) -> Result<RedisBackend> {
+        let mut nodes = self.inner.nodes.lock();
+        if let Some(node) = nodes.get(addr) {
+            return Ok(node.clone());
+        }
+        let endpoint = self.endpoint_of(addr)?;
         let node = RedisBackend::connect_endpoint(
             &endpoint,
             self.inner.connections_per_node,
@@ -468,6 +474,19 @@ impl ClusterBackend {
     }
 
     async fn route_unbounded(&self, slot: u16, cmd: &Cmd, payload: usize) -> Result<Value> {
+        self.route_request(slot, Request::One(cmd), payload)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Runs a single-slot request on the owner of `slot`, following redirections; with the
+    /// node that answered (`host:port`).
+    async fn route_request(
+        &self,
+        slot: u16,
+        request: Request<'_>,
+        payload: usize,
+    ) -> Result<(Value, String)> {
         let mut target: Option<(String, bool)> = None;
         let mut refreshed = false;
         for _ in 0..=MAX_REDIRECTS {
@@ -489,8 +508,8 @@ impl ClusterBackend {
                     (owner.node.clone(), owner.addr.clone(), false)
                 }
             };
-            match on_node(&node, cmd, asking, payload).await {
-                Ok(Ok(value)) => return Ok(value),
+            match request.on(&node, asking, payload).await {
+                Ok(Ok(value)) => return Ok((value, addr)),
                 Ok(Err(e)) => match sort_reply(&e) {
                     Reply::Moved(to) => {
                         self.refresh_soon();
@@ -529,6 +548,37 @@ impl ClusterBackend {
             ErrorKind::Backend,
             format!("slot {slot}: more than {MAX_REDIRECTS} redirections"),
         ))
+    }
+
+    /// `GET` and `PTTL` of `key` in one round trip (for the near cache), with the node that
+    /// answered (`host:port`): the value, and its remaining time in milliseconds (`-1` none,
+    /// `-2` gone).
+    pub(crate) async fn get_with_ttl(&self, key: &str) -> Result<(Option<Vec<u8>>, i64, String)> {
+        let commands = [
+            redis::cmd("GET").arg(key).clone(),
+            redis::cmd("PTTL").arg(key).clone(),
+        ];
+        let (value, addr) = self
+            .bounded(
+                "redis cluster command",
+                self.route_request(key_slot(key), Request::Pipe(&commands), 0),
+            )
+            .await?;
+        let (value, ttl): (Option<Vec<u8>>, i64) = convert(value)?;
+        Ok((value, ttl, addr))
+    }
+
+    /// The primaries of the topology known now (`host:port` and how to reach each), without
+    /// reading it: `None` before the first read.
+    pub(crate) fn primaries_now(&self) -> Option<Vec<(String, RedisEndpoint)>> {
+        let topology = self.inner.topology.load_full()?;
+        Some(
+            topology
+                .primaries
+                .iter()
+                .filter_map(|p| Some((p.addr.clone(), self.endpoint_of(&p.addr).ok()?)))
+                .collect(),
+        )
     }
 
     async fn route_key<T: redis::FromRedisValue>(
@@ -769,6 +819,49 @@ impl ClusterBackend {
             )
             .await?;
         Ok(counts.into_iter().map(|(_, n)| n).sum())
+    }
+}
+
+/// What [`ClusterBackend::route_request`] sends: one command, or commands of one slot in one
+/// pipeline.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    One(&'a Cmd),
+    /// Answered with an array of their replies, or the first error reply among them (they
+    /// share a slot, so a redirection redirects them all).
+    Pipe(&'a [Cmd]),
+}
+
+impl Request<'_> {
+    async fn on(self, node: &RedisBackend, asking: bool, payload: usize) -> Result<Answer> {
+        let commands = match self {
+            Request::One(cmd) => return on_node(node, cmd, asking, payload).await,
+            Request::Pipe(commands) => commands,
+        };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if asking {
+            pipe.cmd("ASKING");
+        }
+        for cmd in commands {
+            pipe.add_command(cmd.clone());
+        }
+        let mut replies: Vec<Value> = node
+            .exec("redis cluster pipeline", payload, |mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+            })
+            .await?;
+        if asking && !replies.is_empty() {
+            replies.remove(0);
+        }
+        if let Some(i) = replies
+            .iter()
+            .position(|v| matches!(v, Value::ServerError(_)))
+        {
+            return Ok(to_value_error(replies.swap_remove(i)));
+        }
+        Ok(Ok(Value::Array(replies)))
     }
 }
 

@@ -1,9 +1,10 @@
 //! The near cache: an in-process tier in front of Redis, kept coherent by the server.
 //!
 //! `NearBackend` is a backend wrapper. A read is served from the tier (`tier.rs`) when
-//! the tier holds the key and its invalidation channel vouches for it (see
-//! `tracking.rs`); otherwise it reads the value and its remaining TTL from Redis
-//! in one round trip (`GET` + `PTTL`, pipelined) and offers the reply to the tier, which keeps
+//! the tier holds the key and its invalidation channels vouch for it (see
+//! `tracking.rs`; one channel for a standalone server or the primary Sentinel names, one per
+//! primary on a cluster, see `cluster.rs`); otherwise it reads the value and its remaining TTL
+//! from Redis in one round trip (`GET` + `PTTL`, pipelined) and offers the reply to the tier, which keeps
 //! it no longer than its TTL at the server (and the configured cap). Every write and eviction
 //! through this backend forgets the key locally before it returns; writes by anyone else reach
 //! the tier through the channel.
@@ -17,6 +18,7 @@
 //! Lease and metadata keys (`…#lock{T}`, `…#meta{T}`, see [`crate::key::companion_key`]) and
 //! missing keys are never held in the tier.
 
+mod cluster;
 pub(crate) mod tier;
 pub(crate) mod tracking;
 
@@ -26,14 +28,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::join_all;
 
 pub(crate) use self::tier::Shared;
 use self::tier::{Tier, TierBounds};
-use self::tracking::{ChannelOptions, Liveness};
+use self::tracking::{ChannelOptions, Liveness, Target};
 use super::breaker::CircuitBreaker;
 use super::info::ServerInfo;
 use super::redis::endpoint::RedisEndpoint;
-use super::{Backend, KeyTtl, RedisBackend, ScanPage};
+use super::{Backend, ClusterBackend, KeyTtl, RedisBackend, ScanPage};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Settings of the near cache (off unless given to
@@ -116,12 +119,25 @@ pub struct NearStats {
     pub refused: bool,
 }
 
+/// The Redis a near cache sits in front of.
+pub(crate) enum Upstream {
+    /// A standalone server, or the primary the sentinels name (`backend` was built by
+    /// `RedisBackend::connect_sentinel`; `endpoint` then has the primary's settings but not its
+    /// address).
+    Redis {
+        backend: RedisBackend,
+        endpoint: RedisEndpoint,
+    },
+    /// A Redis Cluster: one invalidation channel per primary (see `cluster.rs`).
+    Cluster(ClusterBackend),
+}
+
 /// The near-cache wrapper around a Redis backend.
 pub(crate) struct NearBackend {
     /// The backend behind the tier (Redis, behind its breaker): every other operation.
     inner: Arc<dyn Backend>,
-    /// The same Redis without wrappers, for the pipelined `GET` + `PTTL` of a miss.
-    source: RedisBackend,
+    /// The same Redis without wrappers, for the `GET` + `PTTL` of a miss (one round trip).
+    source: Source,
     breaker: Option<Arc<CircuitBreaker>>,
     tier: Arc<Tier>,
     liveness: Arc<Liveness>,
@@ -135,6 +151,12 @@ impl fmt::Debug for NearBackend {
     }
 }
 
+/// Where a miss reads.
+enum Source {
+    Redis(RedisBackend),
+    Cluster(ClusterBackend),
+}
+
 /// Lease and metadata keys end in `#lock{T}` / `#meta{T}`.
 fn is_companion(key: &str) -> bool {
     key.ends_with('}')
@@ -144,19 +166,24 @@ fn is_companion(key: &str) -> bool {
 }
 
 impl NearBackend {
-    /// Wraps `inner` (which must be `source`, possibly behind `breaker`) and starts the
-    /// invalidation channel to `endpoint` for keys under `prefix`. Must be called inside a
+    /// Wraps `inner` (which must be `upstream`, possibly behind `breaker`) and starts the
+    /// invalidation channels of `upstream` for keys under `prefix`. Must be called inside a
     /// tokio runtime.
     pub(crate) fn new(
         inner: Arc<dyn Backend>,
-        source: RedisBackend,
+        upstream: Upstream,
         breaker: Option<Arc<CircuitBreaker>>,
-        endpoint: RedisEndpoint,
         prefix: String,
         options: NearCacheOptions,
         timeouts: (Duration, Duration),
     ) -> Result<NearBackend> {
         options.check()?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::new(
+                ErrorKind::Config,
+                "the near cache must be built inside a tokio runtime",
+            )
+        })?;
         let tier = Arc::new(Tier::new(TierBounds {
             max_entries: options.max_entries,
             max_bytes: options.max_bytes,
@@ -164,23 +191,41 @@ impl NearBackend {
         }));
         let liveness = Arc::new(Liveness::new());
         let channel = ChannelOptions {
-            endpoint,
             prefix,
             connect_timeout: timeouts.0,
             command_timeout: timeouts.1,
             max_staleness: options.max_staleness,
+            flush_on_start: false,
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::new(
-                ErrorKind::Config,
-                "the near cache must be built inside a tokio runtime",
-            )
-        })?;
-        handle.spawn(tracking::run(
-            Arc::downgrade(&tier),
-            Arc::downgrade(&liveness),
-            channel,
-        ));
+        let source = match upstream {
+            Upstream::Redis { backend, endpoint } => {
+                let target = match backend.sentinels() {
+                    Some(sentinels) => Target::Sentinel(sentinels),
+                    None => Target::Fixed(endpoint),
+                };
+                let id = liveness.join(None);
+                handle.spawn(tracking::run(
+                    Arc::downgrade(&tier),
+                    Arc::downgrade(&liveness),
+                    id,
+                    target,
+                    channel,
+                ));
+                Source::Redis(backend)
+            }
+            Upstream::Cluster(cluster) => {
+                handle.spawn(cluster::follow(
+                    cluster.clone(),
+                    Arc::downgrade(&tier),
+                    Arc::downgrade(&liveness),
+                    ChannelOptions {
+                        flush_on_start: true,
+                        ..channel
+                    },
+                ));
+                Source::Cluster(cluster)
+            }
+        };
         Ok(NearBackend {
             inner,
             source,
@@ -268,25 +313,42 @@ impl NearBackend {
             return self.inner.get(key).await;
         }
         let fetch = self.tier.begin(key);
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-        let (value, ttl): (Option<Vec<u8>>, i64) = self.guarded(&pipe).await?;
+        let (value, ttl, from) = self.guarded(self.read(key)).await?;
         let value = value.map(Bytes::from);
         if let (Some(v), Some(ttl)) = (&value, remaining(ttl)) {
-            self.tier.complete(fetch, v, ttl);
+            if self.liveness.covers(from.as_deref()) {
+                self.tier.complete(fetch, v, ttl);
+            }
         }
         Ok(value)
     }
 
-    async fn guarded<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+    /// `GET` and `PTTL` of `key` in one round trip, and the cluster node that answered.
+    async fn read(&self, key: &str) -> Result<(Option<Vec<u8>>, i64, Option<String>)> {
+        match &self.source {
+            Source::Redis(redis) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+                let (value, ttl) = redis.pipeline(&pipe, 0).await?;
+                Ok((value, ttl, None))
+            }
+            Source::Cluster(cluster) => {
+                let (value, ttl, from) = cluster.get_with_ttl(key).await?;
+                Ok((value, ttl, Some(from)))
+            }
+        }
+    }
+
+    /// `op` (a call to the source) through the breaker, if there is one.
+    async fn guarded<T>(&self, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         match &self.breaker {
             Some(b) if b.is_closed() => {
-                let result = self.source.pipeline(pipe, 0).await;
+                let result = op.await;
                 b.record_closed(&result);
                 result
             }
-            Some(b) => b.guard(self.source.pipeline(pipe, 0)).await,
-            None => self.source.pipeline(pipe, 0).await,
+            Some(b) => b.guard(op).await,
+            None => op.await,
         }
     }
 
@@ -341,12 +403,23 @@ impl Backend for NearBackend {
         if missing.is_empty() {
             return Ok(out);
         }
+        let redis = match &self.source {
+            Source::Redis(redis) => redis,
+            Source::Cluster(_) => {
+                // Each key from its own node (concurrent reads share the nodes' connections).
+                let reads = missing.iter().map(|&i| self.miss(&keys[i]));
+                for (&i, value) in missing.iter().zip(join_all(reads).await) {
+                    out[i] = value?;
+                }
+                return Ok(out);
+            }
+        };
         let fetches: Vec<_> = missing.iter().map(|&i| self.tier.begin(&keys[i])).collect();
         let mut pipe = redis::pipe();
         for &i in &missing {
             pipe.cmd("GET").arg(&keys[i]).cmd("PTTL").arg(&keys[i]);
         }
-        let replies: Vec<redis::Value> = self.guarded(&pipe).await?;
+        let replies: Vec<redis::Value> = self.guarded(redis.pipeline(&pipe, 0)).await?;
         if replies.len() != 2 * missing.len() {
             return Err(Error::new(
                 ErrorKind::Backend,

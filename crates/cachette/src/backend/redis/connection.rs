@@ -360,6 +360,14 @@ impl Reconnecting {
         }
     }
 
+    /// The sentinels this connection follows, if it dials the primary they name.
+    pub(crate) fn sentinels(&self) -> Option<Arc<Sentinels>> {
+        match &self.target {
+            Target::Sentinel(sentinels) => Some(sentinels.clone()),
+            Target::Fixed(_) => None,
+        }
+    }
+
     /// The live connection, if there is one that the watchdog has not declared stalled.
     #[inline]
     pub(crate) fn current(&self) -> Option<Arc<Live>> {

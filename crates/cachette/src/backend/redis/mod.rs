@@ -17,7 +17,7 @@ pub(crate) mod endpoint;
 mod sentinel;
 pub(crate) mod tls;
 
-pub(crate) use self::sentinel::SentinelOptions;
+pub(crate) use self::sentinel::{SentinelOptions, Sentinels};
 
 use std::fmt;
 use std::future::Future;

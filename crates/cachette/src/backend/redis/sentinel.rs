@@ -345,6 +345,12 @@ impl Sentinels {
 }
 
 impl RedisBackend {
+    /// The sentinels this backend follows, when it was built by
+    /// [`connect_sentinel`](Self::connect_sentinel).
+    pub(crate) fn sentinels(&self) -> Option<Arc<Sentinels>> {
+        self.inner.connections.iter().find_map(|c| c.sentinels())
+    }
+
     /// A backend on the primary that the sentinels of `options` name, reached with the
     /// database, credentials and TLS settings of `template` (its host and port are not used),
     /// following failovers (see the module documentation), described as `display`. Does not
