@@ -4,10 +4,12 @@
 //! - `get` + JSON decode at 1 and 64 tasks: the `redis` crate's async cluster client
 //!   (`redis::cluster_async::ClusterConnection`, feature `cluster-async` of this crate's `redis`
 //!   only) against `CacheManager::get` on the cluster. Both read the same 1000 keys spread over
-//!   every slot, round robin, so that every primary works;
+//!   every slot, round robin, so that every primary works; and the same with a near cache in
+//!   front of the cluster (`get`, and `get_shared` handing out the decoded `Arc<T>`);
 //! - `get_many(1000)` of those keys: the raw cluster client's `mget` (whether it splits the
 //!   command by slot or fails with `CROSSSLOT` is tried first and printed), cachette's
-//!   `get_many` on the cluster, and cachette's `get_many` on the standalone server of the run;
+//!   `get_many` on the cluster (without and with a near cache), and cachette's `get_many` on the
+//!   standalone server of the run;
 //! - the round trips of one `get_many(1000)` batch, counted by the servers: `INFO stats` and
 //!   `INFO commandstats` of every node before and after a run of sequential batches (less the
 //!   `INFO` calls themselves, measured by a run of no batch). A round trip needs at least one
@@ -100,6 +102,25 @@ pub async fn section<V: BenchValue>(
             .await
             .expect("seed");
     }
+    // The same cluster with a near cache (one invalidation channel per primary), once every
+    // channel vouches and the tier holds every key.
+    let near = CacheManager::builder()
+        .cluster_nodes(seeds.iter().cloned())
+        .key_prefix("bench:")
+        .near_cache(Some(cachette::NearCacheOptions::default()))
+        .build()
+        .expect("cluster manager with a near cache");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !near.near_stats().is_some_and(|s| s.live) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster's near cache never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for _ in 0..3 {
+        let _: Vec<Option<V>> = near.get_many(&names).await.expect("warm the tier");
+    }
     let client = redis::cluster::ClusterClient::new(seeds.iter().map(|s| format!("redis://{s}")))
         .expect("cluster client");
     let mut raw = client
@@ -150,6 +171,30 @@ pub async fn section<V: BenchValue>(
             }
         })
     };
+    let near_get = {
+        let (cache, names) = (near.clone(), names.clone());
+        let next = Arc::new(AtomicUsize::new(0));
+        op(move || {
+            let (cache, names) = (cache.clone(), names.clone());
+            let key = next.fetch_add(1, Ordering::Relaxed) % KEYS;
+            async move {
+                let v: Option<V> = cache.get(&names[key]).await.expect("get");
+                std::hint::black_box(v.expect("present"));
+            }
+        })
+    };
+    let near_shared = {
+        let (cache, names) = (near.clone(), names.clone());
+        let next = Arc::new(AtomicUsize::new(0));
+        op(move || {
+            let (cache, names) = (cache.clone(), names.clone());
+            let key = next.fetch_add(1, Ordering::Relaxed) % KEYS;
+            async move {
+                let v: Option<Arc<V>> = cache.get_shared(&names[key]).await.expect("get_shared");
+                std::hint::black_box(v.expect("present"));
+            }
+        })
+    };
     let raw_mget: Op = {
         let (raw, full) = (raw.clone(), full.clone());
         op(move || {
@@ -194,6 +239,11 @@ pub async fn section<V: BenchValue>(
                         raw_get.clone(),
                     ),
                     ("CacheManager::get (cluster)", manager_get.clone()),
+                    ("CacheManager::get (cluster + near cache)", near_get.clone()),
+                    (
+                        "CacheManager::get_shared (cluster + near cache, Arc<T>)",
+                        near_shared.clone(),
+                    ),
                 ],
             )
             .await,
@@ -214,6 +264,10 @@ pub async fn section<V: BenchValue>(
     contenders.push((
         "CacheManager::get_many(1000) (standalone)",
         standalone_many.clone(),
+    ));
+    contenders.push((
+        "CacheManager::get_many(1000) (cluster + near cache)",
+        get_many(&near),
     ));
     rows.extend(compare("cluster get_many(1000)", 1, KEYS as u64, plan, contenders).await);
 
