@@ -150,7 +150,7 @@ impl Counters {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The current values (the circuit fields are filled in by
+    /// The current values (the circuit and near-cache fields are filled in by
     /// [`CacheManager::stats`](crate::CacheManager::stats)).
     pub fn snapshot(&self) -> Stats {
         let sum = |f: fn(&Stripe) -> &AtomicU64| -> u64 {
@@ -174,6 +174,7 @@ impl Counters {
             circuit: CircuitState::Closed,
             circuit_opens: 0,
             short_circuits: 0,
+            near: None,
         }
     }
 
@@ -200,7 +201,7 @@ impl Counters {
 }
 
 /// A snapshot of [`Counters`] (and, from [`CacheManager::stats`](crate::CacheManager::stats),
-/// of the manager's circuit breaker).
+/// of the manager's circuit breaker and near cache).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Stats {
@@ -232,6 +233,10 @@ pub struct Stats {
     pub circuit_opens: u64,
     /// Backend calls refused by the open circuit (answered in microseconds, not a timeout).
     pub short_circuits: u64,
+    /// The near cache's counters, when the manager has one
+    /// ([`CacheManagerBuilder::near_cache`](crate::CacheManagerBuilder::near_cache)); the same
+    /// as [`CacheManager::near_stats`](crate::CacheManager::near_stats).
+    pub near: Option<crate::NearStats>,
 }
 
 impl Stats {

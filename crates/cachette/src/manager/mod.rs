@@ -177,6 +177,7 @@ impl CacheManager {
             stats.circuit_opens = breaker.opens();
             stats.short_circuits = breaker.short_circuits();
         }
+        stats.near = self.near_stats();
         stats
     }
 

@@ -33,6 +33,7 @@
 //! | `cachette_near_hits_total`, `_misses_total`, `_invalidations_total`, `_flushes_total`, `_discarded_total`, `_evictions_total` | counter | `namespace` (managers with a near cache) |
 //! | `cachette_near_entries`, `cachette_near_bytes` | gauge | `namespace` |
 //! | `cachette_near_live` | gauge (1 while the invalidation channel vouches for the tier) | `namespace` |
+//! | `cachette_near_refused` | gauge (1 while the server refuses the invalidation channel: the near cache is off) | `namespace` |
 //! | `cachette_backend_latency_seconds` | histogram | `backend`, `op`, `namespace` |
 //! | `cachette_payload_bytes` | histogram | `backend`, `op` (`get` hits and `set`s), `namespace` |
 //! | `cachette_backend_errors_total` | counter | `backend`, `op`, `kind`, `namespace` |
@@ -125,7 +126,16 @@ fn emit_near(namespace: String, near: &crate::NearStats) {
     }
     gauge!("cachette_near_entries", "namespace" => namespace.clone()).set(near.entries as f64);
     gauge!("cachette_near_bytes", "namespace" => namespace.clone()).set(near.bytes as f64);
-    gauge!("cachette_near_live", "namespace" => namespace).set(if near.live { 1.0 } else { 0.0 });
+    gauge!("cachette_near_live", "namespace" => namespace.clone()).set(if near.live {
+        1.0
+    } else {
+        0.0
+    });
+    gauge!("cachette_near_refused", "namespace" => namespace).set(if near.refused {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 impl MetricsReporter {

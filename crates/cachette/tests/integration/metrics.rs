@@ -186,4 +186,8 @@ async fn the_reporter_exports_the_near_cache() {
     );
     assert_eq!(sample(&text, "cachette_near_entries", &n), Some(1.0));
     assert_eq!(sample(&text, "cachette_near_live", &n), Some(1.0));
+    assert_eq!(sample(&text, "cachette_near_refused", &n), Some(0.0));
+    // `stats()` carries the same counters.
+    let stats = cache.stats().near.expect("near counters in stats()");
+    assert!(stats.hits >= near.hits && stats.live, "{stats:?}");
 }
