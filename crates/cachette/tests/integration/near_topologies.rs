@@ -253,3 +253,83 @@ async fn through_sentinel_the_channel_follows_a_failover() {
     d.node(new).cli(["SET", &format!("{prefix}k"), "3"]);
     assert!(sees(&reader, "k", 3).await);
 }
+
+/// A node that is not a primary in the known topology yet (a new node importing a slot): a
+/// miss answered by it after an `ASK` is returned but not kept, since none of the tier's
+/// channels would announce its writes. Fails if such a reply is kept (the next write there
+/// leaves the tier stale), and checks the `GET`+`PTTL` pipeline follows `ASK` (an `ASKING`
+/// before each command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_reply_from_a_node_without_a_channel_is_not_kept() {
+    let cluster = RedisCluster::spawn(3, 0).expect("a Redis Cluster");
+    // A fourth node, met by the cluster but serving no slot (so `CLUSTER SLOTS` omits it).
+    let extra = cachette_test_support::RedisServer::builder()
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ])
+        .spawn()
+        .expect("a fourth cluster node");
+    let port = extra.port().to_string();
+    assert_eq!(
+        cluster.cli(0, ["CLUSTER", "MEET", "127.0.0.1", &port]),
+        "OK"
+    );
+    let extra_id = extra.cli(["CLUSTER", "MYID"]);
+    let prefix = unique_prefix("neara");
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| cluster.owner_of_slot(slot(format!("{prefix}{k}").as_bytes())) == Some(0))
+        .expect("a key on node 0");
+    let s = slot(format!("{prefix}{key}").as_bytes());
+    let src_id = cluster.node_id(0);
+    // Both sides must know each other, and the new node must see the cluster up (else it
+    // answers `CLUSTERDOWN`), before the slot can be handed over.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(extra.cli(["CLUSTER", "INFO"]).contains("cluster_state:ok")
+        && cluster.cli(0, ["CLUSTER", "NODES"]).contains(&extra_id))
+    {
+        assert!(Instant::now() < deadline, "the new node never joined");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reader = build(
+        CacheManager::builder().cluster_nodes(cluster.seeds()),
+        &prefix,
+        true,
+    );
+    let writer = build(
+        CacheManager::builder().cluster_nodes(cluster.seeds()),
+        &prefix,
+        false,
+    );
+    live(&reader, Duration::from_secs(5)).await;
+    let sl = s.to_string();
+    assert_eq!(
+        extra.cli(["CLUSTER", "SETSLOT", &sl, "IMPORTING", &src_id]),
+        "OK"
+    );
+    assert_eq!(
+        cluster.cli(0, ["CLUSTER", "SETSLOT", &sl, "MIGRATING", &extra_id]),
+        "OK"
+    );
+    // The key does not exist at the source: the write goes to the new node (ASK).
+    writer.set(&key, &1u32, LONG).await.unwrap();
+    assert_eq!(extra.cli(["DBSIZE"]), "1", "written on the new node");
+    let hits = stats(&reader).hits;
+    for _ in 0..20 {
+        assert_eq!(reader.get::<u32>(&key).await.unwrap(), Some(1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        stats(&reader).hits,
+        hits,
+        "a reply from a node without a channel was kept: {:?}",
+        stats(&reader)
+    );
+    writer.set(&key, &2u32, LONG).await.unwrap();
+    assert_eq!(reader.get::<u32>(&key).await.unwrap(), Some(2));
+}

@@ -152,21 +152,24 @@ impl Request<'_> {
         };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        if asking {
-            pipe.cmd("ASKING");
-        }
         for cmd in commands {
+            // `ASKING` lets only the next command in: one before each.
+            if asking {
+                pipe.cmd("ASKING");
+            }
             pipe.add_command(cmd.clone());
         }
-        let mut replies: Vec<Value> = node
+        let replies: Vec<Value> = node
             .exec("redis cluster pipeline", payload, |mut conn| {
                 let pipe = &pipe;
                 async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
             })
             .await?;
-        if asking && !replies.is_empty() {
-            replies.remove(0);
-        }
+        let mut replies: Vec<Value> = if asking {
+            replies.into_iter().skip(1).step_by(2).collect()
+        } else {
+            replies
+        };
         if let Some(i) = replies
             .iter()
             .position(|v| matches!(v, Value::ServerError(_)))
