@@ -263,6 +263,11 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
     let (near_rows, near_latency) = cachette_bench::near::section(&url, plan, value()).await;
     rows.extend(near_rows);
 
+    // ---- near cache, default vs broadcast tracking (issue 13): the read path, the server's
+    // tracking table, invalidation traffic, writer throughput and latency, on a server of its own
+    let (tracking_rows, tracking) = cachette_bench::tracking::section(plan, &json).await;
+    rows.extend(tracking_rows);
+
     // ---- #[cached] (issue 3): a hit through the macro vs CacheManager::get of the same key ----
     // Target: the macro adds at most 5% on Redis and at most 150 ns on memory.
     let key = cachette::key::DefaultKey::function(module_path!(), "cached_profile")
@@ -370,6 +375,7 @@ redis GET + JSON decode, plain vs TLS, {concurrency} task(s)"
         "redis_server": server.url(),
         "cluster": cluster,
         "near": near_latency,
+        "tracking": tracking,
     });
     match write_json("summary.json", &rows, notes) {
         Ok(path) => println!("\nwrote {}", path.display()),

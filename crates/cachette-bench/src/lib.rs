@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod http;
 pub mod near;
 pub mod tags;
+pub mod tracking;
 
 use std::future::Future;
 use std::sync::Arc;
