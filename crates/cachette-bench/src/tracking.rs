@@ -6,7 +6,10 @@
 //! The alternative is default mode: the data connections are tracked (here with `REDIRECT` to
 //! the process's invalidation connection), the server remembers every key each of them read
 //! and tells the process only about those. The default-mode client is written here with the
-//! raw `redis` crate: it is a measurement, not library code. Every loop is bounded.
+//! raw `redis` crate: it is a measurement, not library code. Every loop is bounded. A
+//! "process" with a near cache is simulated by its pair of connections (invalidation, data)
+//! inside this benchmark's process. The results and the decision they led to are in
+//! `docs/near-tracking-modes.md`.
 //!
 //! What runs (groups `tracking ...`, filtered with `BENCH_FILTER` like every group):
 //!
