@@ -12,8 +12,17 @@
 //! whoever reads it, and keeps no per-key table: the data connections stay as they are (no
 //! RESP3, no cost on the hot path), and the channel can be replaced at any time without
 //! touching them. The price is a message for every write under the prefix, including writes
-//! of keys this process never read; for a cache (read far more often than written) that is
-//! the cheaper side.
+//! of keys this process never read.
+//!
+//! Measured (`docs/near-tracking-modes.md`, bench groups `tracking …`): a hot-key miss read
+//! costs the same in both modes; default mode's table costs the server ≈ 100 B per key read
+//! (≈ 70 B more per further process), outlives the processes, and past
+//! `tracking-table-max-keys` invalidates keys nobody wrote; broadcast batches keys into one
+//! push and costs the server less per write when processes hold much of what is written
+//! (6–8 against 11.5–15 µs of server CPU per `SET` with four processes holding everything).
+//! Default mode wins only on write-heavy prefixes of which each process reads little (at 1 %:
+//! 2.1–2.3 against 2.9–4.0 µs per `SET`; the crossover is near 10 %): such a prefix is better
+//! left out of the near cache.
 //!
 //! # Liveness: the tier serves only what the channel vouches for
 //!
