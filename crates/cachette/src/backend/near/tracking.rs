@@ -480,6 +480,14 @@ mod tests {
         l.vouch(c, t, Instant::now(), Duration::from_secs(60));
         l.end(c, s);
         assert!(l.is_live());
+        // A bound runs out as time passes.
+        let l = Liveness::new();
+        let c = l.join(None);
+        let s = l.start(c).unwrap();
+        l.vouch(c, s, Instant::now(), Duration::from_millis(30));
+        assert!(l.is_live());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!l.is_live(), "the bound ran out");
     }
 
     #[test]
