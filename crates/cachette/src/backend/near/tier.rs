@@ -214,15 +214,17 @@ impl Tier {
         ((hash >> 58) as usize & (SHARDS - 1), table_hash(hash))
     }
 
-    /// The value of `key`, if the tier holds an unexpired one (counted as a hit or a miss).
-    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+    /// `read` of the entry of `key`, if the tier holds an unexpired one (counted as a hit or a
+    /// miss; an expired entry is removed).
+    #[inline]
+    fn lookup<R>(&self, key: &str, read: impl FnOnce(&Entry) -> R) -> Option<R> {
         let (at, hash) = self.locate(key);
         let found = {
             let mut shard = self.shards[at].lock();
             match shard.find(hash, key) {
                 Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
                     entry.used.store(true, Ordering::Relaxed);
-                    Some(entry.value.clone())
+                    Some(read(entry))
                 }
                 Some(_) => {
                     shard.remove(hash, key);
@@ -240,39 +242,22 @@ impl Tier {
         found
     }
 
+    /// The value of `key`, if the tier holds an unexpired one (counted as a hit or a miss).
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        self.lookup(key, |entry| entry.value.clone())
+    }
+
     /// The value of `key` for a typed read: decoded as `T` when a typed read already attached
     /// it, else its bytes (counted as a hit or a miss, like [`get`](Self::get)).
     pub(crate) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
-        let (at, hash) = self.locate(key);
-        let found = {
-            let mut shard = self.shards[at].lock();
-            match shard.find(hash, key) {
-                Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
-                    entry.used.store(true, Ordering::Relaxed);
-                    match &entry.decoded {
-                        Some((id, value)) if *id == TypeId::of::<T>() => {
-                            match value.clone().downcast::<T>() {
-                                Ok(v) => Shared::Decoded(v),
-                                Err(_) => Shared::Encoded(entry.value.clone()),
-                            }
-                        }
-                        _ => Shared::Encoded(entry.value.clone()),
-                    }
-                }
-                Some(_) => {
-                    shard.remove(hash, key);
-                    Shared::Missing
-                }
-                None => Shared::Missing,
-            }
-        };
-        let counter = if matches!(found, Shared::Missing) {
-            &self.counters.misses
-        } else {
-            &self.counters.hits
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.lookup(key, |entry| match &entry.decoded {
+            Some((id, value)) if *id == TypeId::of::<T>() => match value.clone().downcast::<T>() {
+                Ok(v) => Shared::Decoded(v),
+                Err(_) => Shared::Encoded(entry.value.clone()),
+            },
+            _ => Shared::Encoded(entry.value.clone()),
+        })
+        .unwrap_or(Shared::Missing)
     }
 
     /// Keeps `decoded` (the value `bytes` decoded as `T`) with the entry of `key`, if that entry
