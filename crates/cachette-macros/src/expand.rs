@@ -548,19 +548,38 @@ fn expand_cached(
         };
         let mode = Ident::new(mode, call_span);
         let sharing = mixed("__cachette_sharing");
+        let (hit, hit_stmt) = hit_path_tokens(&body, "of_result");
         quote_spanned! {call_span=>
             {
                 #[allow(unused_imports)]
                 use ::cachette::__private::{ShareByClone as _, ShareByFrom as _, ShareNone as _};
                 let #sharing = (&&&::cachette::__private::ErrProbe::of(&#body)).err_sharing();
+                #hit_stmt
                 ::cachette::__private::cached_result_with(
                     #call,
+                    #hit,
                     ::cachette::__private::ResultMode::#mode(),
                     #sharing,
                     #unless,
                     #body,
                 )
                 .await
+            }
+        }
+    } else if which == Macro::Cached {
+        // A hit clones the value the near cache keeps decoded when the value type allows it
+        // (chosen at compile time by autoref specialization); else it decodes.
+        let probe = if runtime == "cached_option" {
+            "of_option"
+        } else {
+            "of_value"
+        };
+        let (hit, hit_stmt) = hit_path_tokens(&body, probe);
+        let runtime = Ident::new(&format!("{runtime}_with"), call_span);
+        quote_spanned! {call_span=>
+            {
+                #hit_stmt
+                ::cachette::__private::#runtime(#call, #hit, #unless, #body).await
             }
         }
     } else {
@@ -575,6 +594,20 @@ fn expand_cached(
         #body_stmt
         #invoke
     }
+}
+
+/// The statement picking how a `#[cached]` function's hits get their value (`HitPath`), from
+/// the value type of `body` (`probe`: the `ValueProbe` constructor for the function's return
+/// type), and the variable holding it.
+fn hit_path_tokens(body: &Ident, probe: &str) -> (Ident, TokenStream) {
+    let hit = mixed("__cachette_hit");
+    let probe = Ident::new(probe, Span::call_site());
+    let tokens = quote! {
+        #[allow(unused_imports)]
+        use ::cachette::__private::{HitByClone as _, HitByDecode as _};
+        let #hit = (&&::cachette::__private::ValueProbe::#probe(&#body)).hit_path();
+    };
+    (hit, tokens)
 }
 
 fn expand_evict(func: &FnItem, options: &Options, errors: &mut Errors) -> TokenStream {

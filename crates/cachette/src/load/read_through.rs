@@ -28,14 +28,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::backend::near::{NearBackend, Shared as Tiered};
 use crate::error::Error;
 use crate::load::coalesce::{Handoff, Join, Shared};
 use crate::load::leader::{finish, Begin, Call, Read};
-use crate::load::state::State;
+use crate::load::state::{FastPath, State};
+use crate::load::tags::is_marked;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
 
@@ -45,6 +48,38 @@ pub(crate) enum First<T> {
     Hit(T),
     /// Anything else: where the read-through machinery goes on from.
     Rest(Begin<T>),
+}
+
+/// How a decorated call's first read serves a hit from the decoded copy the near cache keeps
+/// with its entry, for a value type that is `Clone + Send + Sync + 'static` (the bounds
+/// [`NearBackend::hit_shared`] needs, which the read-through machinery does not have): the
+/// three operations, monomorphized where the bounds are known (`runtime::HitPath::typed`).
+pub(crate) struct TypedHit<T> {
+    /// [`NearBackend::hit_shared`] for `T`.
+    lookup: fn(&NearBackend, &str) -> Tiered<T>,
+    /// [`NearBackend::attach`] for `T`.
+    attach: fn(&NearBackend, &str, &Bytes, Arc<T>),
+    /// `T::clone`.
+    clone: fn(&T) -> T,
+}
+
+impl<T> Clone for TypedHit<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for TypedHit<T> {}
+
+impl<T: Clone + Send + Sync + 'static> TypedHit<T> {
+    /// The operations for `T`.
+    pub(crate) fn new() -> Self {
+        TypedHit {
+            lookup: NearBackend::hit_shared::<T>,
+            attach: NearBackend::attach::<T>,
+            clone: T::clone,
+        }
+    }
 }
 
 /// The key of a read-through call: as the caller gave it (the manager adds its prefix), or
@@ -523,11 +558,16 @@ impl State {
     /// the read-through machinery; anything else is handed back for
     /// [`get_or_load_as`](Self::get_or_load_as) to go on from (`first`): the read, or the
     /// load's span when a subscriber wants it (the read is then done inside it).
+    ///
+    /// With `typed` (a `Clone + Send + Sync + 'static` value) and a near cache, a plain read
+    /// (no metadata, no tags in the options) is served from the near cache's decoded copy of
+    /// the entry ([`read_typed`](Self::read_typed)): a hit clones it instead of decoding.
     pub(crate) async fn read_first<T: DeserializeOwned>(
         self: &Arc<Self>,
         full: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        typed: Option<TypedHit<T>>,
     ) -> First<T> {
         // When a subscriber wants the load's span, the whole call (this read included) goes
         // through `get_or_load_as`, inside it.
@@ -546,12 +586,88 @@ impl State {
             counters,
             handoff: None,
         };
+        if let (Some(typed), FastPath::Near(near)) = (typed, &self.fast) {
+            // Metadata (stale copies, early refresh) and tags read more than the entry.
+            if !options.needs_meta() && options.tags.is_empty() {
+                return self.read_typed(&call, near, typed).await;
+            }
+        }
         match call.read::<T>().await {
             Read::Fresh(value) => {
                 call.mine(Counters::hit);
                 First::Hit(value)
             }
             other => First::Rest(Begin::After(Ok(other))),
+        }
+    }
+
+    /// [`Call::read`] of a plain entry (no metadata, no tags wanted) through the near cache,
+    /// with the value decoded once per entry: a decoded copy is cloned; an entry without one
+    /// (or with another type's) is decoded and the result kept with it. A tagged value (one
+    /// written with tags) is checked against its tags and decoded every time, never kept (see
+    /// `load::tags`). Counted, and everything but a hit handed back, as `Call::read` and
+    /// [`read_first`](Self::read_first) do.
+    async fn read_typed<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+        near: &NearBackend,
+        typed: TypedHit<T>,
+    ) -> First<T> {
+        let full: &str = &call.full;
+        let fetched = match (typed.lookup)(near, full) {
+            Tiered::Decoded(value) => {
+                // A hit never waits: spend tokio's budget now and then (see `FastPath::get`).
+                crate::backend::memory::cooperate().await;
+                self.counters().hit();
+                call.mine(Counters::hit);
+                return First::Hit((typed.clone)(&value));
+            }
+            Tiered::Encoded(stored) => {
+                crate::backend::memory::cooperate().await;
+                Ok(Some(stored))
+            }
+            // A round trip: out of line, so that a hit's future stays small.
+            Tiered::Missing => Box::pin(near.miss(full)).await,
+        };
+        // What `read_entry` does with the bytes read: a tagged value is checked.
+        let found = match fetched {
+            Ok(Some(stored)) if is_marked(&stored) => Box::pin(self.check_marked(full, stored))
+                .await
+                .map(|checked| checked.map(|bytes| (bytes, false))),
+            Ok(found) => Ok(found.map(|bytes| (bytes, true))),
+            Err(e) => Err(e),
+        };
+        let (bytes, keep) = match found {
+            Ok(Some(found)) => {
+                self.counters().hit();
+                found
+            }
+            Ok(None) => {
+                self.counters().miss();
+                return First::Rest(Begin::After(Ok(Read::Miss)));
+            }
+            Err(e) => {
+                self.counters().error();
+                return First::Rest(Begin::After(Ok(Read::Failed(e.with_key(full)))));
+            }
+        };
+        match self.codec().decode::<T>(full, &bytes) {
+            // No metadata: always fresh.
+            Ok(value) => {
+                call.mine(Counters::hit);
+                if !keep {
+                    return First::Hit(value);
+                }
+                let copy = (typed.clone)(&value);
+                (typed.attach)(near, full, &bytes, Arc::new(value));
+                First::Hit(copy)
+            }
+            Err(e) => {
+                // An undecodable value is a miss that gets overwritten.
+                call.both(Counters::decode_error);
+                tracing::warn!(error = %e, "cachette: treating an undecodable cached value as a miss");
+                First::Rest(Begin::After(Ok(Read::Miss)))
+            }
         }
     }
 

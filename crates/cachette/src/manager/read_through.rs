@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::CacheManager;
 use crate::load::coalesce::Handoff;
 use crate::load::leader::Begin;
-use crate::load::read_through::First;
+use crate::load::read_through::{First, TypedHit};
 use crate::load::{LoadError, LoadKey, LoadOptions, Outcome};
 use crate::stats::Counters;
 
@@ -155,14 +155,16 @@ impl CacheManager {
             .await
     }
 
-    /// The hit-only path of a decorated call (see `State::read_first`).
+    /// The hit-only path of a decorated call (see `State::read_first`), served from the near
+    /// cache's decoded copies with `typed`.
     pub(crate) async fn read_first<T: DeserializeOwned>(
         &self,
         full: &str,
         options: &LoadOptions,
         counters: Option<&Counters>,
+        typed: Option<TypedHit<T>>,
     ) -> First<T> {
-        self.inner.read_first(full, options, counters).await
+        self.inner.read_first(full, options, counters, typed).await
     }
 
     /// [`get_or_load`](Self::get_or_load) with the loader run in a spawned task, so that no

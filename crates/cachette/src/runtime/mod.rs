@@ -26,6 +26,11 @@
 //! - [`cached_result`], [`cached_result_strict`], [`cached_result_bounded`] (with a hard
 //!   timeout), [`cached_option`], [`cached_value`] read
 //!   through [`CacheManager::get_or_load_traced`](crate::CacheManager::get_or_load_traced);
+//!   the macro calls their `_with` forms ([`cached_result_with`], [`cached_option_with`],
+//!   [`cached_value_with`]) with a [`HitPath`]: for a value type that is
+//!   `Clone + Send + Sync + 'static`, a hit on a manager with a near cache clones the value
+//!   the near cache keeps decoded instead of decoding it ([`ValueProbe`] picks it at compile
+//!   time);
 //!   [`put_result`] and siblings write through; [`evict_result`] and siblings evict.
 //! - [`install`] and [`default_manager`] manage the process-wide default manager.
 //! - [`CachedProperty`] is the per-instance lazy value behind `#[cached_property]`.
@@ -45,6 +50,7 @@
 mod call;
 mod default;
 mod evict;
+mod hit;
 mod property;
 mod read;
 mod share;
@@ -61,11 +67,12 @@ pub use self::default::{default_manager, install};
 pub use self::evict::{
     evict_result, evict_result_strict, evict_value, Evict, EvictPlan, EvictWhen,
 };
+pub use self::hit::{HitByClone, HitByDecode, HitPath, ValueProbe};
 pub use self::property::CachedProperty;
 pub use self::read::{
-    cached_option, cached_result, cached_result_bounded, cached_result_strict, cached_result_with,
-    cached_value, put_option, put_result, put_result_strict, put_value, ErrProbe, ErrSharing,
-    ResultMode, ShareByClone, ShareByFrom, ShareNone,
+    cached_option, cached_option_with, cached_result, cached_result_bounded, cached_result_strict,
+    cached_result_with, cached_value, cached_value_with, put_option, put_result, put_result_strict,
+    put_value, ErrProbe, ErrSharing, ResultMode, ShareByClone, ShareByFrom, ShareNone,
 };
 pub use self::site::{
     function_stats, function_stats_of, reset_function_stats, FnSite, FunctionStats, SiteKind,

@@ -46,6 +46,7 @@ use crate::load::{LoadError, LoadKey};
 use crate::stats::Counters;
 
 use super::call::{Call, CallState};
+use super::hit::HitPath;
 pub use super::share::{ErrProbe, ErrSharing, ResultMode, ShareByClone, ShareByFrom, ShareNone};
 use super::share::{NoSharing, NoneSharing, ShareOutput};
 
@@ -249,10 +250,12 @@ enum Next<V, O> {
 /// uncached. `on_timeout` decides what a hard timeout (the options' `hard_timeout`) becomes:
 /// `Some(output)` is returned and the body dropped; `None` (a function that cannot report it)
 /// finishes the body uncached and unbounded. `sharing` hands a failed (not cacheable) outcome
-/// of the body to the calls that waited for it, and rebuilds theirs from it.
+/// of the body to the calls that waited for it, and rebuilds theirs from it. `hit` says how a
+/// hit gets its value.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_through<S, F, U, H, K>(
     call: Call<'_>,
+    hit: HitPath<S::Value>,
     fail_open: bool,
     on_error: H,
     on_timeout: K,
@@ -284,7 +287,7 @@ where
     // The hit path: one read, outside the read-through machinery below (boxed, so that a hit
     // neither sets it up nor carries its future).
     let first = match manager
-        .read_first::<S::Value>(&key, call.options, Some(call.counters))
+        .read_first::<S::Value>(&key, call.options, Some(call.counters), hit.typed)
         .await
     {
         First::Hit(value) => return S::inject(value),
@@ -415,13 +418,15 @@ where
     }
 }
 
-/// `#[cached]` on a function returning `Result<T, E>`, with the failure handling of `mode`
-/// and the sharing of `Err` outcomes with concurrent callers of `sharing` (what the macro
-/// expands into; [`cached_result`], [`cached_result_strict`] and [`cached_result_bounded`]
-/// are this with fixed choices).
+/// `#[cached]` on a function returning `Result<T, E>`, with the failure handling of `mode`,
+/// the sharing of `Err` outcomes with concurrent callers of `sharing` and the way hits get
+/// their value of `hit` (what the macro expands into; [`cached_result`],
+/// [`cached_result_strict`] and [`cached_result_bounded`] are this with fixed choices, and
+/// [`HitPath::decode`]).
 #[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_result_with<'m, T, E, Fut, U>(
     call: Call<'m>,
+    hit: HitPath<T>,
     mode: ResultMode<E>,
     sharing: ErrSharing<E>,
     unless: U,
@@ -435,6 +440,7 @@ where
     async move {
         read_through::<ResultShape<T, E>, _, _, _, _>(
             call,
+            hit,
             mode.on_error.is_none(),
             |e| mode.on_error.map(|f| Err(f(e))),
             |e| mode.on_timeout.map(|f| Err(f(e))),
@@ -562,6 +568,7 @@ where
 {
     cached_result_with(
         call,
+        HitPath::decode(),
         ResultMode::fail_open(),
         ErrSharing::none(),
         unless,
@@ -586,6 +593,7 @@ where
 {
     cached_result_with(
         call,
+        HitPath::decode(),
         ResultMode::strict(),
         ErrSharing::converted(),
         unless,
@@ -657,6 +665,7 @@ where
 {
     cached_result_with(
         call,
+        HitPath::decode(),
         ResultMode::bounded(),
         ErrSharing::converted(),
         unless,
@@ -669,9 +678,25 @@ where
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
-#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_option<'m, T, Fut, U>(
     call: Call<'m>,
+    unless: U,
+    body: Fut,
+) -> impl Future<Output = Option<T>> + use<'m, T, Fut, U>
+where
+    T: Serialize + DeserializeOwned,
+    Fut: Future<Output = Option<T>>,
+    U: FnOnce(&T) -> bool,
+{
+    cached_option_with(call, HitPath::decode(), unless, body)
+}
+
+/// [`cached_option`] with the way hits get their value of `hit` (what the macro expands
+/// into).
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
+pub fn cached_option_with<'m, T, Fut, U>(
+    call: Call<'m>,
+    hit: HitPath<T>,
     unless: U,
     body: Fut,
 ) -> impl Future<Output = Option<T>> + use<'m, T, Fut, U>
@@ -683,6 +708,7 @@ where
     async move {
         read_through::<OptionShape<T>, _, _, _, _>(
             call,
+            hit,
             true,
             fail_open,
             fail_open,
@@ -698,7 +724,6 @@ where
 ///
 /// A hard timeout cannot be reported (the macro rejects `hard_timeout` here): with one in the
 /// options, the body is finished uncached past it.
-#[allow(clippy::manual_async_fn)] // the same form as its siblings
 pub fn cached_value<'m, T, Fut, U>(
     call: Call<'m>,
     unless: U,
@@ -709,9 +734,25 @@ where
     Fut: Future<Output = T>,
     U: FnOnce(&T) -> bool,
 {
+    cached_value_with(call, HitPath::decode(), unless, body)
+}
+
+/// [`cached_value`] with the way hits get their value of `hit` (what the macro expands into).
+#[allow(clippy::manual_async_fn)] // the same form as its siblings
+pub fn cached_value_with<'m, T, Fut, U>(
+    call: Call<'m>,
+    hit: HitPath<T>,
+    unless: U,
+    body: Fut,
+) -> impl Future<Output = T> + use<'m, T, Fut, U>
+where
+    T: Serialize + DeserializeOwned,
+    Fut: Future<Output = T>,
+    U: FnOnce(&T) -> bool,
+{
     async move {
         read_through::<ValueShape<T>, _, _, _, _>(
-            call, true, fail_open, fail_open, &NoSharing, unless, body,
+            call, hit, true, fail_open, fail_open, &NoSharing, unless, body,
         )
         .await
     }

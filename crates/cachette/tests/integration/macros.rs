@@ -727,6 +727,7 @@ macro_rules! macro_scenarios {
 macro_scenarios! {
     memory => Fixture::memory(),
     redis => Fixture::redis(),
+    near => Fixture::near(),
 }
 
 /// A body with a 4 KiB state.

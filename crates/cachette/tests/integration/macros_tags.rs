@@ -107,4 +107,5 @@ macro_rules! tag_scenarios {
 tag_scenarios! {
     memory => Fixture::memory(),
     redis => Fixture::redis(),
+    near => Fixture::near(),
 }
