@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::backend::memory::MemoryBackend;
 use crate::backend::near::{NearBackend, Shared as Tiered};
 use crate::error::Error;
 use crate::load::coalesce::{Handoff, Join, Shared};
@@ -50,17 +51,58 @@ pub(crate) enum First<T> {
     Rest(Begin<T>),
 }
 
-/// How a decorated call's first read serves a hit from the decoded copy the near cache keeps
-/// with its entry, for a value type that is `Clone + Send + Sync + 'static` (the bounds
-/// [`NearBackend::hit_shared`] needs, which the read-through machinery does not have): the
-/// three operations, monomorphized where the bounds are known (`runtime::HitPath::typed`).
+/// How a decorated call's first read serves a hit from the decoded copy the near cache or the
+/// memory backend keeps with its entry, for a value type that is `Clone + Send + Sync +
+/// 'static` (the bounds [`NearBackend::hit_shared`] and [`MemoryBackend::hit_shared`] need,
+/// which the read-through machinery does not have): their operations, monomorphized where the
+/// bounds are known (`runtime::HitPath::typed`).
 pub(crate) struct TypedHit<T> {
     /// [`NearBackend::hit_shared`] for `T`.
-    lookup: fn(&NearBackend, &str) -> Tiered<T>,
+    near_lookup: fn(&NearBackend, &str) -> Tiered<T>,
     /// [`NearBackend::attach`] for `T`.
-    attach: fn(&NearBackend, &str, &Bytes, Arc<T>),
+    near_attach: fn(&NearBackend, &str, &Bytes, Arc<T>),
+    /// [`MemoryBackend::hit_shared`] for `T`.
+    memory_lookup: fn(&MemoryBackend, &str) -> Tiered<T>,
+    /// [`MemoryBackend::attach`] for `T`.
+    memory_attach: fn(&MemoryBackend, &str, &Bytes, Arc<T>),
     /// `T::clone`.
     clone: fn(&T) -> T,
+}
+
+/// The in-process tier a typed read goes through.
+#[derive(Clone, Copy)]
+enum TypedTier<'a> {
+    Near(&'a NearBackend),
+    Memory(&'a MemoryBackend),
+}
+
+impl TypedTier<'_> {
+    fn lookup<T>(self, typed: &TypedHit<T>, full: &str) -> Tiered<T> {
+        match self {
+            TypedTier::Near(near) => (typed.near_lookup)(near, full),
+            TypedTier::Memory(memory) => (typed.memory_lookup)(memory, full),
+        }
+    }
+
+    fn attach<T>(self, typed: &TypedHit<T>, full: &str, bytes: &Bytes, value: Arc<T>) {
+        match self {
+            TypedTier::Near(near) => (typed.near_attach)(near, full, bytes, value),
+            TypedTier::Memory(memory) => (typed.memory_attach)(memory, full, bytes, value),
+        }
+    }
+
+    /// A read the tier did not answer: from Redis behind the near cache; the memory backend
+    /// answered already (nothing).
+    async fn miss(self, full: &str) -> crate::Result<Option<Bytes>> {
+        match self {
+            TypedTier::Near(near) => Box::pin(near.miss(full)).await,
+            TypedTier::Memory(_) => {
+                // As `FastPath::get`: a memory read spends tokio's budget, found or not.
+                crate::backend::memory::cooperate().await;
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl<T> Clone for TypedHit<T> {
@@ -75,8 +117,10 @@ impl<T: Clone + Send + Sync + 'static> TypedHit<T> {
     /// The operations for `T`.
     pub(crate) fn new() -> Self {
         TypedHit {
-            lookup: NearBackend::hit_shared::<T>,
-            attach: NearBackend::attach::<T>,
+            near_lookup: NearBackend::hit_shared::<T>,
+            near_attach: NearBackend::attach::<T>,
+            memory_lookup: MemoryBackend::hit_shared::<T>,
+            memory_attach: MemoryBackend::attach::<T>,
             clone: T::clone,
         }
     }
@@ -559,9 +603,10 @@ impl State {
     /// [`get_or_load_as`](Self::get_or_load_as) to go on from (`first`): the read, or the
     /// load's span when a subscriber wants it (the read is then done inside it).
     ///
-    /// With `typed` (a `Clone + Send + Sync + 'static` value) and a near cache, a plain read
-    /// (no metadata, no tags in the options) is served from the near cache's decoded copy of
-    /// the entry ([`read_typed`](Self::read_typed)): a hit clones it instead of decoding.
+    /// With `typed` (a `Clone + Send + Sync + 'static` value) and a near cache or the memory
+    /// backend, a plain read (no metadata, no tags in the options) is served from the decoded
+    /// copy kept with the entry ([`read_typed`](Self::read_typed)): a hit clones it instead of
+    /// decoding.
     pub(crate) async fn read_first<T: DeserializeOwned>(
         self: &Arc<Self>,
         full: &str,
@@ -586,10 +631,15 @@ impl State {
             counters,
             handoff: None,
         };
-        if let (Some(typed), FastPath::Near(near)) = (typed, &self.fast) {
+        if let Some(typed) = typed {
+            let tier = match &self.fast {
+                FastPath::Near(near) => Some(TypedTier::Near(near)),
+                FastPath::Memory(memory) => Some(TypedTier::Memory(memory)),
+                _ => None,
+            };
             // Metadata (stale copies, early refresh) and tags read more than the entry.
-            if !options.needs_meta() && options.tags.is_empty() {
-                return self.read_typed(&call, near, typed).await;
+            if let Some(tier) = tier.filter(|_| !options.needs_meta() && options.tags.is_empty()) {
+                return self.read_typed(&call, tier, typed).await;
             }
         }
         match call.read::<T>().await {
@@ -601,8 +651,8 @@ impl State {
         }
     }
 
-    /// [`Call::read`] of a plain entry (no metadata, no tags wanted) through the near cache,
-    /// with the value decoded once per entry: a decoded copy is cloned; an entry without one
+    /// [`Call::read`] of a plain entry (no metadata, no tags wanted) through the near cache or
+    /// the memory backend, with the value decoded once per entry: a decoded copy is cloned; an entry without one
     /// (or with another type's) is decoded and the result kept with it. A tagged value (one
     /// written with tags) is checked against its tags and decoded every time, never kept (see
     /// `load::tags`). Counted, and everything but a hit handed back, as `Call::read` and
@@ -610,11 +660,11 @@ impl State {
     async fn read_typed<T: DeserializeOwned>(
         &self,
         call: &Call<'_>,
-        near: &NearBackend,
+        tier: TypedTier<'_>,
         typed: TypedHit<T>,
     ) -> First<T> {
         let full: &str = &call.full;
-        let fetched = match (typed.lookup)(near, full) {
+        let fetched = match tier.lookup(&typed, full) {
             Tiered::Decoded(value) => {
                 // A hit never waits: spend tokio's budget now and then (see `FastPath::get`).
                 crate::backend::memory::cooperate().await;
@@ -626,8 +676,8 @@ impl State {
                 crate::backend::memory::cooperate().await;
                 Ok(Some(stored))
             }
-            // A round trip: out of line, so that a hit's future stays small.
-            Tiered::Missing => Box::pin(near.miss(full)).await,
+            // A round trip (near cache): out of line, so that a hit's future stays small.
+            Tiered::Missing => tier.miss(full).await,
         };
         // What `read_entry` does with the bytes read: a tagged value is checked.
         let found = match fetched {
@@ -659,7 +709,7 @@ impl State {
                     return First::Hit(value);
                 }
                 let copy = (typed.clone)(&value);
-                (typed.attach)(near, full, &bytes, Arc::new(value));
+                tier.attach(&typed, full, &bytes, Arc::new(value));
                 First::Hit(copy)
             }
             Err(e) => {

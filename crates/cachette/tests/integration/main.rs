@@ -13,9 +13,9 @@
 //!   `macros_failures`: `fallback_on_error` against a dead server; `macros_stampede`: the
 //!   stampede options of `#[cached]` (`lock`, `stale_ttl`, `soft_timeout`, `hard_timeout`,
 //!   `early_refresh`, `jitter`, `coalesce`); `macros_tags`: `tags = [...]` on `#[cached]`,
-//!   `#[cache_put]` and `#[cache_evict]`; `macros_near`: `#[cached]` hits served from the
-//!   near cache's decoded copies (no decoding), other clients' writes, tagged values,
-//!   non-`Clone` values. The `macros` and `macros_tags` scenarios also run with a near cache.
+//!   `#[cache_put]` and `#[cache_evict]`; `macros_typed`: `#[cached]` hits served from the
+//!   decoded copies the near cache and the memory backend keep (no decoding), other clients'
+//!   writes, deletes and expiry, tagged values, non-`Clone` values. The `macros` and `macros_tags` scenarios also run with a near cache.
 //! - `acl`: a least-privilege ACL user (the documented rules suffice and are all needed),
 //!   `NOPERM` and wrong-password errors.
 //! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
@@ -66,9 +66,9 @@ mod macros;
 mod macros_default;
 mod macros_failures;
 mod macros_keys;
-mod macros_near;
 mod macros_stampede;
 mod macros_tags;
+mod macros_typed;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod near;

@@ -84,6 +84,7 @@ mod eviction;
 mod expiry;
 mod store;
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -94,10 +95,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use hashbrown::HashTable;
-use parking_lot::{RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use tokio::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::near::Shared;
 use super::{Backend, KeyTtl, ScanPage};
 use crate::backend::info::{human_bytes, InfoValue, KeyspaceStats, ServerInfo};
 use crate::error::{Error, ErrorKind, Result};
@@ -186,6 +188,22 @@ impl MemoryBackend {
     /// future).
     pub fn get_now(&self, key: &str) -> Option<Bytes> {
         self.inner.get(key)
+    }
+
+    /// The value at `key` for a typed read: the copy decoded as `T` kept with the entry, or
+    /// its bytes (to decode and [`attach`](Self::attach)). Counted as [`get_now`](Self::get_now).
+    #[inline]
+    pub(crate) fn hit_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
+        self.inner.get_shared(key)
+    }
+
+    /// Keeps `decoded`, the value `bytes` of `key` decoded as `T`, with the entry for the next
+    /// typed reads, if the entry still holds exactly these bytes (the same buffer: a write
+    /// since, even of equal bytes, is left alone). One type per entry: another type replaces
+    /// it. Every write of the entry drops it; a delete, expiry or eviction drops it with the
+    /// entry.
+    pub(crate) fn attach<T: Any + Send + Sync>(&self, key: &str, bytes: &Bytes, decoded: Arc<T>) {
+        self.inner.attach(key, bytes, decoded);
     }
 
     /// A new, empty store. Starts the background reaper when called inside a tokio runtime
@@ -292,9 +310,15 @@ struct ShardMap {
     deadlines: BTreeSet<(Instant, u32)>,
 }
 
+/// A value decoded by a typed read, with its type.
+type Decoded = Option<(TypeId, Arc<dyn Any + Send + Sync>)>;
+
 struct Slot {
     key: Box<str>,
     value: Bytes,
+    /// `value` decoded by a typed read (`MemoryBackend::attach`); dropped when `value` is
+    /// replaced.
+    decoded: Mutex<Decoded>,
     hash: u64,
     expires_at: Option<Instant>,
     /// The LRU clock when the entry was last read or written.

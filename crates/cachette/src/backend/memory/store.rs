@@ -78,6 +78,8 @@ impl ShardMap {
         let old_weight = slot.weight();
         let old_deadline = slot.expires_at;
         slot.value = value;
+        // The decoded copy was of the old value.
+        *slot.decoded.get_mut() = None;
         slot.expires_at = expires_at;
         slot.access.store(stamp, Relaxed);
         self.move_deadline(idx, old_deadline, expires_at);
@@ -204,6 +206,53 @@ impl Inner {
         }
     }
 
+    /// [`get`](Self::get) for a typed read: the entry's decoded copy when it is a `T`, else its
+    /// bytes.
+    pub(super) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
+        let hash = hash_key(key);
+        let shard = &self.shards[shard_index(hash)];
+        let map = shard.map.read();
+        let found = map
+            .find(hash, key)
+            .and_then(|idx| map.slot(idx))
+            .filter(|slot| slot.is_live());
+        match found {
+            Some(slot) => {
+                slot.touch(self.clock.load(Relaxed));
+                shard.hits.fetch_add(1, Relaxed);
+                let decoded = match &*slot.decoded.lock() {
+                    Some((id, value)) if *id == TypeId::of::<T>() => Some(value.clone()),
+                    _ => None,
+                };
+                match decoded.map(|value| value.downcast::<T>()) {
+                    Some(Ok(value)) => Shared::Decoded(value),
+                    _ => Shared::Encoded(slot.value.clone()),
+                }
+            }
+            None => {
+                shard.misses.fetch_add(1, Relaxed);
+                Shared::Missing
+            }
+        }
+    }
+
+    /// See [`MemoryBackend::attach`].
+    pub(super) fn attach<T: Any + Send + Sync>(&self, key: &str, bytes: &Bytes, decoded: Arc<T>) {
+        let hash = hash_key(key);
+        let map = self.shards[shard_index(hash)].map.read();
+        let slot = map
+            .find(hash, key)
+            .and_then(|idx| map.slot(idx))
+            .filter(|slot| slot.is_live());
+        if let Some(slot) = slot {
+            // The entry's value is replaced only under the write lock: while this read lock
+            // is held, the bytes compared are the entry's.
+            if slot.value.as_ptr() == bytes.as_ptr() && slot.value.len() == bytes.len() {
+                *slot.decoded.lock() = Some((TypeId::of::<T>(), decoded));
+            }
+        }
+    }
+
     /// `SET` (`only_if_absent: false`) and `SET NX`; returns whether the value was stored.
     pub(super) fn set(
         &self,
@@ -252,6 +301,7 @@ impl Inner {
                     map.insert(Slot {
                         key: key.into(),
                         value,
+                        decoded: Mutex::new(None),
                         hash,
                         expires_at,
                         access: AtomicU64::new(stamp),

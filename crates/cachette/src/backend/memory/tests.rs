@@ -692,3 +692,60 @@ async fn info_sections() {
     );
     assert!(format!("{m:?}").contains("MemoryBackend"));
 }
+
+/// The decoded copy a typed read keeps with an entry: served to reads of its type only, and
+/// dropped by every write, delete, expiry (and not taken by a newer value of equal bytes).
+#[tokio::test(start_paused = true)]
+async fn a_decoded_copy_lives_exactly_as_long_as_its_value() {
+    let m = unbounded();
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Missing));
+    m.set("k", b("7"), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let Shared::Encoded(held) = m.hit_shared::<u32>("k") else {
+        panic!("not held");
+    };
+    m.attach("k", &held, Arc::new(7u32));
+    let (Shared::Decoded(a), Shared::Decoded(c)) =
+        (m.hit_shared::<u32>("k"), m.hit_shared::<u32>("k"))
+    else {
+        panic!("not decoded");
+    };
+    assert!(Arc::ptr_eq(&a, &c));
+    // Another type is not served the first one's copy.
+    assert!(matches!(m.hit_shared::<u64>("k"), Shared::Encoded(_)));
+    // A TTL change keeps it (the value is the same).
+    assert!(m.expire("k", Duration::from_secs(20)).await.unwrap());
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Decoded(_)));
+
+    // A write (even of equal bytes) drops it, and an older read's decoding is not taken.
+    m.set("k", b("7"), None).await.unwrap();
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Encoded(_)));
+    m.attach("k", &held, Arc::new(7u32));
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Encoded(_)));
+    // SET NX on a present key writes nothing: the copy stays.
+    let Shared::Encoded(now) = m.hit_shared::<u32>("k") else {
+        panic!("not held");
+    };
+    m.attach("k", &now, Arc::new(7u32));
+    assert!(!m.set_nx("k", b("8"), None).await.unwrap());
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Decoded(_)));
+
+    // A delete takes it with the entry; a new entry starts without one.
+    assert!(m.delete("k").await.unwrap());
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Missing));
+    m.set("k", b("9"), Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let Shared::Encoded(nine) = m.hit_shared::<u32>("k") else {
+        panic!("not held");
+    };
+    assert_eq!(nine, b("9"));
+    m.attach("k", &nine, Arc::new(9u32));
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Decoded(_)));
+    // Expiry: gone, copy included.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Missing));
+    m.attach("k", &nine, Arc::new(9u32));
+    assert!(matches!(m.hit_shared::<u32>("k"), Shared::Missing));
+}

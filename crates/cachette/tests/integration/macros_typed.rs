@@ -1,13 +1,14 @@
-//! `#[cached]` on a manager with a near cache: a hit of a `Clone + Send + Sync + 'static` value
-//! is served from the copy the near cache keeps decoded (no decoding), while a write by
-//! another manager still reaches the next call, tagged values are still checked against their
-//! tags, options that read more than the entry (stale copies) keep decoding, and value types
-//! that are not `Clone` keep working (decoding every hit).
+//! `#[cached]` on a manager with a near cache, and on the memory backend: a hit of a
+//! `Clone + Send + Sync + 'static` value is served from the copy kept decoded beside the entry
+//! (no decoding), while a write by another manager or client still reaches the next call,
+//! tagged values are still checked against their tags, options that read more than the entry
+//! (stale copies) keep decoding, and value types that are not `Clone` keep working (decoding
+//! every hit).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cachette::{cached, CacheManager};
+use cachette::{cached, Backend as _, CacheManager};
 use cachette_test_support::RedisServer;
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -410,4 +411,125 @@ async fn option_and_result_values_take_the_typed_path_too() {
         assert_eq!(typed_cache_none(&cache, n).await.map(|v| v.n), Some(10));
     }
     assert_eq!((decoded(o), decoded(r), decoded(n)), before);
+}
+
+// ---- the memory backend (`CacheManager::memory`, the embedded default) ----------------------
+
+#[cached(cache = cache, skip(cache), ttl = 10, key = "mem:{label}")]
+async fn in_memory(cache: &CacheManager, label: &str, n: u64) -> Counted {
+    ran(label);
+    Counted {
+        label: label.to_owned(),
+        n,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decorated_memory_hit_decodes_once_per_write() {
+    let cache = CacheManager::memory();
+    let label = "memory";
+    let key = format!("mem:{label}");
+    assert_eq!(in_memory(&cache, label, 1).await.n, 1);
+    // The first hit decodes (and keeps the copy), the others clone it.
+    assert_eq!(in_memory(&cache, label, 9).await.n, 1);
+    let (decodes, (fn_hits, _), hits) = (decoded(label), fn_stats("in_memory"), cache.stats().hits);
+    for _ in 0..50 {
+        assert_eq!(in_memory(&cache, label, 9).await.n, 1);
+    }
+    assert_eq!(decoded(label), decodes, "a typed hit decodes nothing");
+    assert_eq!(fn_stats("in_memory").0, fn_hits + 50);
+    assert_eq!(cache.stats().hits, hits + 50);
+    assert_eq!(runs(label), 1);
+
+    // A write through the manager: the next call decodes the new value, once.
+    let newer = Counted {
+        label: label.to_owned(),
+        n: 2,
+    };
+    cache
+        .set(&key, &newer, Duration::from_secs(10))
+        .await
+        .expect("set");
+    assert_eq!(in_memory(&cache, label, 9).await.n, 2);
+    let decodes = decoded(label);
+    for _ in 0..5 {
+        assert_eq!(in_memory(&cache, label, 9).await.n, 2);
+    }
+    assert_eq!(decoded(label), decodes);
+
+    // A write straight to the backend (another client of the store).
+    let full = format!("cache:{key}");
+    let newest = serde_json::to_vec(&Counted {
+        label: label.to_owned(),
+        n: 3,
+    })
+    .expect("encode");
+    cache
+        .backend()
+        .set(&full, newest.into(), Some(Duration::from_secs(10)))
+        .await
+        .expect("backend set");
+    assert_eq!(in_memory(&cache, label, 9).await.n, 3);
+
+    // A delete: the next call is a miss.
+    assert!(cache.delete(&key).await.expect("delete"));
+    assert_eq!(in_memory(&cache, label, 4).await.n, 4);
+    assert_eq!(runs(label), 2);
+    assert_eq!(in_memory(&cache, label, 9).await.n, 4);
+    assert_eq!(in_memory(&cache, label, 9).await.n, 4);
+
+    // Expiry: the copy goes with the entry.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(in_memory(&cache, label, 5).await.n, 5);
+    assert_eq!(runs(label), 3);
+}
+
+#[tokio::test]
+async fn a_tagged_memory_value_is_checked_on_every_hit() {
+    let cache = CacheManager::memory();
+    let label = "memory-tagged";
+    let key = format!("mem:{label}");
+    let value = Counted {
+        label: label.to_owned(),
+        n: 6,
+    };
+    cache
+        .set_tagged(&key, &value, Duration::from_secs(10), ["group"])
+        .await
+        .expect("set_tagged");
+    let decodes = decoded(label);
+    for _ in 0..5 {
+        assert_eq!(in_memory(&cache, label, 1).await.n, 6);
+    }
+    assert_eq!(
+        decoded(label),
+        decodes + 5,
+        "a tagged hit is decoded each time"
+    );
+    assert_eq!(runs(label), 0);
+    cache.invalidate_tag("group").await.expect("invalidate_tag");
+    assert_eq!(in_memory(&cache, label, 1).await.n, 1);
+    assert_eq!(runs(label), 1);
+}
+
+#[cached(cache = cache, skip(cache), ttl = 600)]
+async fn opaque_in_memory(cache: &CacheManager, label: &str) -> Opaque {
+    ran(label);
+    Opaque {
+        label: label.to_owned(),
+        n: 3,
+    }
+}
+
+#[tokio::test]
+async fn a_memory_value_that_is_not_clone_is_decoded_on_every_hit() {
+    let cache = CacheManager::memory();
+    let label = "memory-opaque";
+    assert_eq!(opaque_in_memory(&cache, label).await.n, 3);
+    let decodes = decoded(label);
+    for _ in 0..5 {
+        assert_eq!(opaque_in_memory(&cache, label).await.n, 3);
+    }
+    assert_eq!(decoded(label), decodes + 5);
+    assert_eq!(runs(label), 1);
 }
