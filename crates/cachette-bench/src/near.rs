@@ -327,7 +327,7 @@ async fn decorated<V: BenchValue>(
                     ("#[cached] hit (near, typed)", macro_hit(near)),
                     ("CacheManager::get_shared (near, Arc<T>)", shared.clone()),
                     ("CacheManager::get (near, decodes)", get.clone()),
-                    ("#[cached] hit (memory, decodes)", macro_hit(memory)),
+                    ("#[cached] hit (memory, typed)", macro_hit(memory)),
                     ("cached crate: async #[cached] in memory", crate_hit.clone()),
                 ],
             )
@@ -342,7 +342,7 @@ async fn decorated<V: BenchValue>(
         "#[cached] (near, typed)",
         "get_shared (near)",
         "get (near)",
-        "#[cached] (memory)",
+        "#[cached] (memory, typed)",
         "cached crate (memory)",
     ];
     let (near, memory) = (near.clone(), memory.clone());
@@ -379,7 +379,7 @@ async fn decorated<V: BenchValue>(
         );
         for (name, ns) in names.iter().zip(best) {
             println!(
-                "  {name:<24} {ns:>6.0} ns  ({:.2}x the typed hit)",
+                "  {name:<26} {ns:>6.0} ns  ({:.2}x the typed hit)",
                 ns / best[0]
             );
         }
