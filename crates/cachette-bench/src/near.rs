@@ -206,6 +206,19 @@ async fn decorated_profile<V: BenchValue>(cache: &CacheManager, value: &V, id: u
     value.clone()
 }
 
+/// The bench value without `Clone`: the hits of a function returning it decode (the path
+/// every decorated hit took before the typed one).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct NoClone<V>(V);
+
+/// [`decorated_profile`] returning [`NoClone`]: its hits decode.
+#[cachette::cached(cache = cache, skip(cache, value), ttl = None)]
+async fn decorated_decoding<V: BenchValue>(cache: &CacheManager, value: &V, id: u64) -> NoClone<V> {
+    let _ = id;
+    NoClone(value.clone())
+}
+
 /// The `cached` crate's memoization of an async function, as its `#[cached]` expands it (an
 /// `async_lock::Mutex` around an `UnboundCache`, the hit cloned out under the lock): written
 /// out, since this build has the crate without its `proc_macro` feature.
@@ -227,7 +240,8 @@ async fn cached_crate<V: Clone>(
 
 /// The `#[cached]` rows (`near #[cached] x1`, `x64`) and their plain loops (`near #[cached]
 /// loop`): a decorated hit on the near cache against `get_shared`, `get`, a decorated hit on
-/// the memory backend and the `cached` crate's in-memory hit. Returns the rows and the loops'
+/// the memory backend, the `cached` crate's in-memory hit, and decorated hits that decode (a
+/// value that is not `Clone`) on both. Returns the rows and the loops'
 /// ns per hit.
 async fn decorated<V: BenchValue>(
     near: &CacheManager,
@@ -249,6 +263,8 @@ async fn decorated<V: BenchValue>(
     // decoded (the function's hits move the tier's hit counter).
     std::hint::black_box(decorated_profile(memory, value, 42).await);
     std::hint::black_box(decorated_profile(near, value, 42).await);
+    std::hint::black_box(decorated_decoding(memory, value, 42).await);
+    std::hint::black_box(decorated_decoding(near, value, 42).await);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let hits = near.near_stats().map_or(0, |s| s.hits);
@@ -267,6 +283,11 @@ async fn decorated<V: BenchValue>(
         .build()
         .expect("key");
     hold::<V>(near, &key).await;
+    let decoding_key = cachette::key::DefaultKey::function(module_path!(), "decorated_decoding")
+        .arg(&42u64)
+        .build()
+        .expect("key");
+    hold::<V>(near, &decoding_key).await;
     let store = Arc::new(cached::async_sync::Mutex::new(
         cached::stores::UnboundCache::new(),
     ));
@@ -279,6 +300,15 @@ async fn decorated<V: BenchValue>(
             let (cache, value) = (cache.clone(), value.clone());
             async move {
                 std::hint::black_box(decorated_profile(&cache, &*value, 42).await);
+            }
+        })
+    };
+    let decoding_hit = |cache: &CacheManager| -> Op {
+        let (cache, value) = (cache.clone(), value.clone());
+        op(move || {
+            let (cache, value) = (cache.clone(), value.clone());
+            async move {
+                std::hint::black_box(decorated_decoding(&cache, &*value, 42).await);
             }
         })
     };
@@ -328,6 +358,11 @@ async fn decorated<V: BenchValue>(
                     ("CacheManager::get_shared (near, Arc<T>)", shared.clone()),
                     ("CacheManager::get (near, decodes)", get.clone()),
                     ("#[cached] hit (memory, typed)", macro_hit(memory)),
+                    ("#[cached] hit (near, !Clone: decodes)", decoding_hit(near)),
+                    (
+                        "#[cached] hit (memory, !Clone: decodes)",
+                        decoding_hit(memory),
+                    ),
                     ("cached crate: async #[cached] in memory", crate_hit.clone()),
                 ],
             )
@@ -344,11 +379,13 @@ async fn decorated<V: BenchValue>(
         "get (near)",
         "#[cached] (memory, typed)",
         "cached crate (memory)",
+        "#[cached] (near, decodes)",
+        "#[cached] (memory, decodes)",
     ];
     let (near, memory) = (near.clone(), memory.clone());
     let mut notes = serde_json::Map::new();
     for tasks in [1usize, 64] {
-        let mut best = [f64::MAX; 5];
+        let mut best = [f64::MAX; 7];
         for _ in 0..3 {
             let ns = [
                 plain_loop!(tasks, (near, value), {
@@ -367,6 +404,12 @@ async fn decorated<V: BenchValue>(
                 }),
                 plain_loop!(tasks, (store, value), {
                     cached_crate(&store, &*value, 42).await
+                }),
+                plain_loop!(tasks, (near, value), {
+                    decorated_decoding(&near, &*value, 42).await
+                }),
+                plain_loop!(tasks, (memory, value), {
+                    decorated_decoding(&memory, &*value, 42).await
                 }),
             ];
             for (best, ns) in best.iter_mut().zip(ns) {

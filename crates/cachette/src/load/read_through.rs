@@ -652,11 +652,11 @@ impl State {
     }
 
     /// [`Call::read`] of a plain entry (no metadata, no tags wanted) through the near cache or
-    /// the memory backend, with the value decoded once per entry: a decoded copy is cloned; an entry without one
-    /// (or with another type's) is decoded and the result kept with it. A tagged value (one
-    /// written with tags) is checked against its tags and decoded every time, never kept (see
-    /// `load::tags`). Counted, and everything but a hit handed back, as `Call::read` and
-    /// [`read_first`](Self::read_first) do.
+    /// the memory backend, with the value decoded once per entry: a decoded copy is cloned; an
+    /// entry without one (or with another type's) is decoded and the result kept with it. A
+    /// tagged value (one written with tags) is checked against its tags and decoded every
+    /// time, never kept (see `load::tags`). Counted, and everything but a hit handed back, as
+    /// `Call::read` and [`read_first`](Self::read_first) do.
     async fn read_typed<T: DeserializeOwned>(
         &self,
         call: &Call<'_>,

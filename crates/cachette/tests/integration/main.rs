@@ -15,7 +15,8 @@
 //!   `early_refresh`, `jitter`, `coalesce`); `macros_tags`: `tags = [...]` on `#[cached]`,
 //!   `#[cache_put]` and `#[cache_evict]`; `macros_typed`: `#[cached]` hits served from the
 //!   decoded copies the near cache and the memory backend keep (no decoding), other clients'
-//!   writes, deletes and expiry, tagged values, non-`Clone` values. The `macros` and `macros_tags` scenarios also run with a near cache.
+//!   writes, deletes and expiry, tagged values, non-`Clone` values. The `macros` and
+//!   `macros_tags` scenarios also run with a near cache.
 //! - `acl`: a least-privilege ACL user (the documented rules suffice and are all needed),
 //!   `NOPERM` and wrong-password errors.
 //! - `chaos`: kill/restart, SIGSTOP and a corrupted value under read-through load.
