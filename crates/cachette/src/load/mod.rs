@@ -12,6 +12,7 @@
 //! - `detached`: refreshes that outlive their caller (spawned tasks).
 //! - `state`: what every clone of a manager shares, and its byte-level operations.
 //! - `tags`: tag versions, tagged values and their documents (O(1) invalidation by tag).
+//! - `typed`: a decorated hit served from the decoded copy kept with the entry (no decoding).
 //! - `fills`: tickets of the fills in flight, so that a write or eviction supersedes them.
 
 pub(crate) mod coalesce;
@@ -24,6 +25,7 @@ pub(crate) mod read_through;
 pub(crate) mod refresh;
 pub(crate) mod state;
 pub(crate) mod tags;
+mod typed;
 
 pub(crate) use read_through::LoadKey;
 pub use read_through::{LoadError, LoadOptions, Outcome};

@@ -57,6 +57,7 @@ mod share;
 mod site;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::future::Future;
 
@@ -71,12 +72,13 @@ pub use self::hit::{HitByClone, HitByDecode, HitPath, ValueProbe};
 pub use self::property::CachedProperty;
 pub use self::read::{
     cached_option, cached_option_with, cached_result, cached_result_bounded, cached_result_strict,
-    cached_result_with, cached_value, cached_value_with, put_option, put_result, put_result_strict,
-    put_value, ErrProbe, ErrSharing, ResultMode, ShareByClone, ShareByFrom, ShareNone,
+    cached_result_with, cached_value, cached_value_with, ErrProbe, ErrSharing, ResultMode,
+    ShareByClone, ShareByFrom, ShareNone,
 };
 pub use self::site::{
     function_stats, function_stats_of, reset_function_stats, FnSite, FunctionStats, SiteKind,
 };
+pub use self::write::{put_option, put_result, put_result_strict, put_value};
 
 /// Converts a `ttl = <expression>` option: a `Duration`, an `Option<Duration>` (`None` = no
 /// expiry) or a [`Ttl`].

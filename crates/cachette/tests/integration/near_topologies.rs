@@ -81,6 +81,10 @@ async fn on_a_cluster_every_primary_announces_its_writes_to_the_tier() {
     for k in &keys {
         hold(&reader, k).await;
     }
+    // A stable topology never flushes the tier.
+    let flushes = stats(&reader).flushes;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(stats(&reader).flushes, flushes, "{:?}", stats(&reader));
     let invalidations = stats(&reader).invalidations;
     for k in &keys {
         writer.set(k, &2u32, LONG).await.unwrap();
