@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::CacheManager;
+use crate::backend::memory::MemoryBackend;
 use crate::backend::near::{NearBackend, Shared};
 use crate::error::{Error, Result};
 use crate::load::state::FastPath;
@@ -36,13 +37,14 @@ fn with_full_key<R>(prefix: &str, key: &str, f: impl FnOnce(&str) -> R) -> R {
 
 impl CacheManager {
     /// The value at `key`, decoded as `T` and shared: with a near cache
-    /// ([`CacheManagerBuilder::near_cache`](crate::CacheManagerBuilder::near_cache)) the first
-    /// read of an entry decodes it and keeps the result beside the entry, and every later hit
-    /// hands out the same `Arc<T>` without decoding (one type per entry: reading a key as
-    /// another type decodes again and replaces it). The decoded value goes with its entry, so
-    /// it follows the near cache's invalidation rule exactly like [`get`](Self::get). Without a
-    /// near cache (or with [`wrap_backend`](crate::CacheManagerBuilder::wrap_backend) layers
-    /// around it) it is [`get`](Self::get) wrapped in an `Arc`.
+    /// ([`CacheManagerBuilder::near_cache`](crate::CacheManagerBuilder::near_cache)) or on the
+    /// built-in memory backend (the embedded default), the first read of an entry decodes it
+    /// and keeps the result beside the entry, and every later hit hands out the same `Arc<T>`
+    /// without decoding (one type per entry: reading a key as another type decodes again and
+    /// replaces it). The decoded value goes with its entry (any write of the key drops it), so
+    /// it follows the same rules as [`get`](Self::get). On other backends (or with
+    /// [`wrap_backend`](crate::CacheManagerBuilder::wrap_backend) layers) it is
+    /// [`get`](Self::get) wrapped in an `Arc`.
     ///
     /// Counted like [`get`](Self::get) (a hit when the key holds a value).
     ///
@@ -66,15 +68,18 @@ impl CacheManager {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let FastPath::Near(near) = &self.inner.fast else {
-            return self.get::<T>(key).await.map(|v| v.map(Arc::new));
+        let tier = match &self.inner.fast {
+            FastPath::Near(near) => Tier::Near(near),
+            FastPath::Memory(memory) => Tier::Memory(memory),
+            _ => return self.get::<T>(key).await.map(|v| v.map(Arc::new)),
         };
         if key.is_empty() {
             return self.count(Err(Error::invalid("cache keys must not be empty")));
         }
-        let found = with_full_key(&self.inner.prefix, key, |full| near.hit_shared::<T>(full));
-        if !matches!(found, Shared::Missing) {
-            // A hit never waits: spend tokio's budget now and then (see `get`).
+        let found = with_full_key(&self.inner.prefix, key, |full| tier.lookup::<T>(full));
+        if !(matches!(found, Shared::Missing) && matches!(tier, Tier::Near(_))) {
+            // A hit (or a memory read) never waits: spend tokio's budget now and then (see
+            // `get`).
             crate::backend::memory::cooperate().await;
         }
         let result = match found {
@@ -90,17 +95,22 @@ impl CacheManager {
             Shared::Encoded(bytes) => {
                 self.inner.counters.hit();
                 let full = self.inner.full_key(key);
-                self.share(near, &full, &bytes).map(Some)
+                self.share(tier, &full, &bytes).map(Some)
             }
             Shared::Missing => {
                 let full = self.inner.full_key(key);
-                match near.miss(&full).await {
+                let read = match tier {
+                    Tier::Near(near) => near.miss(&full).await,
+                    // The memory backend answered already.
+                    Tier::Memory(_) => Ok(None),
+                };
+                match read {
                     Ok(Some(bytes)) if is_marked(&bytes) => {
                         Box::pin(self.shared_tagged(&full, bytes)).await
                     }
                     Ok(Some(bytes)) => {
                         self.inner.counters.hit();
-                        self.share(near, &full, &bytes).map(Some)
+                        self.share(tier, &full, &bytes).map(Some)
                     }
                     Ok(None) => {
                         self.inner.counters.miss();
@@ -114,8 +124,9 @@ impl CacheManager {
     }
 
     /// The value at `key` as an owned `T`: [`get_shared`](Self::get_shared) and a clone, so a
-    /// near-cache hit clones the value decoded once instead of decoding it again (for a `T`
-    /// whose clone is cheaper than its decoding). Without a near cache it is [`get`](Self::get).
+    /// near-cache or memory hit clones the value decoded once instead of decoding it again (for
+    /// a `T` whose clone is cheaper than its decoding). On other backends it is
+    /// [`get`](Self::get).
     ///
     /// # Errors
     /// As [`get`](Self::get).
@@ -123,20 +134,39 @@ impl CacheManager {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        if !matches!(self.inner.fast, FastPath::Near(_)) {
+        if !matches!(self.inner.fast, FastPath::Near(_) | FastPath::Memory(_)) {
             return self.get::<T>(key).await;
         }
         Ok(self.get_shared::<T>(key).await?.map(|v| (*v).clone()))
     }
 
-    /// Decodes `bytes` (the value of `full`) and keeps the result with its tier entry.
-    fn share<T>(&self, near: &NearBackend, full: &str, bytes: &Bytes) -> Result<Arc<T>>
+    /// Decodes `bytes` (the value of `full`) and keeps the result with its entry.
+    fn share<T>(&self, tier: Tier<'_>, full: &str, bytes: &Bytes) -> Result<Arc<T>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let value = Arc::new(self.inner.codec.decode::<T>(full, bytes)?);
-        near.attach(full, bytes, value.clone());
+        match tier {
+            Tier::Near(near) => near.attach(full, bytes, value.clone()),
+            Tier::Memory(memory) => memory.attach(full, bytes, value.clone()),
+        }
         Ok(value)
+    }
+}
+
+/// Where a typed read finds the decoded copy kept with an entry.
+#[derive(Clone, Copy)]
+enum Tier<'a> {
+    Near(&'a NearBackend),
+    Memory(&'a MemoryBackend),
+}
+
+impl Tier<'_> {
+    fn lookup<T: std::any::Any + Send + Sync>(self, full: &str) -> Shared<T> {
+        match self {
+            Tier::Near(near) => near.hit_shared::<T>(full),
+            Tier::Memory(memory) => memory.hit_shared::<T>(full),
+        }
     }
 }
 

@@ -533,3 +533,45 @@ async fn a_memory_value_that_is_not_clone_is_decoded_on_every_hit() {
     assert_eq!(decoded(label), decodes + 5);
     assert_eq!(runs(label), 1);
 }
+
+/// `get_shared` on the memory backend: one decode per write, the same `Arc` handed out, any
+/// write (through the manager, or another type's read) seen at once.
+#[tokio::test]
+async fn get_shared_on_memory_decodes_once_per_write() {
+    let cache = CacheManager::memory();
+    let label = "memory get_shared";
+    let value = |n| Counted {
+        label: label.to_owned(),
+        n,
+    };
+    cache.set("k", &value(1), LONG).await.unwrap();
+    let first = cache.get_shared::<Counted>("k").await.unwrap().unwrap();
+    assert_eq!(first.n, 1);
+    let decodes = decoded(label);
+    let hits = cache.stats().hits;
+    for _ in 0..20 {
+        let again = cache.get_shared::<Counted>("k").await.unwrap().unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &again),
+            "the same decoded copy"
+        );
+        assert_eq!(
+            cache.get_cloned::<Counted>("k").await.unwrap(),
+            Some(value(1))
+        );
+    }
+    assert_eq!(decoded(label), decodes, "hits decode nothing");
+    assert_eq!(cache.stats().hits, hits + 40);
+    cache.set("k", &value(2), LONG).await.unwrap();
+    assert_eq!(
+        cache.get_shared::<Counted>("k").await.unwrap().unwrap().n,
+        2
+    );
+    assert_eq!(decoded(label), decodes + 1);
+    cache.delete("k").await.unwrap();
+    assert!(cache.get_shared::<Counted>("k").await.unwrap().is_none());
+    assert!(
+        cache.get_shared::<Counted>("").await.is_err(),
+        "an empty key is refused"
+    );
+}
