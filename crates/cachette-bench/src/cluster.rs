@@ -159,7 +159,8 @@ pub async fn section<V: BenchValue>(
             }
         })
     };
-    let manager_get = {
+    // `get` of the keys round robin, on `cache`.
+    let get_round_robin = |cache: &CacheManager| -> Op {
         let (cache, names) = (cache.clone(), names.clone());
         let next = Arc::new(AtomicUsize::new(0));
         op(move || {
@@ -171,18 +172,8 @@ pub async fn section<V: BenchValue>(
             }
         })
     };
-    let near_get = {
-        let (cache, names) = (near.clone(), names.clone());
-        let next = Arc::new(AtomicUsize::new(0));
-        op(move || {
-            let (cache, names) = (cache.clone(), names.clone());
-            let key = next.fetch_add(1, Ordering::Relaxed) % KEYS;
-            async move {
-                let v: Option<V> = cache.get(&names[key]).await.expect("get");
-                std::hint::black_box(v.expect("present"));
-            }
-        })
-    };
+    let manager_get = get_round_robin(&cache);
+    let near_get = get_round_robin(&near);
     let near_shared = {
         let (cache, names) = (near.clone(), names.clone());
         let next = Arc::new(AtomicUsize::new(0));

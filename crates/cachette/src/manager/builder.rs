@@ -373,25 +373,16 @@ impl CacheManagerBuilder {
             } else {
                 Arc::new(cluster.clone())
             };
-            match config.near_cache {
-                Some(options) => {
-                    let n = Arc::new(NearBackend::new(
-                        backend,
-                        Upstream::Cluster(cluster),
-                        breaker.clone(),
-                        config.key_prefix.clone(),
-                        options,
-                        (config.connect_timeout, config.command_timeout),
-                    )?);
-                    near = Some(n.clone());
-                    (
-                        n.clone() as Arc<dyn Backend>,
-                        FastPath::Near(n),
-                        format!("{description} (near cache)"),
-                    )
-                }
-                None => (backend, FastPath::None, description),
-            }
+            let front = near_front(
+                &config,
+                backend,
+                FastPath::None,
+                description,
+                &breaker,
+                || Upstream::Cluster(cluster),
+            )?;
+            near = front.1;
+            front.0
         } else if let Some((redis, endpoint)) = standalone(&config, endpoint)? {
             redis_config = Some(config.clone());
             direct = Some(DirectRedis::Standalone(redis.clone()));
@@ -426,28 +417,14 @@ impl CacheManagerBuilder {
                     FastPath::Redis(redis.clone()),
                 )
             };
-            match config.near_cache {
-                Some(options) => {
-                    let n = Arc::new(NearBackend::new(
-                        backend,
-                        Upstream::Redis {
-                            backend: redis,
-                            endpoint: endpoint.clone(),
-                        },
-                        breaker.clone(),
-                        config.key_prefix.clone(),
-                        options,
-                        (config.connect_timeout, config.command_timeout),
-                    )?);
-                    near = Some(n.clone());
-                    (
-                        n.clone() as Arc<dyn Backend>,
-                        FastPath::Near(n),
-                        format!("{description} (near cache)"),
-                    )
+            let front = near_front(&config, backend, fast, description, &breaker, || {
+                Upstream::Redis {
+                    backend: redis,
+                    endpoint: endpoint.clone(),
                 }
-                None => (backend, fast, description),
-            }
+            })?;
+            near = front.1;
+            front.0
         } else {
             let memory = self.memory.unwrap_or_else(|| MemoryConfig {
                 max_entries: config.memory_max_entries,
@@ -495,6 +472,41 @@ impl CacheManagerBuilder {
         })
     }
 }
+
+/// A backend, its fast path and description, and its near cache: `backend` (Redis or a
+/// cluster, behind `breaker` if any) as it is, or with a near cache in front of `upstream`
+/// when `config` asks for one.
+fn near_front(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    fast: FastPath,
+    description: String,
+    breaker: &Option<Arc<CircuitBreaker>>,
+    upstream: impl FnOnce() -> Upstream,
+) -> Result<(Front, Option<Arc<NearBackend>>)> {
+    let Some(options) = config.near_cache else {
+        return Ok(((backend, fast, description), None));
+    };
+    let near = Arc::new(NearBackend::new(
+        backend,
+        upstream(),
+        breaker.clone(),
+        config.key_prefix.clone(),
+        options,
+        (config.connect_timeout, config.command_timeout),
+    )?);
+    Ok((
+        (
+            near.clone(),
+            FastPath::Near(near.clone()),
+            format!("{description} (near cache)"),
+        ),
+        Some(near),
+    ))
+}
+
+/// The backend a manager calls, its unboxed fast path, and its description.
+type Front = (Arc<dyn Backend>, FastPath, String);
 
 /// The standalone backend of `config`: on the server `endpoint` names, or on the primary
 /// that the sentinels name (with the endpoint's database, credentials and TLS settings);

@@ -6,13 +6,14 @@
 //! every hit).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachette::{cached, Backend as _, CacheManager};
 use cachette_test_support::RedisServer;
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::near::eventually;
 use crate::support::unique_prefix;
 
 const LONG: Duration = Duration::from_secs(600);
@@ -74,20 +75,6 @@ impl<'de> Deserialize<'de> for Opaque {
         let Raw { label, n } = Raw::deserialize(d)?;
         *decodes().lock().entry(label.clone()).or_default() += 1;
         Ok(Opaque { label, n })
-    }
-}
-
-/// Polls `check` every 2 ms for at most `within`; whether it became true.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -185,7 +185,10 @@ impl Inner {
         Some(idx)
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<Bytes> {
+    /// `read` of the live entry of `key`, if there is one (counted as a hit or a miss; the
+    /// entry's use is recorded for eviction).
+    #[inline]
+    fn lookup<R>(&self, key: &str, read: impl FnOnce(&Slot) -> R) -> Option<R> {
         let hash = hash_key(key);
         let shard = &self.shards[shard_index(hash)];
         let map = shard.map.read();
@@ -197,7 +200,7 @@ impl Inner {
             Some(slot) => {
                 slot.touch(self.clock.load(Relaxed));
                 shard.hits.fetch_add(1, Relaxed);
-                Some(slot.value.clone())
+                Some(read(slot))
             }
             None => {
                 shard.misses.fetch_add(1, Relaxed);
@@ -206,34 +209,24 @@ impl Inner {
         }
     }
 
+    pub(super) fn get(&self, key: &str) -> Option<Bytes> {
+        self.lookup(key, |slot| slot.value.clone())
+    }
+
     /// [`get`](Self::get) for a typed read: the entry's decoded copy when it is a `T`, else its
     /// bytes.
     pub(super) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
-        let hash = hash_key(key);
-        let shard = &self.shards[shard_index(hash)];
-        let map = shard.map.read();
-        let found = map
-            .find(hash, key)
-            .and_then(|idx| map.slot(idx))
-            .filter(|slot| slot.is_live());
-        match found {
-            Some(slot) => {
-                slot.touch(self.clock.load(Relaxed));
-                shard.hits.fetch_add(1, Relaxed);
-                let decoded = match &*slot.decoded.lock() {
-                    Some((id, value)) if *id == TypeId::of::<T>() => Some(value.clone()),
-                    _ => None,
-                };
-                match decoded.map(|value| value.downcast::<T>()) {
-                    Some(Ok(value)) => Shared::Decoded(value),
-                    _ => Shared::Encoded(slot.value.clone()),
-                }
+        self.lookup(key, |slot| {
+            let decoded = match &*slot.decoded.lock() {
+                Some((id, value)) if *id == TypeId::of::<T>() => Some(value.clone()),
+                _ => None,
+            };
+            match decoded.map(|value| value.downcast::<T>()) {
+                Some(Ok(value)) => Shared::Decoded(value),
+                _ => Shared::Encoded(slot.value.clone()),
             }
-            None => {
-                shard.misses.fetch_add(1, Relaxed);
-                Shared::Missing
-            }
-        }
+        })
+        .unwrap_or(Shared::Missing)
     }
 
     /// See [`MemoryBackend::attach`].
