@@ -383,6 +383,7 @@ fn expand_key(
     options: &Options,
     info: &SigInfo,
     key_name: &str,
+    site: &Ident,
     errors: &mut Errors,
 ) -> (TokenStream, Ident) {
     let names = Names {
@@ -436,12 +437,13 @@ fn expand_key(
         }
     });
     let _ = func;
-    // The full key (the manager's prefix first) in one allocation.
+    // The full key (the manager's prefix first) in one allocation, after the stem the site
+    // keeps (its module path, rewritten once).
     let key = quote! {
         |__cachette_prefix: &str| {
             let mut #hasher = ::cachette::__private::ArgsHasher::new();
             #(#feeds)*
-            #hasher.prefixed_default_key(__cachette_prefix, ::core::module_path!(), #owner, #key_name)
+            #hasher.prefixed_stem_key(__cachette_prefix, #site.key_stem(), #owner, #key_name)
         }
     };
     (key, Ident::new("with_prefixed_key", Span::call_site()))
@@ -481,10 +483,10 @@ fn expand_cached(
         .name
         .as_ref()
         .map_or_else(|| name.clone(), LitStr::value);
-    let (key, new_call) = expand_key(func, options, &info, &key_name, errors);
-
     let kind = if which == Macro::Put { "Put" } else { "Cached" };
     let (site, site_stmt) = site_tokens(&name, kind);
+    let (key, new_call) = expand_key(func, options, &info, &key_name, &site, errors);
+
     let (manager, manager_stmt) = manager_tokens(options.cache.as_ref());
     let (body, body_stmt) = body_tokens(func, &info);
     let call = mixed("__cachette_call");

@@ -142,6 +142,30 @@ impl ArgsHasher {
         Ok(out)
     }
 
+    /// [`prefixed_default_key`](Self::prefixed_default_key) with the key's stem (the module
+    /// path with `.` for `::`, then `:`) built already: what `#[cached]` expands into, with
+    /// the stem its function's site keeps (`FnSite::key_stem`).
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish).
+    #[doc(hidden)]
+    pub fn prefixed_stem_key(
+        &self,
+        prefix: &str,
+        stem: &str,
+        owner: Option<&str>,
+        function: &str,
+    ) -> Result<String, Error> {
+        let hash = self.finish()?;
+        let mut out = String::with_capacity(
+            prefix.len() + stem.len() + super::stem_rest_len(owner, function),
+        );
+        out.push_str(prefix);
+        out.push_str(stem);
+        super::push_after_stem(&mut out, owner, function, hash);
+        Ok(out)
+    }
+
     /// [`finish`](Self::finish) as 32 lowercase hex digits.
     ///
     /// # Errors

@@ -121,15 +121,39 @@ pub use template::{escape_pattern_value, escape_value, KeyTemplate};
 
 /// Appends `value` as 32 lowercase hex digits.
 fn push_hex(out: &mut String, value: u128) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 32];
-    for (i, b) in value.to_be_bytes().into_iter().enumerate() {
-        hex[2 * i] = DIGITS[usize::from(b >> 4)];
-        hex[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-    }
+    hex[..16].copy_from_slice(&hex16((value >> 64) as u64));
+    hex[16..].copy_from_slice(&hex16(value as u64));
     if let Ok(hex) = std::str::from_utf8(&hex) {
         out.push_str(hex);
     }
+}
+
+/// The 16 lowercase hex digits of `x`, most significant first, eight at a time: every nibble
+/// spread into a byte of its own, then each byte turned into its ASCII digit without a table
+/// or a branch.
+fn hex16(x: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&ascii_digits(spread_nibbles((x >> 32) as u32)).to_be_bytes());
+    out[8..].copy_from_slice(&ascii_digits(spread_nibbles(x as u32)).to_be_bytes());
+    out
+}
+
+/// The 8 nibbles of `x`, one per byte, in the same order (the most significant nibble in
+/// the most significant byte).
+fn spread_nibbles(x: u32) -> u64 {
+    let x = u64::from(x);
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f
+}
+
+/// Every byte of `x` (a nibble, 0 to 15) as its lowercase hex digit: `'0' + n`, plus the gap
+/// from `'9' + 1` to `'a'` where `n >= 10` (no byte carries into the next).
+fn ascii_digits(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let letters = ((x + 6 * ONES) >> 4) & ONES;
+    x + u64::from(b'0') * ONES + letters * u64::from(b'a' - b'0' - 10)
 }
 
 /// The `{Type}` label of a method's default key: the last path segment of
@@ -238,7 +262,12 @@ pub fn default_key(module: &str, owner: Option<&str>, function: &str, hash: u128
 
 /// An upper bound on the length of a default key (what [`push_default_key`] appends).
 pub(crate) fn default_key_len(module: &str, owner: Option<&str>, function: &str) -> usize {
-    module.len() + owner.map_or(0, |o| o.len() + 1) + function.len() + 34
+    module.len() + 1 + stem_rest_len(owner, function)
+}
+
+/// What [`push_after_stem`] appends, at most.
+pub(crate) fn stem_rest_len(owner: Option<&str>, function: &str) -> usize {
+    owner.map_or(0, |o| o.len() + 1) + function.len() + 33
 }
 
 /// Appends the default key of these fields to `out` (after a prefix, for the full key of a
@@ -250,6 +279,19 @@ pub(crate) fn push_default_key(
     function: &str,
     hash: u128,
 ) {
+    push_stem(out, module);
+    push_after_stem(out, owner, function, hash);
+}
+
+/// The stem of the default keys of functions defined in `module`: the module path with `.`
+/// for `::`, then `:` (what a decorated function's site keeps, built once).
+pub(crate) fn key_stem(module: &str) -> String {
+    let mut out = String::with_capacity(module.len() + 1);
+    push_stem(&mut out, module);
+    out
+}
+
+fn push_stem(out: &mut String, module: &str) {
     // `::` → `.` (module paths are identifiers joined by `::`).
     let bytes = module.as_bytes();
     let (mut start, mut i) = (0, 0);
@@ -265,6 +307,10 @@ pub(crate) fn push_default_key(
     }
     out.push_str(&module[start..]);
     out.push(':');
+}
+
+/// Appends the default key's fields after its stem ([`key_stem`]).
+pub(crate) fn push_after_stem(out: &mut String, owner: Option<&str>, function: &str, hash: u128) {
     if let Some(owner) = owner {
         out.push_str(owner);
         out.push('.');

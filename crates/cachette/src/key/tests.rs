@@ -317,3 +317,51 @@ fn cross_language_golden_keys() {
         "services.user:UserService.count:99aa06d3014798d86001c324468d497f"
     );
 }
+
+#[test]
+fn hex_digits_match_the_formatter() {
+    let samples = [
+        0u128,
+        u128::MAX,
+        1,
+        0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        0xa0a0_a0a0_0909_0909_f0f0_0f0f_9a9a_a9a9,
+        1 << 127,
+        (1 << 64) - 1,
+    ];
+    // And a spread of pseudo-random values (every nibble at every position, many times).
+    let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+    let mixed = (0..2000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    });
+    for value in samples.into_iter().chain(mixed) {
+        let mut out = String::from("k:");
+        push_hex(&mut out, value);
+        assert_eq!(out, format!("k:{value:032x}"));
+    }
+}
+
+#[test]
+fn stem_keys_equal_default_keys() {
+    for module in ["app", "app::users::repo", "a::b", "x"] {
+        for owner in [None, Some("UserService")] {
+            let mut h = ArgsHasher::new();
+            h.arg(&42u64).arg("en");
+            let stem = key_stem(module);
+            assert_eq!(
+                h.prefixed_stem_key("svc:", &stem, owner, "get_user")
+                    .unwrap(),
+                h.prefixed_default_key("svc:", module, owner, "get_user")
+                    .unwrap(),
+            );
+            assert_eq!(
+                h.prefixed_stem_key("", &stem, owner, "f").unwrap(),
+                h.default_key(module, owner, "f").unwrap(),
+            );
+        }
+    }
+    assert_eq!(key_stem("app::users::repo"), "app.users.repo:");
+}

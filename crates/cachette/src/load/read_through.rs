@@ -35,9 +35,8 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::load::coalesce::{Handoff, Join, Shared};
 use crate::load::leader::{finish, Begin, Call, Read};
-use crate::load::state::{FastPath, State};
+use crate::load::state::State;
 pub(crate) use crate::load::typed::TypedHit;
-use crate::load::typed::TypedTier;
 use crate::stats::Counters;
 use crate::ttl::Ttl;
 
@@ -555,13 +554,7 @@ impl State {
             handoff: None,
         };
         if let Some(typed) = typed {
-            let tier = match &self.fast {
-                FastPath::Near(near) => Some(TypedTier::Near(near)),
-                FastPath::Memory(memory) => Some(TypedTier::Memory(memory)),
-                _ => None,
-            };
-            // Metadata (stale copies, early refresh) and tags read more than the entry.
-            if let Some(tier) = tier.filter(|_| !options.needs_meta() && options.tags.is_empty()) {
+            if let Some(tier) = self.typed_tier(options) {
                 return self.read_typed(&call, tier, typed).await;
             }
         }
@@ -813,5 +806,45 @@ mod tests {
         assert_eq!(field(&loads[3].1, "key"), Some("user:1"));
         assert_eq!(field(&loads[0].1, "namespace"), Some("cache:"));
         assert_eq!(field(&loads[2].1, "key"), Some("bad"));
+    }
+
+    #[test]
+    fn a_typed_decorated_hit_is_in_its_span_when_a_subscriber_wants_it() {
+        static SITE: crate::runtime::FnSite = crate::runtime::FnSite::new(
+            "app::users",
+            "get_profile",
+            crate::runtime::SiteKind::Cached,
+        );
+        static OPTIONS: LoadOptions = LoadOptions::new();
+        async fn typed_call(cache: &crate::CacheManager) -> u32 {
+            let call = crate::runtime::Call::new(&SITE, None, Some(cache), &OPTIONS, || {
+                Ok("profile:1".to_owned())
+            });
+            let hit = crate::runtime::HitPath::typed();
+            crate::runtime::cached_value_with(call, hit, |_: &u32| false, async { 2u32 }).await
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let cache = runtime.block_on(async { crate::CacheManager::memory() });
+        // No subscriber: a miss, then the hit that keeps the decoded copy with the entry.
+        runtime.block_on(async {
+            assert_eq!(typed_call(&cache).await, 2);
+            assert_eq!(typed_call(&cache).await, 2);
+        });
+        // A hit served from the decoded copy runs in the load's span when a subscriber
+        // wants it (the synchronous hit, which has none, stands aside).
+        let spans = Arc::new(Spans::default());
+        let guard = tracing::subscriber::set_default(Recorder(spans.clone()));
+        runtime.block_on(async { assert_eq!(typed_call(&cache).await, 2) });
+        drop(guard);
+        let spans = spans.spans.lock();
+        let loads: Vec<_> = spans.iter().filter(|(n, _)| n == "cachette.load").collect();
+        assert_eq!(loads.len(), 1);
+        assert_eq!(field(&loads[0].1, "outcome"), Some("hit"));
+        assert_eq!(field(&loads[0].1, "function"), Some("get_profile"));
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (2, 1));
     }
 }

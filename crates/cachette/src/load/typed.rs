@@ -11,8 +11,9 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::near::{NearBackend, Shared as Tiered};
 use crate::load::leader::{Begin, Call, Read};
 use crate::load::read_through::First;
-use crate::load::state::State;
+use crate::load::state::{FastPath, State};
 use crate::load::tags::is_marked;
+use crate::load::LoadOptions;
 use crate::stats::Counters;
 
 /// How a decorated call's first read serves a hit from the decoded copy the near cache or the
@@ -91,6 +92,54 @@ impl<T: Clone + Send + Sync + 'static> TypedHit<T> {
 }
 
 impl State {
+    /// The in-process tier a typed read of a call with `options` goes through: the near cache
+    /// or the memory backend, unless the options read more than the entry (metadata for stale
+    /// copies and early refresh, tags).
+    pub(super) fn typed_tier(&self, options: &LoadOptions) -> Option<TypedTier<'_>> {
+        if options.needs_meta() || !options.tags.is_empty() {
+            return None;
+        }
+        match &self.fast {
+            FastPath::Near(near) => Some(TypedTier::Near(near)),
+            FastPath::Memory(memory) => Some(TypedTier::Memory(memory)),
+            _ => None,
+        }
+    }
+
+    /// A typed hit without awaiting anything: the clone of the decoded copy the near cache
+    /// or the memory backend keeps with the entry of `full`, counted on the manager and on
+    /// `counters`, as [`read_typed`](Self::read_typed) serves it. `None` is everything else,
+    /// left for the read-through path to handle: no tier or options that read more than the
+    /// entry, an entry that is missing or not decoded as `T`, a key or TTL that the read
+    /// would refuse, or a `tracing` subscriber that may want the load's span (`DEBUG`
+    /// enabled).
+    ///
+    /// What lets a decorated hit skip setting up the read-through future: the caller
+    /// (`runtime::Call::hit_now`) only spends tokio's budget after it.
+    pub(crate) fn hit_now<T>(
+        &self,
+        full: &str,
+        options: &LoadOptions,
+        counters: &Counters,
+        typed: TypedHit<T>,
+    ) -> Option<T> {
+        let tier = self.typed_tier(options)?;
+        if tracing::level_enabled!(tracing::Level::DEBUG)
+            || full.len() <= self.prefix().len()
+            || self.resolve_ttl(options.ttl).is_err()
+        {
+            return None;
+        }
+        match tier.lookup(&typed, full) {
+            Tiered::Decoded(value) => {
+                self.counters().hit();
+                counters.hit();
+                Some((typed.clone)(&value))
+            }
+            Tiered::Encoded(_) | Tiered::Missing => None,
+        }
+    }
+
     /// [`Call::read`] of a plain entry (no metadata, no tags wanted) through the near cache or
     /// the memory backend, with the value decoded once per entry: a decoded copy is cloned; an
     /// entry without one (or with another type's) is decoded and the result kept with it. A

@@ -167,6 +167,18 @@ impl CacheManager {
         self.inner.read_first(full, options, counters, typed).await
     }
 
+    /// A decorated call's typed hit without awaiting (see `State::hit_now`).
+    #[inline]
+    pub(crate) fn hit_now<T>(
+        &self,
+        full: &str,
+        options: &LoadOptions,
+        counters: &Counters,
+        typed: TypedHit<T>,
+    ) -> Option<T> {
+        self.inner.hit_now(full, options, counters, typed)
+    }
+
     /// [`get_or_load`](Self::get_or_load) with the loader run in a spawned task, so that no
     /// caller waits for work that others can be spared:
     ///

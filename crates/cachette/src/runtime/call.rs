@@ -8,6 +8,7 @@ use crate::load::LoadOptions;
 use crate::manager::CacheManager;
 use crate::stats::Counters;
 
+use super::hit::HitPath;
 use super::site::FnSite;
 
 /// Returns the type label of a method's receiver (`cachette::key::type_label::<Self>`).
@@ -112,6 +113,19 @@ impl<'m> Call<'m> {
             counters,
             state,
             options,
+        }
+    }
+
+    /// The value of a hit served from a decoded copy without awaiting (`hit` says whether
+    /// the value type allows it), counted as any hit; `None` leaves the call to the
+    /// read-through path (see `State::hit_now`).
+    #[inline]
+    pub(crate) fn hit_now<T>(&self, hit: &HitPath<T>) -> Option<T> {
+        match (&self.state, hit.typed) {
+            (CallState::Active { manager, full }, Some(typed)) => {
+                manager.hit_now(full, self.options, self.counters, typed)
+            }
+            _ => None,
         }
     }
 

@@ -438,6 +438,10 @@ where
     U: FnOnce(&T) -> bool,
 {
     async move {
+        if let Some(value) = call.hit_now(&hit) {
+            crate::backend::memory::cooperate().await;
+            return Ok(value);
+        }
         read_through::<ResultShape<T, E>, _, _, _, _>(
             call,
             hit,
@@ -644,6 +648,10 @@ where
     U: FnOnce(&T) -> bool,
 {
     async move {
+        if let Some(value) = call.hit_now(&hit) {
+            crate::backend::memory::cooperate().await;
+            return Some(value);
+        }
         read_through::<OptionShape<T>, _, _, _, _>(
             call,
             hit,
@@ -689,6 +697,10 @@ where
     U: FnOnce(&T) -> bool,
 {
     async move {
+        if let Some(value) = call.hit_now(&hit) {
+            crate::backend::memory::cooperate().await;
+            return value;
+        }
         read_through::<ValueShape<T>, _, _, _, _>(
             call, hit, true, fail_open, fail_open, &NoSharing, unless, body,
         )

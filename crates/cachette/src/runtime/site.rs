@@ -29,6 +29,8 @@ pub struct FnSite {
     name: &'static str,
     kind: SiteKind,
     owner: OnceLock<&'static str>,
+    /// The stem of the function's default keys, built on first use (`key_stem`).
+    stem: OnceLock<Box<str>>,
     counters: Counters,
     evicted: AtomicU64,
     registered: AtomicBool,
@@ -44,6 +46,7 @@ impl FnSite {
             name,
             kind,
             owner: OnceLock::new(),
+            stem: OnceLock::new(),
             counters: Counters::new(),
             evicted: AtomicU64::new(0),
             registered: AtomicBool::new(false),
@@ -63,6 +66,16 @@ impl FnSite {
     /// What the function does with the cache.
     pub fn kind(&self) -> SiteKind {
         self.kind
+    }
+
+    /// The stem of the function's default keys: its module path with `.` for `::`, then
+    /// `:` (see [`crate::key`]); built on first use, so that a call appends it whole
+    /// ([`ArgsHasher::prefixed_stem_key`](crate::key::ArgsHasher::prefixed_stem_key)).
+    #[doc(hidden)]
+    #[inline]
+    pub fn key_stem(&self) -> &str {
+        self.stem
+            .get_or_init(|| crate::key::key_stem(self.module).into_boxed_str())
     }
 
     /// The type label of a method's receiver, once the method has run.
