@@ -30,6 +30,10 @@ pub(crate) struct TypedHit<T> {
     memory_lookup: fn(&MemoryBackend, &str) -> Tiered<T>,
     /// [`MemoryBackend::attach`] for `T`.
     memory_attach: fn(&MemoryBackend, &str, &Bytes, Arc<T>),
+    /// [`NearBackend::hit_cloned`] for `T`.
+    near_cloned: fn(&NearBackend, &str) -> Option<T>,
+    /// [`MemoryBackend::hit_cloned`] for `T`.
+    memory_cloned: fn(&MemoryBackend, &str) -> Option<T>,
     /// `T::clone`.
     clone: fn(&T) -> T,
 }
@@ -46,6 +50,14 @@ impl TypedTier<'_> {
         match self {
             TypedTier::Near(near) => (typed.near_lookup)(near, full),
             TypedTier::Memory(memory) => (typed.memory_lookup)(memory, full),
+        }
+    }
+
+    /// A clone of the decoded copy, if there is one (a hit; nothing else is counted).
+    fn cloned<T>(self, typed: &TypedHit<T>, full: &str) -> Option<T> {
+        match self {
+            TypedTier::Near(near) => (typed.near_cloned)(near, full),
+            TypedTier::Memory(memory) => (typed.memory_cloned)(memory, full),
         }
     }
 
@@ -86,6 +98,8 @@ impl<T: Clone + Send + Sync + 'static> TypedHit<T> {
             near_attach: NearBackend::attach::<T>,
             memory_lookup: MemoryBackend::hit_shared::<T>,
             memory_attach: MemoryBackend::attach::<T>,
+            near_cloned: NearBackend::hit_cloned::<T>,
+            memory_cloned: MemoryBackend::hit_cloned::<T>,
             clone: T::clone,
         }
     }
@@ -109,7 +123,7 @@ impl State {
     /// A typed hit without awaiting anything: the clone of the decoded copy the near cache
     /// or the memory backend keeps with the entry of `full`, counted on the manager and on
     /// `counters`, as [`read_typed`](Self::read_typed) serves it. `None` is everything else,
-    /// left for the read-through path to handle: no tier or options that read more than the
+    /// left (uncounted) for the read-through path to handle: no tier or options that read more than the
     /// entry, an entry that is missing or not decoded as `T`, a key or TTL that the read
     /// would refuse, or a `tracing` subscriber that may want the load's span (`DEBUG`
     /// enabled).
@@ -130,14 +144,10 @@ impl State {
         {
             return None;
         }
-        match tier.lookup(&typed, full) {
-            Tiered::Decoded(value) => {
-                self.counters().hit();
-                counters.hit();
-                Some((typed.clone)(&value))
-            }
-            Tiered::Encoded(_) | Tiered::Missing => None,
-        }
+        let value = tier.cloned(&typed, full)?;
+        self.counters().hit();
+        counters.hit();
+        Some(value)
     }
 
     /// [`Call::read`] of a plain entry (no metadata, no tags wanted) through the near cache or

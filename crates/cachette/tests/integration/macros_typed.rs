@@ -471,6 +471,65 @@ async fn a_decorated_memory_hit_decodes_once_per_write() {
     assert_eq!(runs(label), 3);
 }
 
+/// The memory backend's own hit and miss counts (`INFO stats`).
+async fn keyspace(cache: &CacheManager) -> (i64, i64) {
+    let info = cache.info().await.expect("info");
+    let stat = |name| {
+        info.field("stats", name)
+            .and_then(cachette::info::InfoValue::as_i64)
+            .unwrap_or(-1)
+    };
+    (stat("keyspace_hits"), stat("keyspace_misses"))
+}
+
+#[tokio::test]
+async fn every_typed_read_is_counted_once_on_each_tier() {
+    // The memory backend: a miss, the hit that decodes and keeps the copy, then hits served
+    // from the copy (without awaiting): one count each, on the store and on the manager.
+    let cache = CacheManager::memory();
+    let label = "counted-once";
+    let (hits, misses) = keyspace(&cache).await;
+    let stats = cache.stats();
+    for _ in 0..4 {
+        assert_eq!(in_memory(&cache, label, 1).await.n, 1);
+    }
+    // (The miss reads twice: the read, and the leader's recheck before it runs the body.)
+    assert_eq!(
+        keyspace(&cache).await,
+        (hits + 3, misses + 2),
+        "the store's counts"
+    );
+    let now = cache.stats();
+    assert_eq!((now.hits, now.misses), (stats.hits + 3, stats.misses + 1));
+
+    // The near cache: a miss of the tier (read from Redis), then tier hits.
+    let server = RedisServer::new();
+    let cache = near(&server, &unique_prefix("counted")).await;
+    let label = "near-counted-once";
+    let before = cache.near_stats().expect("near stats");
+    assert_eq!(typed(&cache, label, 1).await.n, 1);
+    let after = cache.near_stats().expect("near stats");
+    assert_eq!(
+        (after.hits, after.misses),
+        (before.hits, before.misses + 2),
+        "a miss is counted once for the read and once for the leader's recheck"
+    );
+    settle(label, async || {
+        assert_eq!(typed(&cache, label, 9).await.n, 1)
+    })
+    .await;
+    let before = cache.near_stats().expect("near stats");
+    for _ in 0..10 {
+        assert_eq!(typed(&cache, label, 9).await.n, 1);
+    }
+    let after = cache.near_stats().expect("near stats");
+    assert_eq!(
+        (after.hits, after.misses),
+        (before.hits + 10, before.misses),
+        "a hit is counted once"
+    );
+}
+
 #[tokio::test]
 async fn a_tagged_memory_value_is_checked_on_every_hit() {
     let cache = CacheManager::memory();

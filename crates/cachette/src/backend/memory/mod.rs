@@ -95,7 +95,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use hashbrown::HashTable;
-use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockWriteGuard};
 use tokio::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -195,6 +195,14 @@ impl MemoryBackend {
     #[inline]
     pub(crate) fn hit_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
         self.inner.get_shared(key)
+    }
+
+    /// A clone of the copy of `key` decoded as `T` kept with the entry, made under the shard's
+    /// read lock (no reference count touched): counted as a hit. `None` (not counted) when
+    /// the entry is missing, expired or not decoded as `T`: the read that follows counts it.
+    #[inline]
+    pub(crate) fn hit_cloned<T: Any + Send + Sync + Clone>(&self, key: &str) -> Option<T> {
+        self.inner.get_cloned(key)
     }
 
     /// Keeps `decoded`, the value `bytes` of `key` decoded as `T`, with the entry for the next
@@ -316,9 +324,9 @@ type Decoded = Option<(TypeId, Arc<dyn Any + Send + Sync>)>;
 struct Slot {
     key: Box<str>,
     value: Bytes,
-    /// `value` decoded by a typed read (`MemoryBackend::attach`); dropped when `value` is
-    /// replaced.
-    decoded: Mutex<Decoded>,
+    /// `value` decoded by a typed read (`MemoryBackend::attach`, under the shard's write
+    /// lock); dropped when `value` is replaced.
+    decoded: Decoded,
     hash: u64,
     expires_at: Option<Instant>,
     /// The LRU clock when the entry was last read or written.

@@ -79,7 +79,7 @@ impl ShardMap {
         let old_deadline = slot.expires_at;
         slot.value = value;
         // The decoded copy was of the old value.
-        *slot.decoded.get_mut() = None;
+        slot.decoded = None;
         slot.expires_at = expires_at;
         slot.access.store(stamp, Relaxed);
         self.move_deadline(idx, old_deadline, expires_at);
@@ -189,24 +189,36 @@ impl Inner {
     /// entry's use is recorded for eviction).
     #[inline]
     fn lookup<R>(&self, key: &str, read: impl FnOnce(&Slot) -> R) -> Option<R> {
+        let (found, shard) = self.read_live(key, |slot| Some(read(slot)));
+        if found.is_none() {
+            shard.misses.fetch_add(1, Relaxed);
+        }
+        found
+    }
+
+    /// `read` of the live entry of `key` under the shard's read lock; an entry `read`
+    /// answers is a hit (counted, its use recorded for eviction), and nothing else is
+    /// counted. Returns the answer and the key's shard.
+    #[inline]
+    fn read_live<R>(
+        &self,
+        key: &str,
+        read: impl FnOnce(&Slot) -> Option<R>,
+    ) -> (Option<R>, &Shard) {
         let hash = hash_key(key);
         let shard = &self.shards[shard_index(hash)];
         let map = shard.map.read();
         let found = map
             .find(hash, key)
             .and_then(|idx| map.slot(idx))
-            .filter(|slot| slot.is_live());
-        match found {
-            Some(slot) => {
+            .filter(|slot| slot.is_live())
+            .and_then(|slot| {
+                let answer = read(slot)?;
                 slot.touch(self.clock.load(Relaxed));
                 shard.hits.fetch_add(1, Relaxed);
-                Some(read(slot))
-            }
-            None => {
-                shard.misses.fetch_add(1, Relaxed);
-                None
-            }
-        }
+                Some(answer)
+            });
+        (found, shard)
     }
 
     pub(super) fn get(&self, key: &str) -> Option<Bytes> {
@@ -216,32 +228,37 @@ impl Inner {
     /// [`get`](Self::get) for a typed read: the entry's decoded copy when it is a `T`, else its
     /// bytes.
     pub(super) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
-        self.lookup(key, |slot| {
-            let decoded = match &*slot.decoded.lock() {
-                Some((id, value)) if *id == TypeId::of::<T>() => Some(value.clone()),
-                _ => None,
-            };
-            match decoded.map(|value| value.downcast::<T>()) {
-                Some(Ok(value)) => Shared::Decoded(value),
-                _ => Shared::Encoded(slot.value.clone()),
-            }
+        self.lookup(key, |slot| match decoded_as::<T>(slot) {
+            Some(value) => match Arc::clone(value).downcast::<T>() {
+                Ok(value) => Shared::Decoded(value),
+                Err(_) => Shared::Encoded(slot.value.clone()),
+            },
+            None => Shared::Encoded(slot.value.clone()),
         })
         .unwrap_or(Shared::Missing)
+    }
+
+    /// See [`MemoryBackend::hit_cloned`].
+    pub(super) fn get_cloned<T: Any + Send + Sync + Clone>(&self, key: &str) -> Option<T> {
+        self.read_live(key, |slot| {
+            decoded_as::<T>(slot).and_then(|value| value.downcast_ref::<T>().cloned())
+        })
+        .0
     }
 
     /// See [`MemoryBackend::attach`].
     pub(super) fn attach<T: Any + Send + Sync>(&self, key: &str, bytes: &Bytes, decoded: Arc<T>) {
         let hash = hash_key(key);
-        let map = self.shards[shard_index(hash)].map.read();
+        let mut map = self.shards[shard_index(hash)].map.write();
         let slot = map
             .find(hash, key)
-            .and_then(|idx| map.slot(idx))
+            .and_then(|idx| map.slot_mut(idx))
             .filter(|slot| slot.is_live());
         if let Some(slot) = slot {
-            // The entry's value is replaced only under the write lock: while this read lock
-            // is held, the bytes compared are the entry's.
+            // The same buffer, not equal bytes: a write since (even of equal bytes) is left
+            // alone.
             if slot.value.as_ptr() == bytes.as_ptr() && slot.value.len() == bytes.len() {
-                *slot.decoded.lock() = Some((TypeId::of::<T>(), decoded));
+                slot.decoded = Some((TypeId::of::<T>(), decoded));
             }
         }
     }
@@ -294,7 +311,7 @@ impl Inner {
                     map.insert(Slot {
                         key: key.into(),
                         value,
-                        decoded: Mutex::new(None),
+                        decoded: None,
                         hash,
                         expires_at,
                         access: AtomicU64::new(stamp),
@@ -502,5 +519,13 @@ impl Inner {
             },
         );
         info
+    }
+}
+
+/// The copy of `slot`'s value decoded as `T`, if a typed read of `T` kept one.
+fn decoded_as<T: Any>(slot: &Slot) -> Option<&Arc<dyn Any + Send + Sync>> {
+    match &slot.decoded {
+        Some((id, value)) if *id == TypeId::of::<T>() => Some(value),
+        _ => None,
     }
 }

@@ -293,6 +293,22 @@ impl NearBackend {
         }
     }
 
+    /// A clone of the tier's copy of `key` decoded as `T`, if it may serve it now and a typed
+    /// read kept one (a hit); else `None`, not counted (no I/O, no await).
+    #[inline]
+    pub(crate) fn hit_cloned<T: std::any::Any + Send + Sync + Clone>(
+        &self,
+        key: &str,
+    ) -> Option<T> {
+        if self.serves(key) {
+            self.tier
+                .get_decoded::<T>(key)
+                .map(|value| T::clone(&value))
+        } else {
+            None
+        }
+    }
+
     /// Keeps `decoded`, the value `bytes` of `key` decoded, for the next typed reads (when the
     /// tier still holds exactly these bytes).
     pub(crate) fn attach<T: std::any::Any + Send + Sync>(

@@ -218,13 +218,26 @@ impl Tier {
     /// miss; an expired entry is removed).
     #[inline]
     fn lookup<R>(&self, key: &str, read: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let found = self.read_live(key, |entry| Some(read(entry)));
+        if found.is_none() {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// `read` of the unexpired entry of `key` (an expired one is removed); an entry `read`
+    /// answers is a hit (counted, marked used), and nothing else is counted.
+    fn read_live<R>(&self, key: &str, read: impl FnOnce(&Entry) -> Option<R>) -> Option<R> {
         let (at, hash) = self.locate(key);
         let found = {
             let mut shard = self.shards[at].lock();
             match shard.find(hash, key) {
                 Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
-                    entry.used.store(true, Ordering::Relaxed);
-                    Some(read(entry))
+                    let answer = read(entry);
+                    if answer.is_some() {
+                        entry.used.store(true, Ordering::Relaxed);
+                    }
+                    answer
                 }
                 Some(_) => {
                     shard.remove(hash, key);
@@ -233,12 +246,9 @@ impl Tier {
                 None => None,
             }
         };
-        let counter = if found.is_some() {
-            &self.counters.hits
-        } else {
-            &self.counters.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if found.is_some() {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        }
         found
     }
 
@@ -258,6 +268,15 @@ impl Tier {
             _ => Shared::Encoded(entry.value.clone()),
         })
         .unwrap_or(Shared::Missing)
+    }
+
+    /// The copy of `key`'s value decoded as `T`, if a typed read kept one: a hit; else
+    /// `None`, not counted (the read that follows counts it).
+    pub(crate) fn get_decoded<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        self.read_live(key, |entry| match &entry.decoded {
+            Some((id, value)) if *id == TypeId::of::<T>() => value.clone().downcast::<T>().ok(),
+            _ => None,
+        })
     }
 
     /// Keeps `decoded` (the value `bytes` decoded as `T`) with the entry of `key`, if that entry
