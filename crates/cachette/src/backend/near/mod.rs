@@ -29,6 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::join_all;
+use tokio::time::Instant;
 
 pub(crate) use self::tier::Shared;
 use self::tier::{Tier, TierBounds};
@@ -257,7 +258,14 @@ impl NearBackend {
     /// Whether the tier may be used for `key` now.
     #[inline]
     fn serves(&self, key: &str) -> bool {
-        self.liveness.is_live() && !is_companion(key)
+        self.serves_at(key, Instant::now())
+    }
+
+    /// Whether the tier may be used for `key` at `now` (the clock read already: a hit reads
+    /// it once, for this and for the entry's expiry).
+    #[inline]
+    fn serves_at(&self, key: &str, now: Instant) -> bool {
+        self.liveness.is_live_at(now) && !is_companion(key)
     }
 
     /// `GET key`: from the tier, or from Redis (offering the reply to the tier).
@@ -276,8 +284,9 @@ impl NearBackend {
     /// The tier's value of `key`, if it may serve it now (no I/O, no await).
     #[inline]
     pub(crate) fn hit(&self, key: &str) -> Option<Bytes> {
-        if self.serves(key) {
-            self.tier.get(key)
+        let now = Instant::now();
+        if self.serves_at(key, now) {
+            self.tier.get_at(key, now)
         } else {
             None
         }
@@ -286,8 +295,9 @@ impl NearBackend {
     /// The tier's value of `key` for a typed read, if it may serve it now (no I/O, no await).
     #[inline]
     pub(crate) fn hit_shared<T: std::any::Any + Send + Sync>(&self, key: &str) -> Shared<T> {
-        if self.serves(key) {
-            self.tier.get_shared(key)
+        let now = Instant::now();
+        if self.serves_at(key, now) {
+            self.tier.get_shared(key, now)
         } else {
             Shared::Missing
         }
@@ -300,9 +310,10 @@ impl NearBackend {
         &self,
         key: &str,
     ) -> Option<T> {
-        if self.serves(key) {
+        let now = Instant::now();
+        if self.serves_at(key, now) {
             self.tier
-                .get_decoded::<T>(key)
+                .get_decoded::<T>(key, now)
                 .map(|value| T::clone(&value))
         } else {
             None

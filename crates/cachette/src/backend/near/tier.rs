@@ -217,22 +217,27 @@ impl Tier {
     /// `read` of the entry of `key`, if the tier holds an unexpired one (counted as a hit or a
     /// miss; an expired entry is removed).
     #[inline]
-    fn lookup<R>(&self, key: &str, read: impl FnOnce(&Entry) -> R) -> Option<R> {
-        let found = self.read_live(key, |entry| Some(read(entry)));
+    fn lookup<R>(&self, key: &str, now: Instant, read: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let found = self.read_live(key, now, |entry| Some(read(entry)));
         if found.is_none() {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
         }
         found
     }
 
-    /// `read` of the unexpired entry of `key` (an expired one is removed); an entry `read`
-    /// answers is a hit (counted, marked used), and nothing else is counted.
-    fn read_live<R>(&self, key: &str, read: impl FnOnce(&Entry) -> Option<R>) -> Option<R> {
+    /// `read` of the entry of `key` unexpired at `now` (an expired one is removed); an entry
+    /// `read` answers is a hit (counted, marked used), and nothing else is counted.
+    fn read_live<R>(
+        &self,
+        key: &str,
+        now: Instant,
+        read: impl FnOnce(&Entry) -> Option<R>,
+    ) -> Option<R> {
         let (at, hash) = self.locate(key);
         let found = {
             let mut shard = self.shards[at].lock();
             match shard.find(hash, key) {
-                Some(entry) if entry.expires.is_none_or(|at| Instant::now() < at) => {
+                Some(entry) if entry.expires.is_none_or(|at| now < at) => {
                     let answer = read(entry);
                     if answer.is_some() {
                         entry.used.store(true, Ordering::Relaxed);
@@ -254,13 +259,18 @@ impl Tier {
 
     /// The value of `key`, if the tier holds an unexpired one (counted as a hit or a miss).
     pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
-        self.lookup(key, |entry| entry.value.clone())
+        self.get_at(key, Instant::now())
+    }
+
+    /// [`get`](Self::get) with the clock read already (`now`).
+    pub(crate) fn get_at(&self, key: &str, now: Instant) -> Option<Bytes> {
+        self.lookup(key, now, |entry| entry.value.clone())
     }
 
     /// The value of `key` for a typed read: decoded as `T` when a typed read already attached
-    /// it, else its bytes (counted as a hit or a miss, like [`get`](Self::get)).
-    pub(crate) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
-        self.lookup(key, |entry| match &entry.decoded {
+    /// it, else its bytes (counted as a hit or a miss, like [`get`](Self::get)), at `now`.
+    pub(crate) fn get_shared<T: Any + Send + Sync>(&self, key: &str, now: Instant) -> Shared<T> {
+        self.lookup(key, now, |entry| match &entry.decoded {
             Some((id, value)) if *id == TypeId::of::<T>() => match value.clone().downcast::<T>() {
                 Ok(v) => Shared::Decoded(v),
                 Err(_) => Shared::Encoded(entry.value.clone()),
@@ -271,9 +281,13 @@ impl Tier {
     }
 
     /// The copy of `key`'s value decoded as `T`, if a typed read kept one: a hit; else
-    /// `None`, not counted (the read that follows counts it).
-    pub(crate) fn get_decoded<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
-        self.read_live(key, |entry| match &entry.decoded {
+    /// `None`, not counted (the read that follows counts it); at `now`.
+    pub(crate) fn get_decoded<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        now: Instant,
+    ) -> Option<Arc<T>> {
+        self.read_live(key, now, |entry| match &entry.decoded {
             Some((id, value)) if *id == TypeId::of::<T>() => value.clone().downcast::<T>().ok(),
             _ => None,
         })
@@ -643,34 +657,47 @@ mod tests {
     #[tokio::test]
     async fn a_decoded_value_is_shared_until_its_entry_changes() {
         let t = tier(1000);
-        assert!(matches!(t.get_shared::<u32>("k"), Shared::Missing));
+        assert!(matches!(
+            t.get_shared::<u32>("k", Instant::now()),
+            Shared::Missing
+        ));
         let f = t.begin("k");
         let bytes = v("7");
         t.complete(f, &bytes, None);
-        let Shared::Encoded(held) = t.get_shared::<u32>("k") else {
+        let Shared::Encoded(held) = t.get_shared::<u32>("k", Instant::now()) else {
             panic!("not held");
         };
         t.attach("k", &held, Arc::new(7u32));
-        let (Shared::Decoded(a), Shared::Decoded(b)) =
-            (t.get_shared::<u32>("k"), t.get_shared::<u32>("k"))
-        else {
+        let (Shared::Decoded(a), Shared::Decoded(b)) = (
+            t.get_shared::<u32>("k", Instant::now()),
+            t.get_shared::<u32>("k", Instant::now()),
+        ) else {
             panic!("not decoded");
         };
         assert!(Arc::ptr_eq(&a, &b));
         // Another type is not served the first one's value.
-        assert!(matches!(t.get_shared::<u64>("k"), Shared::Encoded(_)));
+        assert!(matches!(
+            t.get_shared::<u64>("k", Instant::now()),
+            Shared::Encoded(_)
+        ));
         // A newer entry (equal bytes, another read) does not take an older read's decoding.
         let f = t.begin("k");
         t.complete(f, &v("7"), None);
         t.attach("k", &held, Arc::new(7u32));
-        assert!(matches!(t.get_shared::<u32>("k"), Shared::Encoded(_)));
+        assert!(matches!(
+            t.get_shared::<u32>("k", Instant::now()),
+            Shared::Encoded(_)
+        ));
         // An invalidation takes the decoded value with the entry.
-        let Shared::Encoded(now) = t.get_shared::<u32>("k") else {
+        let Shared::Encoded(now) = t.get_shared::<u32>("k", Instant::now()) else {
             panic!("not held");
         };
         t.attach("k", &now, Arc::new(7u32));
         t.invalidate("k");
-        assert!(matches!(t.get_shared::<u32>("k"), Shared::Missing));
+        assert!(matches!(
+            t.get_shared::<u32>("k", Instant::now()),
+            Shared::Missing
+        ));
     }
 
     #[test]

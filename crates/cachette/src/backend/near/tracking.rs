@@ -40,9 +40,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+// tokio's clock, as the tier's: a hit reads it once for both (and tests can pause it).
+use tokio::time::Instant;
 
 use redis::aio::{AsyncPushSender, SendError};
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
@@ -121,14 +123,21 @@ impl Liveness {
         self.refused.load(Ordering::Relaxed)
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether every channel vouches for the tier now.
     #[inline]
     pub(crate) fn is_live(&self) -> bool {
-        self.now_ms() < self.until_ms.load(Ordering::Acquire)
+        self.is_live_at(Instant::now())
+    }
+
+    /// Whether every channel vouches for the tier at `now` (a reading of the clock just
+    /// taken: a hit reads it once, for this and for the entry's expiry).
+    #[inline]
+    pub(crate) fn is_live_at(&self, now: Instant) -> bool {
+        self.ms_at(now) < self.until_ms.load(Ordering::Acquire)
     }
 
     /// Adds a channel (to the node `addr`, in a cluster); it vouches for nothing yet, so the
@@ -185,8 +194,7 @@ impl Liveness {
     /// A heartbeat of `session` of channel `id` sent at `sent` was answered: it vouches until
     /// `sent + staleness`. `false` when the channel was removed.
     fn vouch(&self, id: u64, session: u64, sent: Instant, staleness: Duration) -> bool {
-        let sent_ms = u64::try_from(sent.saturating_duration_since(self.base).as_millis())
-            .unwrap_or(u64::MAX);
+        let sent_ms = self.ms_at(sent);
         let bound = sent_ms.saturating_add(u64::try_from(staleness.as_millis()).unwrap_or(0));
         let mut channels = self.channels.lock();
         let Some(channel) = channels.get(id) else {
