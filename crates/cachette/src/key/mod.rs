@@ -260,12 +260,13 @@ pub fn default_key(module: &str, owner: Option<&str>, function: &str, hash: u128
     out
 }
 
-/// An upper bound on the length of a default key (what [`push_default_key`] appends).
+/// The length of a default key (what [`push_default_key`] appends): every `::` of the
+/// module path becomes one `.`.
 pub(crate) fn default_key_len(module: &str, owner: Option<&str>, function: &str) -> usize {
-    module.len() + 1 + stem_rest_len(owner, function)
+    module.len() - module.matches("::").count() + 1 + stem_rest_len(owner, function)
 }
 
-/// What [`push_after_stem`] appends, at most.
+/// The length of what [`push_after_stem`] appends.
 pub(crate) fn stem_rest_len(owner: Option<&str>, function: &str) -> usize {
     owner.map_or(0, |o| o.len() + 1) + function.len() + 33
 }
@@ -286,7 +287,7 @@ pub(crate) fn push_default_key(
 /// The stem of the default keys of functions defined in `module`: the module path with `.`
 /// for `::`, then `:` (what a decorated function's site keeps, built once).
 pub(crate) fn key_stem(module: &str) -> String {
-    let mut out = String::with_capacity(module.len() + 1);
+    let mut out = String::with_capacity(module.len() - module.matches("::").count() + 1);
     push_stem(&mut out, module);
     out
 }

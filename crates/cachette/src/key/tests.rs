@@ -351,17 +351,29 @@ fn stem_keys_equal_default_keys() {
             let mut h = ArgsHasher::new();
             h.arg(&42u64).arg("en");
             let stem = key_stem(module);
-            assert_eq!(
+            let keys = [
                 h.prefixed_stem_key("svc:", &stem, owner, "get_user")
                     .unwrap(),
                 h.prefixed_default_key("svc:", module, owner, "get_user")
                     .unwrap(),
-            );
-            assert_eq!(
                 h.prefixed_stem_key("", &stem, owner, "f").unwrap(),
                 h.default_key(module, owner, "f").unwrap(),
-            );
+            ];
+            assert_eq!(keys[0], keys[1]);
+            assert_eq!(keys[2], keys[3]);
+            for key in &keys {
+                // Built in one allocation of its exact size.
+                assert_eq!(key.capacity(), key.len(), "{key}");
+            }
         }
     }
-    assert_eq!(key_stem("app::users::repo"), "app.users.repo:");
+    // Only `::` is a separator (a lone `:` stays, at the end too).
+    assert_eq!(key_stem("a:b"), "a:b:");
+    assert_eq!(key_stem("ab:"), "ab::");
+    assert_eq!(key_stem("a::b::"), "a.b.:");
+    let stem = key_stem("app::users::repo");
+    assert_eq!(
+        (stem.as_str(), stem.capacity()),
+        ("app.users.repo:", stem.len())
+    );
 }
