@@ -749,3 +749,31 @@ async fn a_decoded_copy_lives_exactly_as_long_as_its_value() {
     m.attach("k", &nine, Arc::new(9u32));
     assert!(matches!(m.hit_shared::<u32>("k"), Shared::Missing));
 }
+
+/// A typed hit's clone of the decoded copy (`hit_cloned`): served only from a copy of its
+/// type, counted as a hit then, and not counted otherwise (the read that follows counts it).
+#[tokio::test]
+async fn a_cloned_hit_is_served_only_from_a_copy_of_its_type() {
+    let m = unbounded();
+    let counts = |info: &ServerInfo| {
+        (
+            stat(info, "stats", "keyspace_hits"),
+            stat(info, "stats", "keyspace_misses"),
+        )
+    };
+    assert_eq!(m.hit_cloned::<String>("k"), None);
+    m.set("k", b("\"v\""), None).await.unwrap();
+    assert_eq!(m.hit_cloned::<String>("k"), None, "not decoded yet");
+    assert_eq!(counts(&m.info().await.unwrap()), (0, 0), "nothing counted");
+    let Shared::Encoded(held) = m.hit_shared::<String>("k") else {
+        panic!("not held");
+    };
+    m.attach("k", &held, Arc::new("v".to_owned()));
+    assert_eq!(m.hit_cloned::<String>("k").as_deref(), Some("v"));
+    assert_eq!(m.hit_cloned::<String>("k").as_deref(), Some("v"));
+    assert_eq!(m.hit_cloned::<u64>("k"), None, "another type");
+    // The `hit_shared` read above, then the two clones.
+    assert_eq!(counts(&m.info().await.unwrap()), (3, 0));
+    m.set("k", b("\"w\""), None).await.unwrap();
+    assert_eq!(m.hit_cloned::<String>("k"), None, "a write drops the copy");
+}

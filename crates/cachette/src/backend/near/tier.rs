@@ -709,4 +709,39 @@ mod tests {
         }
         assert!(used.iter().all(|u| *u), "some shard is never used");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_decoded_copy_is_read_only_from_a_copy_of_its_type_and_counted_then() {
+        let t = tier(1000);
+        let hits = |t: &Tier| t.counters.hits.load(Ordering::Relaxed);
+        let misses = |t: &Tier| t.counters.misses.load(Ordering::Relaxed);
+        assert!(t.get_decoded::<u32>("k", Instant::now()).is_none());
+        let f = t.begin("k");
+        t.complete(f, &v("7"), Some(Duration::from_secs(2)));
+        assert!(
+            t.get_decoded::<u32>("k", Instant::now()).is_none(),
+            "not decoded yet"
+        );
+        assert_eq!((hits(&t), misses(&t)), (0, 0), "nothing counted");
+        let Shared::Encoded(held) = t.get_shared::<u32>("k", Instant::now()) else {
+            panic!("not held");
+        };
+        t.attach("k", &held, Arc::new(7u32));
+        assert_eq!(
+            t.get_decoded::<u32>("k", Instant::now()).as_deref(),
+            Some(&7)
+        );
+        assert!(
+            t.get_decoded::<u64>("k", Instant::now()).is_none(),
+            "another type"
+        );
+        assert_eq!((hits(&t), misses(&t)), (2, 0));
+        // At the reading of the clock given: served before the entry's expiry, not at it.
+        let at = Instant::now() + Duration::from_millis(1999);
+        assert!(t.get_decoded::<u32>("k", at).is_some());
+        assert!(t
+            .get_decoded::<u32>("k", at + Duration::from_millis(1))
+            .is_none());
+        assert!(t.get("k").is_none(), "the expired entry was removed");
+    }
 }
