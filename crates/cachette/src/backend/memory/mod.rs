@@ -84,7 +84,7 @@ mod eviction;
 mod expiry;
 mod store;
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -319,7 +319,7 @@ struct ShardMap {
 }
 
 /// A value decoded by a typed read, with its type.
-type Decoded = Option<(TypeId, Arc<dyn Any + Send + Sync>)>;
+type Decoded = Option<Arc<dyn Any + Send + Sync>>;
 
 struct Slot {
     key: Box<str>,

@@ -228,12 +228,11 @@ impl Inner {
     /// [`get`](Self::get) for a typed read: the entry's decoded copy when it is a `T`, else its
     /// bytes.
     pub(super) fn get_shared<T: Any + Send + Sync>(&self, key: &str) -> Shared<T> {
-        self.lookup(key, |slot| match decoded_as::<T>(slot) {
-            Some(value) => match Arc::clone(value).downcast::<T>() {
-                Ok(value) => Shared::Decoded(value),
-                Err(_) => Shared::Encoded(slot.value.clone()),
-            },
-            None => Shared::Encoded(slot.value.clone()),
+        self.lookup(key, |slot| {
+            match slot.decoded.clone().map(|d| d.downcast::<T>()) {
+                Some(Ok(value)) => Shared::Decoded(value),
+                _ => Shared::Encoded(slot.value.clone()),
+            }
         })
         .unwrap_or(Shared::Missing)
     }
@@ -241,7 +240,8 @@ impl Inner {
     /// See [`MemoryBackend::hit_cloned`].
     pub(super) fn get_cloned<T: Any + Send + Sync + Clone>(&self, key: &str) -> Option<T> {
         self.read_live(key, |slot| {
-            decoded_as::<T>(slot).and_then(|value| value.downcast_ref::<T>().cloned())
+            let decoded: &(dyn Any + Send + Sync) = slot.decoded.as_deref()?;
+            decoded.downcast_ref::<T>().cloned()
         })
         .0
     }
@@ -258,7 +258,7 @@ impl Inner {
             // The same buffer, not equal bytes: a write since (even of equal bytes) is left
             // alone.
             if slot.value.as_ptr() == bytes.as_ptr() && slot.value.len() == bytes.len() {
-                slot.decoded = Some((TypeId::of::<T>(), decoded));
+                slot.decoded = Some(decoded);
             }
         }
     }
@@ -519,13 +519,5 @@ impl Inner {
             },
         );
         info
-    }
-}
-
-/// The copy of `slot`'s value decoded as `T`, if a typed read of `T` kept one.
-fn decoded_as<T: Any>(slot: &Slot) -> Option<&Arc<dyn Any + Send + Sync>> {
-    match &slot.decoded {
-        Some((id, value)) if *id == TypeId::of::<T>() => Some(value),
-        _ => None,
     }
 }

@@ -15,7 +15,7 @@
 //! second-chance (CLOCK) eviction: a read marks an entry as used; the eviction hand clears the
 //! mark of a used entry and passes over it once, and evicts the first unused one.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub(crate) struct TierBounds {
 }
 
 /// A value decoded once and shared by every typed hit of its entry.
-type Decoded = (TypeId, Arc<dyn Any + Send + Sync>);
+type Decoded = Arc<dyn Any + Send + Sync>;
 
 struct Entry {
     key: Box<str>,
@@ -270,12 +270,11 @@ impl Tier {
     /// The value of `key` for a typed read: decoded as `T` when a typed read already attached
     /// it, else its bytes (counted as a hit or a miss, like [`get`](Self::get)), at `now`.
     pub(crate) fn get_shared<T: Any + Send + Sync>(&self, key: &str, now: Instant) -> Shared<T> {
-        self.lookup(key, now, |entry| match &entry.decoded {
-            Some((id, value)) if *id == TypeId::of::<T>() => match value.clone().downcast::<T>() {
-                Ok(v) => Shared::Decoded(v),
-                Err(_) => Shared::Encoded(entry.value.clone()),
-            },
-            _ => Shared::Encoded(entry.value.clone()),
+        self.lookup(key, now, |entry| {
+            match entry.decoded.clone().map(|d| d.downcast::<T>()) {
+                Some(Ok(value)) => Shared::Decoded(value),
+                _ => Shared::Encoded(entry.value.clone()),
+            }
         })
         .unwrap_or(Shared::Missing)
     }
@@ -287,9 +286,8 @@ impl Tier {
         key: &str,
         now: Instant,
     ) -> Option<Arc<T>> {
-        self.read_live(key, now, |entry| match &entry.decoded {
-            Some((id, value)) if *id == TypeId::of::<T>() => value.clone().downcast::<T>().ok(),
-            _ => None,
+        self.read_live(key, now, |entry| {
+            entry.decoded.clone()?.downcast::<T>().ok()
         })
     }
 
@@ -302,7 +300,7 @@ impl Tier {
         let mut shard = self.shards[at].lock();
         if let Some(entry) = shard.entries.find_mut(hash, |e| &*e.key == key) {
             if entry.value.as_ptr() == bytes.as_ptr() && entry.value.len() == bytes.len() {
-                entry.decoded = Some((TypeId::of::<T>(), decoded));
+                entry.decoded = Some(decoded);
             }
         }
     }
