@@ -847,4 +847,44 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (2, 1));
     }
+
+    /// A call whose TTL is refused is refused before any read, even when another function
+    /// of the same key made a decoded copy a typed hit could serve.
+    #[test]
+    fn a_refused_ttl_is_refused_even_with_a_decoded_copy_at_hand() {
+        static SITE: crate::runtime::FnSite = crate::runtime::FnSite::new(
+            "app::users",
+            "get_shared_key",
+            crate::runtime::SiteKind::Cached,
+        );
+        static FINE: LoadOptions = LoadOptions::new();
+        async fn typed_call(cache: &crate::CacheManager, options: &LoadOptions, v: u32) -> u32 {
+            let call = crate::runtime::Call::new(&SITE, None, Some(cache), options, || {
+                Ok("shared:1".to_owned())
+            });
+            let hit = crate::runtime::HitPath::typed();
+            crate::runtime::cached_value_with(call, hit, |_: &u32| false, async move { v }).await
+        }
+        let refused = LoadOptions::ttl(crate::ttl::MAX_TTL + Duration::from_secs(1));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let cache = crate::CacheManager::memory();
+            // A miss, then the hit that keeps the decoded copy, then a hit served from it.
+            for _ in 0..3 {
+                assert_eq!(typed_call(&cache, &FINE, 1).await, 1);
+            }
+            let errors = cache.stats().errors;
+            // The refused TTL: the body runs uncached (fail open), and the error is counted.
+            assert_eq!(typed_call(&cache, &refused, 2).await, 2);
+            assert_eq!(cache.stats().errors, errors + 1);
+            assert_eq!(
+                typed_call(&cache, &FINE, 3).await,
+                1,
+                "the entry is untouched"
+            );
+        });
+    }
 }
