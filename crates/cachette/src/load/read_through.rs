@@ -753,15 +753,17 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Held by the tests that install a subscriber: `tracing` caches each callsite's interest
+    /// globally, and a subscriber installed or dropped on one thread rebuilds it while the
+    /// other test's spans are being created (which then find it disabled).
+    static SUBSCRIBING: Mutex<()> = Mutex::new(());
+
     #[test]
     fn each_read_through_call_has_a_debug_span_with_its_outcome() {
+        let _one_at_a_time = SUBSCRIBING.lock();
         let spans = Arc::new(Spans::default());
         let _guard = tracing::subscriber::set_default(Recorder(spans.clone()));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        current_thread().block_on(async {
             let cache = crate::CacheManager::memory();
             let opts = LoadOptions::ttl(Duration::from_secs(60));
             let load = || async { Ok::<_, std::io::Error>(7u32) };
@@ -808,36 +810,52 @@ mod tests {
         assert_eq!(field(&loads[2].1, "key"), Some("bad"));
     }
 
-    #[test]
-    fn a_typed_decorated_hit_is_in_its_span_when_a_subscriber_wants_it() {
-        static SITE: crate::runtime::FnSite = crate::runtime::FnSite::new(
-            "app::users",
-            "get_profile",
-            crate::runtime::SiteKind::Cached,
-        );
-        static OPTIONS: LoadOptions = LoadOptions::new();
-        async fn typed_call(cache: &crate::CacheManager) -> u32 {
-            let call = crate::runtime::Call::new(&SITE, None, Some(cache), &OPTIONS, || {
-                Ok("profile:1".to_owned())
-            });
-            let hit = crate::runtime::HitPath::typed();
-            crate::runtime::cached_value_with(call, hit, |_: &u32| false, async { 2u32 }).await
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    /// A decorated call of `key` whose hits take the typed path (what `#[cached]` expands
+    /// into for a `Clone` value), with `options`; its body returns `v`.
+    async fn typed_call(
+        cache: &crate::CacheManager,
+        site: &'static crate::runtime::FnSite,
+        options: &LoadOptions,
+        key: &'static str,
+        v: u32,
+    ) -> u32 {
+        let call =
+            crate::runtime::Call::new(site, None, Some(cache), options, || Ok(key.to_owned()));
+        let hit = crate::runtime::HitPath::typed();
+        crate::runtime::cached_value_with(call, hit, |_: &u32| false, async move { v }).await
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("runtime");
+            .expect("runtime")
+    }
+
+    static PROFILE: crate::runtime::FnSite = crate::runtime::FnSite::new(
+        "app::users",
+        "get_profile",
+        crate::runtime::SiteKind::Cached,
+    );
+
+    static PLAIN: LoadOptions = LoadOptions::new();
+
+    #[test]
+    fn a_typed_decorated_hit_is_in_its_span_when_a_subscriber_wants_it() {
+        let _one_at_a_time = SUBSCRIBING.lock();
+        let runtime = current_thread();
         let cache = runtime.block_on(async { crate::CacheManager::memory() });
+        let call = || typed_call(&cache, &PROFILE, &PLAIN, "profile:1", 2);
         // No subscriber: a miss, then the hit that keeps the decoded copy with the entry.
         runtime.block_on(async {
-            assert_eq!(typed_call(&cache).await, 2);
-            assert_eq!(typed_call(&cache).await, 2);
+            assert_eq!(call().await, 2);
+            assert_eq!(call().await, 2);
         });
         // A hit served from the decoded copy runs in the load's span when a subscriber
         // wants it (the synchronous hit, which has none, stands aside).
         let spans = Arc::new(Spans::default());
         let guard = tracing::subscriber::set_default(Recorder(spans.clone()));
-        runtime.block_on(async { assert_eq!(typed_call(&cache).await, 2) });
+        runtime.block_on(async { assert_eq!(call().await, 2) });
         drop(guard);
         let spans = spans.spans.lock();
         let loads: Vec<_> = spans.iter().filter(|(n, _)| n == "cachette.load").collect();
@@ -852,39 +870,19 @@ mod tests {
     /// of the same key made a decoded copy a typed hit could serve.
     #[test]
     fn a_refused_ttl_is_refused_even_with_a_decoded_copy_at_hand() {
-        static SITE: crate::runtime::FnSite = crate::runtime::FnSite::new(
-            "app::users",
-            "get_shared_key",
-            crate::runtime::SiteKind::Cached,
-        );
-        static FINE: LoadOptions = LoadOptions::new();
-        async fn typed_call(cache: &crate::CacheManager, options: &LoadOptions, v: u32) -> u32 {
-            let call = crate::runtime::Call::new(&SITE, None, Some(cache), options, || {
-                Ok("shared:1".to_owned())
-            });
-            let hit = crate::runtime::HitPath::typed();
-            crate::runtime::cached_value_with(call, hit, |_: &u32| false, async move { v }).await
-        }
         let refused = LoadOptions::ttl(crate::ttl::MAX_TTL + Duration::from_secs(1));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        current_thread().block_on(async {
             let cache = crate::CacheManager::memory();
+            let call = |options, v| typed_call(&cache, &PROFILE, options, "shared:1", v);
             // A miss, then the hit that keeps the decoded copy, then a hit served from it.
             for _ in 0..3 {
-                assert_eq!(typed_call(&cache, &FINE, 1).await, 1);
+                assert_eq!(call(&PLAIN, 1).await, 1);
             }
             let errors = cache.stats().errors;
             // The refused TTL: the body runs uncached (fail open), and the error is counted.
-            assert_eq!(typed_call(&cache, &refused, 2).await, 2);
+            assert_eq!(call(&refused, 2).await, 2);
             assert_eq!(cache.stats().errors, errors + 1);
-            assert_eq!(
-                typed_call(&cache, &FINE, 3).await,
-                1,
-                "the entry is untouched"
-            );
+            assert_eq!(call(&PLAIN, 3).await, 1, "the entry is untouched");
         });
     }
 }
