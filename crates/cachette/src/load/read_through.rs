@@ -500,7 +500,7 @@ impl State {
     }
 
     /// The full key of a read-through call, once its key, TTL and tag names are checked.
-    fn checked_load_key<'k>(
+    pub(super) fn checked_load_key<'k>(
         &self,
         key: LoadKey<'k>,
         options: &LoadOptions,

@@ -13,7 +13,7 @@ use crate::load::leader::{Begin, Call, Read};
 use crate::load::read_through::First;
 use crate::load::state::{FastPath, State};
 use crate::load::tags::is_marked;
-use crate::load::LoadOptions;
+use crate::load::{LoadKey, LoadOptions};
 use crate::stats::Counters;
 
 /// How a decorated call's first read serves a hit from the decoded copy the near cache or the
@@ -123,10 +123,10 @@ impl State {
     /// A typed hit without awaiting anything: the clone of the decoded copy the near cache
     /// or the memory backend keeps with the entry of `full`, counted on the manager and on
     /// `counters`, as [`read_typed`](Self::read_typed) serves it. `None` is everything else,
-    /// left (uncounted) for the read-through path to handle: no tier or options that read more than the
-    /// entry, an entry that is missing or not decoded as `T`, a key or TTL that the read
-    /// would refuse, or a `tracing` subscriber that may want the load's span (`DEBUG`
-    /// enabled).
+    /// left (uncounted) for the read-through path to handle: no tier or options that read
+    /// more than the entry, an entry that is missing or not decoded as `T`, a key or TTL
+    /// that the read refuses (`checked_load_key`), or a `tracing` subscriber that may want
+    /// the load's span (`DEBUG` enabled).
     ///
     /// What lets a decorated hit skip setting up the read-through future: the caller
     /// (`runtime::Call::hit_now`) only spends tokio's budget after it.
@@ -139,8 +139,7 @@ impl State {
     ) -> Option<T> {
         let tier = self.typed_tier(options)?;
         if tracing::level_enabled!(tracing::Level::DEBUG)
-            || full.len() <= self.prefix().len()
-            || self.resolve_ttl(options.ttl).is_err()
+            || self.checked_load_key(LoadKey::Full(full), options).is_err()
         {
             return None;
         }
